@@ -1,0 +1,8 @@
+# Source this file: activates the project's venv and the colcon install overlay.
+# shellcheck disable=SC1091
+_vpr_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "${VPR_VENV:-$HOME/.cache/vpr_node/venv}/bin/activate"
+export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+. "$_vpr_root/install/setup.bash"
+export PYTHONPATH="$_vpr_root${PYTHONPATH:+:$PYTHONPATH}"
+unset _vpr_root

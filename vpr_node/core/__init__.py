@@ -1,0 +1,1 @@
+"""Plain-Python retrieval core. Importing it never imports rclpy."""

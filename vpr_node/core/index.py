@@ -1,0 +1,205 @@
+"""FAISS descriptor index over a tile corpus, with a verified manifest.
+
+An index folder holds:
+  index.faiss       the FAISS index (inner product on unit descriptors)
+  descriptors.npy   float32 (rows, dim) descriptors, memory-mapped on load
+  entries.npy       int32 (rows,) tile row of each descriptor (a tile may have several rotated views)
+  tiles.csv         the tile table (tile id, zoom, centre lat/lon, bounds, ...)
+  manifest.json     backbone label, weights SHA-256, descriptor dim, preprocessing, index type and
+                    parameters, tile count, file SHA-256s, format version
+Loading verifies the manifest: a field that differs from what the node expects -> ConfigurationError
+naming the field; a missing, truncated or corrupt file -> IndexUnavailableError. No silent fallback.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+
+import faiss
+import numpy as np
+
+from .backbones.base import sha256_file
+from .corpus import TileRecord, read_tile_table, write_tile_table
+from .errors import ConfigurationError, IndexUnavailableError
+from .types import Candidate
+
+FORMAT_VERSION = 1
+INDEX_FILES = ("index.faiss", "descriptors.npy", "entries.npy", "tiles.csv")
+INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+
+
+def make_faiss_index(descriptors: np.ndarray, kind: str = "flat", params: dict | None = None) -> faiss.Index:
+    """Build a FAISS inner-product index over unit descriptors."""
+    params = dict(params or {})
+    d = descriptors.shape[1]
+    x = np.ascontiguousarray(descriptors, dtype=np.float32)
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, int(params.get("M", 32)), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = int(params.get("efConstruction", 80))
+        index.hnsw.efSearch = int(params.get("efSearch", 64))
+    elif kind == "ivfpq":
+        nlist = int(params.get("nlist", max(1, min(1024, int(4 * np.sqrt(len(x)))))))
+        m = int(params.get("m", 16 if d % 16 == 0 else 8))
+        nbits = int(params.get("nbits", 8))
+        if d % m:
+            raise ConfigurationError(f"ivfpq: descriptor dim {d} is not divisible by m={m}")
+        quantiser = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFPQ(quantiser, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        if len(x) < max(nlist, 2 ** nbits):
+            raise ConfigurationError(f"ivfpq needs at least {max(nlist, 2 ** nbits)} descriptors to train, got {len(x)}; "
+                                     f"use index type flat or hnsw for small corpora")
+        index.train(x)
+        index.nprobe = int(params.get("nprobe", min(nlist, 16)))
+    else:
+        raise ConfigurationError(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_TYPES)}")
+    index.add(x)
+    return index
+
+
+@dataclasses.dataclass
+class ManifestExpectation:
+    """What the node expects of an index; None fields are not checked."""
+
+    backbone_label: str | None = None
+    descriptor_dim: int | None = None
+    weights_sha256: str | None = None
+    preprocessing: dict | None = None
+
+
+def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: list[TileRecord], backbone_info: dict,
+                kind: str = "flat", params: dict | None = None, extra: dict | None = None) -> dict:
+    """Build the FAISS index and write the index folder + manifest. Returns the manifest."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    index = make_faiss_index(descriptors, kind, params)
+    build_s = time.perf_counter() - t0
+    faiss.write_index(index, str(out_dir / "index.faiss"))
+    np.save(out_dir / "descriptors.npy", np.ascontiguousarray(descriptors, np.float32))
+    np.save(out_dir / "entries.npy", np.asarray(entries, np.int32))
+    write_tile_table(out_dir / "tiles.csv", records)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "backbone_label": backbone_info["label"],
+        "descriptor_dim": int(descriptors.shape[1]),
+        "weights_sha256": backbone_info["weights_sha256"],
+        "preprocessing": backbone_info["preprocessing"],
+        "provenance": backbone_info.get("provenance"),
+        "index_type": kind,
+        "index_params": dict(params or {}),
+        "metric": "inner_product",
+        "tile_count": len(records),
+        "entry_count": int(len(entries)),
+        "build_seconds": round(build_s, 3),
+        "files": {name: sha256_file(out_dir / name) for name in INDEX_FILES},
+        **(extra or {}),
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+class DescriptorIndex:
+    """A loaded, verified index folder. search() returns ranked Candidates (one per tile)."""
+
+    def __init__(self, root, expect: ManifestExpectation | None = None, verify_hashes: bool = True):
+        self.root = pathlib.Path(root)
+        mpath = self.root / "manifest.json"
+        if not self.root.is_dir():
+            raise IndexUnavailableError(f"index folder {self.root} does not exist; build it with `vpr build-index`",
+                                        index_dir=str(self.root))
+        if not mpath.is_file():
+            raise IndexUnavailableError(f"index folder {self.root} has no manifest.json", index_dir=str(self.root))
+        try:
+            self.manifest = json.loads(mpath.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IndexUnavailableError(f"manifest {mpath} is corrupt: {exc}", index_dir=str(self.root)) from exc
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise ConfigurationError(f"index manifest field 'format_version' is {self.manifest.get('format_version')!r}, "
+                                     f"this build reads {FORMAT_VERSION}; rebuild the index with `vpr build-index`",
+                                     field="format_version")
+        for name in INDEX_FILES:
+            p = self.root / name
+            if not p.is_file():
+                raise IndexUnavailableError(f"index file {p} is missing; rebuild the index", file=name)
+            if verify_hashes:
+                want = self.manifest.get("files", {}).get(name)
+                got = sha256_file(p)
+                if want != got:
+                    raise IndexUnavailableError(f"index file {p} is corrupt or was changed after the build "
+                                                f"(sha256 {got[:12]}... != manifest {str(want)[:12]}...); rebuild the index",
+                                                file=name)
+        if expect:
+            self.verify(expect)
+        try:
+            self.index = faiss.read_index(str(self.root / "index.faiss"))
+            self.descriptors = np.load(self.root / "descriptors.npy", mmap_mode="r")
+            self.entries = np.load(self.root / "entries.npy")
+            self.records = read_tile_table(self.root / "tiles.csv")
+        except Exception as exc:  # noqa: BLE001 - any read failure means the index is unusable
+            raise IndexUnavailableError(f"cannot read index in {self.root}: {exc}") from exc
+        if self.index.d != self.manifest["descriptor_dim"] or self.index.ntotal != len(self.entries):
+            raise IndexUnavailableError(f"index in {self.root} is inconsistent with its manifest "
+                                        f"(d={self.index.d}, ntotal={self.index.ntotal}, entries={len(self.entries)})")
+        if len(self.records) != self.manifest["tile_count"] or (len(self.entries) and self.entries.max() >= len(self.records)):
+            raise IndexUnavailableError(f"tile table in {self.root} does not match the index entries")
+        self.index_id = self.manifest["files"]["index.faiss"][:16]
+        self._tiles = [r.tile() for r in self.records]
+
+    def verify(self, expect: ManifestExpectation) -> None:
+        for field in ("backbone_label", "descriptor_dim", "weights_sha256", "preprocessing"):
+            want = getattr(expect, field)
+            got = self.manifest.get(field)
+            if want is not None and want != got:
+                raise ConfigurationError(
+                    f"index manifest field '{field}' is {got!r} but the configured backbone has {want!r}; "
+                    f"rebuild the index for this backbone (`vpr build-index`) or point `index_dir` at a matching one",
+                    field=field, expected=want, actual=got)
+
+    @property
+    def descriptor_dim(self) -> int:
+        return int(self.manifest["descriptor_dim"])
+
+    @property
+    def backbone_label(self) -> str:
+        return self.manifest["backbone_label"]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def search(self, descriptor: np.ndarray, k: int) -> list[Candidate]:
+        """Top-k tiles, ascending distance (squared L2 between unit vectors = 2 - 2 cos)."""
+        q = np.asarray(descriptor, np.float32).reshape(1, -1)
+        if q.shape[1] != self.descriptor_dim:
+            raise IndexUnavailableError(f"query descriptor has dim {q.shape[1]}, index has {self.descriptor_dim}")
+        if not np.all(np.isfinite(q)):
+            raise IndexUnavailableError("query descriptor contains NaN or inf")
+        k = max(1, min(int(k), len(self.records)))
+        per_tile = max(1, len(self.entries) // max(1, len(self.records)))
+        fetch = min(len(self.entries), k * per_tile + per_tile)
+        try:
+            sims, ids = self.index.search(q, fetch)
+        except Exception as exc:  # noqa: BLE001
+            raise IndexUnavailableError(f"FAISS search failed: {exc}") from exc
+        seen: dict[int, float] = {}
+        for s, i in zip(sims[0], ids[0]):
+            if i < 0:
+                continue
+            tile = int(self.entries[i])
+            if tile not in seen:
+                seen[tile] = float(s)
+                if len(seen) == k:
+                    break
+        ranked = sorted(seen.items(), key=lambda kv: -kv[1])
+        dim, label = self.descriptor_dim, self.backbone_label
+        return [Candidate(rank=r, tile=self._tiles[t], distance=max(0.0, 2.0 - 2.0 * s), descriptor_dim=dim,
+                          backbone_label=label) for r, (t, s) in enumerate(ranked)]
+
+    def tile_index(self, name: str) -> int:
+        for i, t in enumerate(self._tiles):
+            if t.name == name:
+                return i
+        raise KeyError(name)

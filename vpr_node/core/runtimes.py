@@ -1,0 +1,135 @@
+"""Inference runtimes behind one interface: PyTorch (FP32/FP16, CPU or CUDA), ONNX Runtime, TensorRT.
+
+The installed runtime set plays the role of the C2 spec's build flags: BUILD_<X>_RUNTIME=ON iff the
+runtime's library imports here. A backbone that needs a runtime that is absent fails at configure.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import torch
+
+from .errors import ConfigurationError, VprBackboneError
+
+RUNTIME_NAMES = ("pytorch", "onnxruntime", "tensorrt")
+_MODULES = {"pytorch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+
+
+def installed_runtimes() -> frozenset[str]:
+    """Runtimes whose library is importable. VPR_DISABLE_RUNTIMES=a,b removes some (to emulate a
+    binary built without them, e.g. on a target image that ships ONNX Runtime only)."""
+    disabled = {s.strip() for s in os.environ.get("VPR_DISABLE_RUNTIMES", "").split(",") if s.strip()}
+    return frozenset(n for n, mod in _MODULES.items() if n not in disabled and importlib.util.find_spec(mod) is not None)
+
+
+def build_flag(runtime: str, installed: frozenset[str]) -> str:
+    return f"BUILD_{runtime.upper() if runtime != 'onnxruntime' else 'ONNX'}_RUNTIME={'ON' if runtime in installed else 'OFF'}"
+
+
+class Runtime:
+    name = "base"
+    precision = "fp32"
+
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class TorchRuntime(Runtime):
+    """Eager PyTorch. FP16 casts model and inputs to half (on CPU and CUDA)."""
+
+    name = "pytorch"
+
+    def __init__(self, model: torch.nn.Module, precision: str = "fp32", device: str = "cpu"):
+        if precision not in ("fp32", "fp16"):
+            raise ConfigurationError(f"pytorch runtime precision must be fp32 or fp16, got {precision!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigurationError(f"device {device!r} requested but CUDA is not available; use device 'cpu'")
+        self.precision, self.device = precision, torch.device(device)
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        out = self.model(batch.to(self.device, self.dtype))
+        return out.detach().to("cpu").numpy()
+
+
+def export_onnx(model: torch.nn.Module, input_size: tuple[int, int], path, opset: int = 17) -> pathlib.Path:
+    """Export a backbone to ONNX with a dynamic batch axis."""
+    path = pathlib.Path(path)
+    model = model.to("cpu", torch.float32).eval()
+    dummy = torch.zeros(1, 3, *input_size)
+    torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["descriptor"],
+                      dynamic_axes={"image": {0: "batch"}, "descriptor": {0: "batch"}}, opset_version=opset,
+                      dynamo=False)
+    return path
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime (CPU provider here; CUDA/TensorRT providers where installed)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: torch.nn.Module | None = None, input_size: tuple[int, int] | None = None,
+                 onnx_path: str | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ConfigurationError("runtime 'onnxruntime' requested but onnxruntime is not installed "
+                                     "(pip install onnxruntime)") from exc
+        if onnx_path is None:
+            if model is None or input_size is None:
+                raise ConfigurationError("onnxruntime needs an exported .onnx file or a model to export")
+            self._tmp = tempfile.TemporaryDirectory(prefix="vpr_onnx_")
+            onnx_path = str(export_onnx(model, input_size, pathlib.Path(self._tmp.name) / "model.onnx"))
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(onnx_path, opts, providers=ort.get_available_providers())
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch.float().numpy()})[0]
+
+
+def create_runtime(name: str, model: torch.nn.Module, input_size: tuple[int, int], precision: str = "fp32",
+                   device: str = "cpu", installed: frozenset[str] | None = None, required: tuple[str, ...] = (),
+                   backbone_label: str = "") -> Runtime:
+    """Pick and build a runtime; every unavailable choice is a ConfigurationError that names it."""
+    installed = installed_runtimes() if installed is None else installed
+    if name not in RUNTIME_NAMES:
+        raise ConfigurationError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIME_NAMES)}", parameter="runtime")
+    for need in required:
+        if need not in installed:
+            pretty = "NetVLAD" if backbone_label == "net_vlad" else (backbone_label or "this backbone")
+            raise ConfigurationError(f"{pretty} requires {build_flag(need, frozenset({need}))}; this binary has "
+                                     f"{build_flag(need, installed)}", runtime=need)
+    if required and name not in required:
+        raise ConfigurationError(f"backbone {backbone_label} runs only on runtime(s) {', '.join(required)}, not {name!r}",
+                                 parameter="runtime")
+    if name not in installed:
+        raise ConfigurationError(f"runtime {name!r} is not available here ({build_flag(name, installed)}); "
+                                 f"installed runtimes: {', '.join(sorted(installed)) or 'none'}", runtime=name)
+    if name == "pytorch":
+        return TorchRuntime(model, precision, device)
+    if name == "onnxruntime":
+        if precision != "fp32":
+            raise ConfigurationError("the onnxruntime runtime runs fp32 here; set precision to fp32")
+        return OnnxRuntime(model, input_size)
+    raise ConfigurationError("runtime 'tensorrt': engine building is not implemented in this release; "
+                             "use pytorch or onnxruntime", runtime=name)
+
+
+def check_descriptor(out: np.ndarray, dim: int, label: str) -> np.ndarray:
+    """Validate a runtime's output: shape (N, dim), finite. Otherwise VprBackboneError."""
+    if out.ndim != 2 or out.shape[1] != dim:
+        raise VprBackboneError(f"{label}: output shape {tuple(out.shape)} does not match descriptor_dim {dim}")
+    if not np.all(np.isfinite(out)):
+        raise VprBackboneError(f"{label}: descriptor contains NaN or inf", backbone=label)
+    return out

@@ -1,0 +1,99 @@
+"""VprStrategy: embed a frame with a backbone on a runtime, retrieve the top-K tiles from the index."""
+from __future__ import annotations
+
+import time
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from .backbones import VprBackbone, create_backbone
+from .errors import ConfigurationError, VprBackboneError, VprError
+from .index import DescriptorIndex, ManifestExpectation
+from .runtimes import Runtime, check_descriptor, create_runtime
+from .types import Candidate
+
+
+@runtime_checkable
+class VprStrategy(Protocol):
+    """The C2 protocol every strategy satisfies."""
+
+    @property
+    def descriptor_dim(self) -> int: ...
+
+    def embed_query(self, image: np.ndarray) -> np.ndarray: ...
+
+    def retrieve_topk(self, descriptor: np.ndarray, k: int) -> list[Candidate]: ...
+
+
+class RetrievalStrategy:
+    """Backbone + runtime + (optional) index. embed_query: RGB uint8 HxWx3 -> unit descriptor (D,)."""
+
+    def __init__(self, backbone: VprBackbone, runtime: Runtime, index: DescriptorIndex | None = None):
+        self.backbone, self.runtime, self.index = backbone, runtime, index
+        self.label = backbone.label
+        self.preprocessor = backbone.preprocessor
+        self._dim = int(backbone.descriptor_dim)
+        self.last_embed_ms = 0.0
+        self.last_search_ms = 0.0
+
+    @property
+    def descriptor_dim(self) -> int:
+        return self._dim
+
+    def embed_batch(self, images: list[np.ndarray]) -> np.ndarray:
+        batch = self.preprocessor(images)  # raises VprPreprocessError
+        try:
+            out = self.runtime.forward(batch)
+        except VprError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the runtime's own failure becomes a typed error
+            raise VprBackboneError(f"{self.label}: forward pass failed: {type(exc).__name__}: {exc}",
+                                   backbone=self.label) from exc
+        return check_descriptor(np.asarray(out), self._dim, self.label)
+
+    def embed_query(self, image: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        d = self.embed_batch([image])[0]
+        self.last_embed_ms = (time.perf_counter() - t0) * 1e3
+        return d
+
+    def retrieve_topk(self, descriptor: np.ndarray, k: int) -> list[Candidate]:
+        if self.index is None:
+            raise ConfigurationError("no index loaded; set `index_dir`")
+        t0 = time.perf_counter()
+        out = self.index.search(np.asarray(descriptor, np.float32), k)
+        self.last_search_ms = (time.perf_counter() - t0) * 1e3
+        return out
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def verify_output_shape(backbone: VprBackbone, runtime: Runtime) -> None:
+    """Run one dummy frame at load: the engine's output must be (1, descriptor_dim)."""
+    h, w = backbone.preprocessor.input_shape()
+    try:
+        out = runtime.forward(torch.zeros(1, 3, h, w))
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigurationError(f"{backbone.label}: test forward at load failed: {exc}") from exc
+    if tuple(out.shape) != (1, backbone.descriptor_dim):
+        raise ConfigurationError(f"engine output shape mismatch: expected (1, {backbone.descriptor_dim}), "
+                                 f"got {tuple(out.shape)}", backbone=backbone.label)
+
+
+def load_strategy(backbone: str, weights: str | None = None, index_dir: str | None = None, runtime: str = "pytorch",
+                  precision: str = "fp32", device: str = "cpu", backbone_options: dict | None = None,
+                  installed_runtimes: frozenset[str] | None = None, verify_index_weights: bool = True) -> RetrievalStrategy:
+    """Everything configure needs: backbone, runtime (checked), output-shape check, verified index."""
+    model = create_backbone(backbone, weights=weights or None, **(backbone_options or {}))
+    rt = create_runtime(runtime, model, model.preprocessor.input_shape(), precision, device, installed_runtimes,
+                        model.required_runtimes, model.label)
+    verify_output_shape(model, rt)
+    index = None
+    if index_dir:
+        expect = ManifestExpectation(backbone_label=model.label, descriptor_dim=model.descriptor_dim,
+                                     weights_sha256=model.weights_sha256 if verify_index_weights else None,
+                                     preprocessing=model.preprocessor.describe())
+        index = DescriptorIndex(index_dir, expect=expect)
+    return RetrievalStrategy(model, rt, index)
