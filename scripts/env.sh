@@ -6,3 +6,5 @@ export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 . "$_vpr_root/install/setup.bash"
 export PYTHONPATH="$_vpr_root${PYTHONPATH:+:$PYTHONPATH}"
 unset _vpr_root
+# Full-resolution frames between local processes need the shared-memory profile (see the XML).
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/config/fastdds_large_frames.xml}"

@@ -1,1 +1,230 @@
-def main(): pass
+"""The vpr_node lifecycle node: a thin ROS 2 shell over vpr_node.core.
+
+configure: declare+validate parameters, load backbone/runtime/index (manifest verified), create the
+           lifecycle result publisher. activate: (re)load if `backbone`/weights/index changed, start
+           the inference thread, subscribe with sensor-data QoS. deactivate: unsubscribe, stop the
+           thread (the frame in flight finishes; queued frames are dropped and counted).
+cleanup/shutdown: release everything.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from vpr_node.core.engine import Frame, VprEngine
+from vpr_node.core.errors import ConfigurationError, VprError
+from vpr_node.core.logs import StructuredLogger
+from vpr_node.core.recorder import FlightDataRecorder
+from vpr_node.core.strategy import load_strategy
+from vpr_node.msg import VprResult as VprResultMsg
+
+from .conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
+from .params import PARAMETERS, NodeConfig
+
+
+class VprLifecycleNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__("vpr_node", **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        rl = self.get_logger()
+        sinks = {"DEBUG": rl.debug, "INFO": rl.info, "WARN": rl.warning, "ERROR": rl.error, "FATAL": rl.fatal}
+        self.log = StructuredLogger("vpr_node", level=os.environ.get("VPR_LOG_LEVEL", "INFO"),
+                                    stream=False, sink=lambda level, line: sinks[level](line))
+        self.config: NodeConfig | None = None
+        self.loaded_key = None
+        self.strategy = None
+        self.engine: VprEngine | None = None
+        self.recorder: FlightDataRecorder | None = None
+        self.result_pub = None
+        self.diag_pub = None
+        self.diag_timer = None
+        self.sub = None
+        self.state_label = "unconfigured"
+        self._lock = threading.Lock()
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _read_config(self) -> NodeConfig:
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
+        return NodeConfig.from_params(values)  # raises ConfigurationError with what to fix
+
+    def _load(self, cfg: NodeConfig) -> None:
+        if self.strategy is not None:
+            self.strategy.close()
+            self.strategy = None
+        self.strategy = load_strategy(cfg.backbone, weights=cfg.weights, index_dir=cfg.index_dir, runtime=cfg.runtime,
+                                      precision=cfg.precision, device=cfg.device, backbone_options=cfg.backbone_options,
+                                      verify_index_weights=cfg.verify_index_weights)
+        self.loaded_key = cfg.model_key()
+        prov = self.strategy.backbone.provenance
+        if not prov.trained:
+            self.log.warn("c2.vpr.untrained_weights", f"backbone {cfg.backbone} has untrained weights ({prov.notes}); "
+                          "results are not meaningful", strategy=cfg.backbone, source=prov.source)
+        self.log.info("c2.vpr.ready", f"strategy {self.strategy.label} ready", strategy=self.strategy.label,
+                      descriptor_dim=self.strategy.descriptor_dim, runtime=cfg.runtime, precision=cfg.precision,
+                      index_tiles=len(self.strategy.index), index_id=self.strategy.index.index_id)
+
+    def _config_failed(self, exc: VprError, transition: str) -> TransitionCallbackReturn:
+        self.log.error(exc.kind, f"{transition} failed: {exc}", transition=transition, **exc.context)
+        if self.recorder:
+            self.recorder.record(exc.kind, transition=transition, **exc.to_record())
+        return TransitionCallbackReturn.FAILURE
+
+    def _publish_result(self, result) -> None:
+        pub = self.result_pub
+        if pub is not None and self.strategy is not None:
+            pub.publish(result_to_msg(result, self.strategy.index.index_id))
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            cfg = self._read_config()
+            if cfg.recorder_path:
+                self.recorder = FlightDataRecorder(cfg.recorder_path, cfg.recorder_max_bytes)
+            self._load(cfg)
+        except VprError as exc:
+            self.strategy = None
+            return self._config_failed(exc, "configure")
+        self.config = cfg
+        self.result_pub = self.create_lifecycle_publisher(VprResultMsg, cfg.result_topic, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+        self.state_label = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            cfg = self._read_config()
+            if cfg.model_key() != self.loaded_key:
+                self.log.info("c2.vpr.reload", "backbone/weights/index changed since configure; reloading",
+                              old=str(self.loaded_key), new=str(cfg.model_key()))
+                self._load(cfg)
+            self.config = cfg
+        except VprError as exc:
+            return self._config_failed(exc, "activate")
+        self.engine = VprEngine(self.strategy, self._publish_result, top_k=cfg.top_k, queue_depth=cfg.queue_depth,
+                                warn_distance=cfg.warn_distance, logger=self.log, recorder=self.recorder)
+        self.engine.start()
+        msg_type, decoder = (CompressedImage, compressed_decoder) if cfg.compressed else (Image, image_decoder)
+        self.sub = self.create_subscription(msg_type, cfg.image_topic, lambda m: self._on_image(m, decoder),
+                                            qos_profile_sensor_data)
+        self.state_label = "active"
+        self.log.info("vpr.activated", strategy=self.strategy.label, image_topic=cfg.image_topic,
+                      compressed=cfg.compressed)
+        return super().on_activate(state)
+
+    def _on_image(self, msg, decoder) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        engine.submit(Frame(decode=decoder(msg), frame_id=msg.header.frame_id, stamp_ns=time_to_ns(msg.header.stamp)))
+
+    def _stop_engine(self) -> None:
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+        if self.engine is not None:
+            if not self.engine.stop(timeout=30.0):
+                self.log.error("vpr.thread_stuck", "inference thread did not stop within 30 s")
+            self._last_stats = self.engine.snapshot()
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_engine()
+        self.state_label = "inactive"
+        return super().on_deactivate(state)
+
+    def _release(self) -> None:
+        self._stop_engine()
+        self.engine = None
+        if self.diag_timer is not None:
+            self.destroy_timer(self.diag_timer)
+            self.diag_timer = None
+        if self.result_pub is not None:
+            self.destroy_lifecycle_publisher(self.result_pub)
+            self.result_pub = None
+        if self.diag_pub is not None:
+            self.destroy_publisher(self.diag_pub)
+            self.diag_pub = None
+        if self.strategy is not None:
+            self.strategy.close()
+            self.strategy = None
+        self.loaded_key = None
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- diagnostics -----------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        pub = self.diag_pub
+        if pub is None:
+            return
+        engine = self.engine
+        stats = engine.snapshot() if engine is not None else getattr(self, "_last_stats", None) or {}
+        status = DiagnosticStatus()
+        status.name = f"{self.get_name()}: visual place recognition"
+        status.hardware_id = self.strategy.label if self.strategy else ""
+        errors = stats.get("errors_total", 0)
+        status.level = DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN
+        status.message = f"{self.state_label}; {stats.get('results_out', 0)} results, {errors} errors"
+        values = {"state": self.state_label, "backbone": self.strategy.label if self.strategy else "",
+                  "rate_hz": f"{stats.get('rate_hz', 0.0):.3f}", "frames_in": stats.get("frames_in", 0),
+                  "results_out": stats.get("results_out", 0), "drops": stats.get("drops", 0),
+                  "latency_ms_p50": f"{stats.get('latency_ms_p50', 0.0):.2f}",
+                  "latency_ms_p95": f"{stats.get('latency_ms_p95', 0.0):.2f}", "errors_total": errors}
+        for kind, n in sorted(stats.get("errors", {}).items()):
+            values[f"errors.{kind}"] = n
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        pub.publish(arr)
+
+
+def main(argv=None) -> int:
+    # The structured JSON line is the whole console message (it also goes to /rosout).
+    os.environ.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "{message}")
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = VprLifecycleNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        try:
+            node._release()
+        except Exception:  # noqa: BLE001
+            pass
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

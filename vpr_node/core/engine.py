@@ -1,0 +1,174 @@
+"""The inference engine the node runs: newest-frame-wins queue -> dedicated thread -> decode ->
+embed -> top-K -> result callback. Plain Python: the ROS node, replay and tests all use it.
+
+Error contract: a frame that fails (decode, backbone, index) yields a typed error, an ERROR/WARN log
+line, a recorder entry and an error count; the thread keeps serving the next frame.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+import time
+import uuid
+from typing import Callable
+
+import numpy as np
+
+from .errors import IndexUnavailableError, VprBackboneError, VprError, VprPreprocessError
+from .frame_queue import FrameQueue
+from .logs import StructuredLogger
+from .recorder import FlightDataRecorder
+from .strategy import RetrievalStrategy
+from .types import VprResult
+
+
+@dataclasses.dataclass
+class Frame:
+    """One received frame; `decode` runs on the inference thread (keeps the subscriber callback cheap)."""
+
+    decode: Callable[[], np.ndarray]
+    frame_id: str = ""
+    stamp_ns: int = 0
+    received_ns: int = dataclasses.field(default_factory=time.monotonic_ns)
+    uuid: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class EngineStats:
+    """Counters and a rolling latency window (thread-safe snapshot)."""
+
+    def __init__(self, window: int = 200):
+        self.lock = threading.Lock()
+        self.frames_in = 0
+        self.results_out = 0
+        self.errors = collections.Counter()
+        self.latency_ms = collections.deque(maxlen=window)
+        self.result_times = collections.deque(maxlen=window)
+
+    def snapshot(self, drops: int) -> dict:
+        with self.lock:
+            lat = np.asarray(self.latency_ms, np.float64)
+            times = list(self.result_times)
+            rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+            return {"frames_in": self.frames_in, "results_out": self.results_out, "drops": drops,
+                    "errors": dict(self.errors), "errors_total": sum(self.errors.values()),
+                    "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
+                    "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0, "rate_hz": rate}
+
+
+class VprEngine:
+    def __init__(self, strategy: RetrievalStrategy, on_result: Callable[[VprResult], None], top_k: int = 10,
+                 queue_depth: int = 1, warn_distance: float = 1.2, logger: StructuredLogger | None = None,
+                 recorder: FlightDataRecorder | None = None):
+        self.strategy, self.on_result, self.top_k = strategy, on_result, int(top_k)
+        self.warn_distance = float(warn_distance)
+        self.log = logger or StructuredLogger()
+        self.recorder = recorder
+        self.queue = FrameQueue(queue_depth)
+        self.stats = EngineStats()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self.queue.reopen()
+        self._thread = threading.Thread(target=self._loop, name="vpr-inference", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop taking frames, drop queued ones, let the frame in flight finish. True if the thread ended."""
+        self._stop.set()
+        self.queue.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            alive = self._thread.is_alive()
+            self._thread = None if not alive else self._thread
+            return not alive
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # --- input -----------------------------------------------------------------------------
+    def submit(self, frame: Frame) -> bool:
+        with self.stats.lock:
+            self.stats.frames_in += 1
+        return self.queue.put(frame)
+
+    def snapshot(self) -> dict:
+        return self.stats.snapshot(self.queue.dropped_total)
+
+    # --- inference thread ------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            frame, dropped = self.queue.get(timeout=0.2)
+            if frame is None:
+                continue
+            self.process(frame, dropped)
+
+    def _fail(self, frame: Frame, exc: VprError, level: str = "ERROR") -> None:
+        with self.stats.lock:
+            self.stats.errors[exc.kind] += 1
+        rec = {"frame_uuid": frame.uuid, "frame_id": frame.frame_id, "stamp_ns": frame.stamp_ns, **exc.to_record()}
+        self.log.event(level, exc.kind, str(exc), **{k: v for k, v in rec.items() if k not in ("kind", "message")})
+        if self.recorder:
+            self.recorder.record(exc.kind, **{k: v for k, v in rec.items() if k != "kind"})
+
+    def process(self, frame: Frame, dropped: int = 0) -> VprResult | None:
+        """Run one frame synchronously (the thread's body; also used by offline replay)."""
+        t0 = time.perf_counter()
+        try:
+            try:
+                rgb = frame.decode()
+            except VprPreprocessError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is a preprocess error
+                raise VprPreprocessError(f"frame could not be decoded: {type(exc).__name__}: {exc}") from exc
+            descriptor = self.strategy.embed_query(rgb)
+            t1 = time.perf_counter()
+            candidates = self.strategy.retrieve_topk(descriptor, self.top_k)
+            t2 = time.perf_counter()
+        except VprPreprocessError as exc:
+            self._fail(frame, exc)
+            return None
+        except (VprBackboneError, IndexUnavailableError) as exc:
+            self._fail(frame, exc)
+            return None
+        except VprError as exc:
+            self._fail(frame, exc)
+            return None
+        except Exception as exc:  # noqa: BLE001 - never let the thread die on an unexpected error
+            self._fail(frame, VprBackboneError(f"unexpected error: {type(exc).__name__}: {exc}"))
+            return None
+        result = VprResult(frame_uuid=frame.uuid, frame_id=frame.frame_id, stamp_ns=frame.stamp_ns,
+                           retrieved_at_ns=time.time_ns(), backbone_label=self.strategy.label,
+                           descriptor_dim=self.strategy.descriptor_dim, candidates=candidates,
+                           embed_latency_ms=(t1 - t0) * 1e3, search_latency_ms=(t2 - t1) * 1e3,
+                           frames_dropped=int(dropped))
+        total_ms = (time.monotonic_ns() - frame.received_ns) / 1e6
+        with self.stats.lock:
+            self.stats.results_out += 1
+            self.stats.latency_ms.append(total_ms)
+            self.stats.result_times.append(time.monotonic())
+        top = candidates[0] if candidates else None
+        if self.recorder:
+            self.recorder.record("vpr.embed_query", frame_uuid=frame.uuid, frame_id=frame.frame_id,
+                                 stamp_ns=frame.stamp_ns, backbone=self.strategy.label,
+                                 embed_ms=round(result.embed_latency_ms, 3), search_ms=round(result.search_latency_ms, 3),
+                                 top1=top.tile.name if top else None, top1_distance=top.distance if top else None,
+                                 dropped=int(dropped))
+        if top is not None and top.distance > self.warn_distance:
+            self.log.warn("vpr.low_confidence", "top-1 descriptor distance above warn threshold",
+                          frame_uuid=frame.uuid, top1_distance=round(top.distance, 4), warn_distance=self.warn_distance)
+            if self.recorder:
+                self.recorder.record("vpr.low_confidence", frame_uuid=frame.uuid, top1_distance=top.distance)
+        self.log.debug("vpr.result", frame_uuid=frame.uuid, distances=[round(c.distance, 4) for c in candidates[:10]])
+        try:
+            self.on_result(result)
+        except Exception as exc:  # noqa: BLE001
+            self.log.error("vpr.publish_error", f"result callback failed: {exc}", frame_uuid=frame.uuid)
+        return result

@@ -1,0 +1,215 @@
+"""Drive a vpr_node process through its real lifecycle services and topics.
+
+`NodeProcess` starts the installed node executable as a separate OS process exactly as
+launch/vpr.launch.py does (`--ros-args -r __node:=... --params-file ...`), in its own ROS_DOMAIN_ID.
+`VprClient` is an rclpy node in the calling process: lifecycle change_state/get_state, an image
+publisher (sensor-data QoS), and subscriptions to the results and /diagnostics.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from vpr_node.core import image_codec
+from vpr_node.msg import VprResult
+
+from .conversions import ns_to_time
+
+TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+               "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
+               "shutdown": Transition.TRANSITION_INACTIVE_SHUTDOWN}
+
+
+def default_fastdds_profile() -> str | None:
+    """config/fastdds_large_frames.xml from the source tree or the installed share folder."""
+    here = pathlib.Path(__file__).resolve().parents[2] / "config" / "fastdds_large_frames.xml"
+    if here.is_file():
+        return str(here)
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        p = pathlib.Path(prefix) / "share" / "vpr_node" / "config" / "fastdds_large_frames.xml"
+        if p.is_file():
+            return str(p)
+    return None
+
+
+def _ros_env_defaults() -> None:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    profile = default_fastdds_profile()
+    if profile:
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", profile)
+
+
+def node_executable() -> str:
+    """The installed node executable (colcon install tree), as `ros2 run vpr_node vpr_lifecycle_node` finds it."""
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        exe = pathlib.Path(prefix) / "lib" / "vpr_node" / "vpr_lifecycle_node"
+        if exe.is_file():
+            return str(exe)
+    found = shutil.which("vpr_lifecycle_node")
+    if found:
+        return found
+    raise FileNotFoundError("vpr_lifecycle_node not found: run `bash scripts/setup_env.sh` and `. scripts/env.sh`")
+
+
+def write_params_file(path, params: dict, node_name: str = "vpr_node") -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.write_text(yaml.safe_dump({node_name: {"ros__parameters": params}}, sort_keys=True))
+    return path
+
+
+class NodeProcess:
+    """The node as a child process; stdout/stderr go to a log file."""
+
+    def __init__(self, params_file, log_path, domain_id: int, extra_env: dict | None = None):
+        self.log_path = pathlib.Path(log_path)
+        _ros_env_defaults()
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1", **(extra_env or {}))
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([node_executable(), "--ros-args", "--params-file", str(params_file)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+class VprClient:
+    """Test/demo side of the node's ROS interface."""
+
+    def __init__(self, domain_id: int, node_name: str = "vpr_node", image_topic: str = "/camera/image_raw",
+                 result_topic: str = "/vpr/result", compressed: bool = False):
+        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+        _ros_env_defaults()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("vpr_client", context=self.context)
+        self.change = self.node.create_client(ChangeState, f"/{node_name}/change_state")
+        self.get = self.node.create_client(GetState, f"/{node_name}/get_state")
+        self.results: queue.Queue = queue.Queue()
+        self.diagnostics: queue.Queue = queue.Queue()
+        self.node.create_subscription(VprResult, result_topic, self.results.put, 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.put, 10)
+        self.compressed = compressed
+        self.pub = self.node.create_publisher(CompressedImage if compressed else Image, image_topic, qos_profile_sensor_data)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._running = True
+        self._spin.start()
+
+    def _spin_loop(self):
+        while self._running and self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - shutdown races
+                break
+
+    def _call(self, client, request, timeout: float):
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {client.srv_name} not available after {timeout} s")
+        fut = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not fut.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {client.srv_name} did not answer within {timeout} s")
+            time.sleep(0.01)
+        return fut.result()
+
+    def wait_for_node(self, timeout: float = 60.0) -> None:
+        if not self.get.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError("vpr_node lifecycle services did not appear")
+
+    def transition(self, name: str, timeout: float = 300.0) -> bool:
+        req = ChangeState.Request()
+        req.transition.id = TRANSITIONS[name]
+        return bool(self._call(self.change, req, timeout).success)
+
+    def state(self, timeout: float = 10.0) -> str:
+        return self._call(self.get, GetState.Request(), timeout).current_state.label
+
+    def make_image(self, rgb, stamp_ns: int, frame_id: str = "nav_camera", encoding: str = "rgb8"):
+        if self.compressed:
+            msg = CompressedImage()
+            msg.format = "jpeg"
+            msg.data = image_codec.encode_jpeg(rgb)
+        else:
+            msg = Image()
+            data, step = image_codec.encode_raw(rgb, encoding)
+            msg.height, msg.width = rgb.shape[:2]
+            msg.encoding, msg.step, msg.data = encoding, step, data
+        msg.header.stamp = ns_to_time(stamp_ns)
+        msg.header.frame_id = frame_id
+        return msg
+
+    def publish(self, msg) -> None:
+        self.pub.publish(msg)
+
+    def wait_subscribed(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pub.get_subscription_count() > 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def next_result(self, timeout: float = 60.0):
+        try:
+            return self.results.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def drain(self, q: queue.Queue) -> list:
+        out = []
+        while True:
+            try:
+                out.append(q.get_nowait())
+            except queue.Empty:
+                return out
+
+    def latest_diagnostics(self, timeout: float = 5.0) -> dict | None:
+        """Key/values of the newest /diagnostics status from the vpr node (waits for a fresh one)."""
+        self.drain(self.diagnostics)
+        try:
+            arr = self.diagnostics.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        for st in arr.status:
+            if "visual place recognition" in st.name:
+                return {kv.key: kv.value for kv in st.values}
+        return None
+
+    def close(self) -> None:
+        self._running = False
+        self._spin.join(2)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)
