@@ -75,7 +75,7 @@ def rotate_to_north_up(rgb: np.ndarray, yaw_deg: float) -> np.ndarray:
     The output is the largest axis-aligned square that stays inside the rotated frame (no borders)."""
     h, w = rgb.shape[:2]
     s = min(h, w)
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), -yaw_deg, 1.0)
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -yaw_deg, 1.0)
     rot = cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     a = np.radians(yaw_deg % 90)
     inner = int(s / (np.cos(a) + np.sin(a)))

@@ -21,6 +21,8 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -113,6 +115,7 @@ class VprClient:
         self.node = rclpy.create_node("vpr_client", context=self.context)
         self.change = self.node.create_client(ChangeState, f"/{node_name}/change_state")
         self.get = self.node.create_client(GetState, f"/{node_name}/get_state")
+        self.setp = self.node.create_client(SetParameters, f"/{node_name}/set_parameters")
         self.results: queue.Queue = queue.Queue()
         self.diagnostics: queue.Queue = queue.Queue()
         self.node.create_subscription(VprResult, result_topic, self.results.put, 10)
@@ -151,6 +154,11 @@ class VprClient:
         req = ChangeState.Request()
         req.transition.id = TRANSITIONS[name]
         return bool(self._call(self.change, req, timeout).success)
+
+    def set_parameters(self, values: dict, timeout: float = 10.0) -> list[bool]:
+        req = SetParameters.Request()
+        req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        return [r.successful for r in self._call(self.setp, req, timeout).results]
 
     def state(self, timeout: float = 10.0) -> str:
         return self._call(self.get, GetState.Request(), timeout).current_state.label

@@ -36,10 +36,8 @@ class VprLifecycleNode(LifecycleNode):
         super().__init__("vpr_node", **kwargs)
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        rl = self.get_logger()
-        sinks = {"DEBUG": rl.debug, "INFO": rl.info, "WARN": rl.warning, "ERROR": rl.error, "FATAL": rl.fatal}
         self.log = StructuredLogger("vpr_node", level=os.environ.get("VPR_LOG_LEVEL", "INFO"),
-                                    stream=False, sink=lambda level, line: sinks[level](line))
+                                    stream=False, sink=self._rosout)
         self.config: NodeConfig | None = None
         self.loaded_key = None
         self.strategy = None
@@ -53,6 +51,21 @@ class VprLifecycleNode(LifecycleNode):
         self._lock = threading.Lock()
 
     # --- helpers ---------------------------------------------------------------------------
+    def _rosout(self, level: str, line: str) -> None:
+        """Forward a structured line to rosout (+ console). rclpy pins one severity per call site,
+        so each level needs its own call."""
+        rl = self.get_logger()
+        if level == "ERROR":
+            rl.error(line)
+        elif level == "WARN":
+            rl.warning(line)
+        elif level == "INFO":
+            rl.info(line)
+        elif level == "DEBUG":
+            rl.debug(line)
+        else:
+            rl.fatal(line)
+
     def _read_config(self) -> NodeConfig:
         values = {name: self.get_parameter(name).value for name in PARAMETERS}
         return NodeConfig.from_params(values)  # raises ConfigurationError with what to fix

@@ -102,6 +102,14 @@ def cmd_recorder(args):
             print(json.dumps(rec))
 
 
+def cmd_init_vlad(args):
+    from vpr_node.core.backbones.efficientnet import EfficientNetLite0Vpr
+    from vpr_node.core.corpus import TileCorpus
+    from vpr_node.core.vlad_init import init_vlad
+    model = EfficientNetLite0Vpr("netvlad", num_clusters=args.clusters).eval()
+    print(init_vlad(model, TileCorpus(args.corpus), args.out, n_images=args.images, seed=args.seed))
+
+
 def cmd_demo(args):
     from .demo import run_demo
     return run_demo(args)
@@ -169,6 +177,14 @@ def main(argv=None) -> int:
     p.add_argument("path")
     p.add_argument("--kind", default=None)
     p.set_defaults(fn=cmd_recorder)
+
+    p = sub.add_parser("init-vlad", help="k-means NetVLAD centroids for efficientnet_lite0_netvlad from a corpus")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--clusters", type=int, default=16)
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_init_vlad)
 
     p = sub.add_parser("demo", help="end-to-end: sample map -> index -> node process -> streamed frames -> recall")
     p.add_argument("--workdir", default="artifacts/demo")

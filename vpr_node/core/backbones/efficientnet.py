@@ -113,3 +113,16 @@ def _lite0_gem(weights=None, input_size: int = 320, stages: int = 6, **_):
         load_state_dict_strict(model, torch_load(weights, "efficientnet_lite0_gem"), "efficientnet_lite0_gem")
         model.provenance = Provenance.read(__import__("pathlib").Path(weights)) or Provenance(source=str(weights))
     return model
+
+
+@register("efficientnet_lite0_netvlad")
+def _lite0_netvlad(weights=None, input_size: int = 320, stages: int = 6, num_clusters: int = 16, **_):
+    """Lite0 trunk + NetVLAD whose centroids come from k-means over corpus features (`vpr init-vlad`)."""
+    model = EfficientNetLite0Vpr("netvlad", input_size=input_size, stages=stages, num_clusters=num_clusters)
+    if not weights:
+        raise ConfigurationError("efficientnet_lite0_netvlad needs its centroid checkpoint: create it with "
+                                 "`vpr init-vlad --corpus <corpus> --out <file.pt>` and set `weights` to that file",
+                                 parameter="weights")
+    load_state_dict_strict(model, torch_load(weights, "efficientnet_lite0_netvlad"), "efficientnet_lite0_netvlad")
+    model.provenance = Provenance.read(__import__("pathlib").Path(weights)) or Provenance(source=str(weights))
+    return model

@@ -1,0 +1,56 @@
+"""Shared fixtures: a small real corpus + index built once per session from the procedural sample map."""
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("VPR_SHARED_DIR", REPO.parent / "shared"))
+WILDNAV = SHARED / "data" / "wildnav_turku" / "tiles.csv"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def sample_maps(tmp_path_factory):
+    from vpr_node.core.sample_map import write_sample_map
+    # 700 px at 0.3 m/px = 210 m square: 36 tiles of 60 m with 50 % overlap
+    return write_sample_map(tmp_path_factory.mktemp("map"), seed=11, size_px=700)
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(sample_maps, tmp_path_factory):
+    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
+    out = tmp_path_factory.mktemp("corpus")
+    cut_tiles(load_corner_table(sample_maps), out, tile_m=60.0, overlap=0.5, tile_px=160, progress=False)
+    return TileCorpus(out)
+
+
+@pytest.fixture(scope="session")
+def gem_strategy():
+    from vpr_node.core.strategy import load_strategy
+    return load_strategy("efficientnet_lite0_gem", backbone_options={"input_size": 160})
+
+
+@pytest.fixture(scope="session")
+def gem_index_dir(gem_strategy, sample_corpus, tmp_path_factory):
+    from vpr_node.core.indexing import build_index
+    out = tmp_path_factory.mktemp("index_gem")
+    build_index(gem_strategy, sample_corpus, out, kind="flat", rotations=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_queries(sample_maps):
+    from vpr_node.core.corpus import load_corner_table
+    from vpr_node.core.queries import QuerySpec, synthesise_queries
+    return list(synthesise_queries(load_corner_table(sample_maps), 6, seed=5,
+                                   spec=QuerySpec(camera=(480, 270), footprint_m=60.0)))
+
+
+def requires_wildnav():
+    return pytest.mark.skipif(not WILDNAV.exists(), reason=f"developer benchmark data not found at {WILDNAV.parent} "
+                                                         "(set VPR_SHARED_DIR to the folder holding data/wildnav_turku)")

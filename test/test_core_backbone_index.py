@@ -1,0 +1,154 @@
+"""Backbones, runtimes, the FAISS index + manifest, the strategy protocol and evaluation."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from vpr_node.core.backbones import available_backbones, create_backbone
+from vpr_node.core.backbones.efficientnet import (build_lite0_imagenet, lukemelas_to_timm_lite0,
+                                                 packaged_lite0_weights_path)
+from vpr_node.core.errors import ConfigurationError, IndexUnavailableError
+from vpr_node.core.evaluation import evaluate, recall_from_distances
+from vpr_node.core.index import DescriptorIndex, ManifestExpectation, make_faiss_index
+from vpr_node.core.runtimes import create_runtime
+from vpr_node.core.strategy import RetrievalStrategy, VprStrategy, load_strategy
+
+
+def test_registry_lists_backbones_and_rejects_unknown():
+    assert {"efficientnet_lite0_gem", "efficientnet_lite0_netvlad"} <= set(available_backbones())
+    with pytest.raises(ConfigurationError, match="unknown backbone 'nope'; choose one of"):
+        create_backbone("nope")
+
+
+def test_lukemelas_weights_map_onto_timm_exactly():
+    raw = torch.load(packaged_lite0_weights_path(), map_location="cpu")
+    mapped = lukemelas_to_timm_lite0(raw)
+    model, _ = build_lite0_imagenet()
+    sd = model.state_dict()
+    assert set(mapped) == set(sd) and len(mapped) == len(raw)
+    for k, v in mapped.items():
+        assert torch.equal(sd[k], v), k
+    # A real ImageNet classifier: confident, non-uniform predictions on a natural-looking input
+    x = torch.zeros(1, 3, 224, 224)
+    x[:, :, 60:160, 60:160] = 1.5
+    probs = model(x).softmax(-1)
+    assert probs.max() > 5.0 / 1000
+
+
+def test_gem_backbone_unit_norm_deterministic(gem_strategy, sample_queries):
+    img = sample_queries[0].image
+    outs = [gem_strategy.embed_query(img) for _ in range(3)]
+    assert outs[0].shape == (gem_strategy.descriptor_dim,)
+    assert abs(np.linalg.norm(outs[0]) - 1.0) < 1e-3
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_strategy_satisfies_protocol(gem_strategy):
+    assert isinstance(gem_strategy, VprStrategy)
+
+
+def test_onnxruntime_matches_pytorch(gem_strategy, sample_queries):
+    model = gem_strategy.backbone
+    ort = create_runtime("onnxruntime", model, model.preprocessor.input_shape())
+    x = model.preprocessor([q.image for q in sample_queries[:2]])
+    ref = create_runtime("pytorch", model, model.preprocessor.input_shape()).forward(x)
+    assert np.allclose(ort.forward(x), ref, atol=1e-4)
+
+
+def test_fp16_runtime_close_to_fp32(sample_queries):
+    m = create_backbone("efficientnet_lite0_gem", input_size=160)
+    x = m.preprocessor([sample_queries[0].image])
+    fp32 = create_runtime("pytorch", m, (160, 160), "fp32").forward(x)
+    fp16 = create_runtime("pytorch", m, (160, 160), "fp16").forward(x)
+    assert fp16.dtype == np.float16 and float(fp32[0] @ fp16[0].astype(np.float32)) > 0.99
+
+
+def test_unavailable_runtimes_fail_fast_with_a_message():
+    m = create_backbone("efficientnet_lite0_gem", input_size=64)
+    with pytest.raises(ConfigurationError, match="tensorrt"):
+        create_runtime("tensorrt", m, (64, 64))
+    with pytest.raises(ConfigurationError, match="BUILD_ONNX_RUNTIME=OFF"):
+        create_runtime("onnxruntime", m, (64, 64), installed=frozenset({"pytorch"}))
+
+
+def test_index_search_sorted_k_and_labelled(gem_strategy, gem_index_dir, sample_queries):
+    s = load_strategy("efficientnet_lite0_gem", index_dir=str(gem_index_dir), backbone_options={"input_size": 160})
+    cands = s.retrieve_topk(s.embed_query(sample_queries[0].image), 10)
+    assert len(cands) == 10
+    d = [c.distance for c in cands]
+    assert d == sorted(d) and all(0.0 <= x <= 4.0 for x in d)
+    assert [c.rank for c in cands] == list(range(10))
+    assert {c.backbone_label for c in cands} == {"efficientnet_lite0_gem"}
+    assert {c.descriptor_dim for c in cands} == {s.descriptor_dim}
+    assert len({c.tile.name for c in cands}) == 10  # one candidate per tile
+
+
+def test_index_retrieves_a_tile_from_itself(gem_strategy, gem_index_dir, sample_corpus):
+    index = DescriptorIndex(gem_index_dir)
+    strat = RetrievalStrategy(gem_strategy.backbone, gem_strategy.runtime, index)
+    for i in (0, 7, 20):
+        top = strat.retrieve_topk(strat.embed_query(sample_corpus.image(i)), 1)[0]
+        assert top.tile.name == sample_corpus.records[i].tile_id and top.distance < 1e-4
+
+
+def test_manifest_mismatch_names_the_field(gem_index_dir):
+    with pytest.raises(ConfigurationError, match=r"'descriptor_dim' is 192 but the configured backbone has 4096"):
+        DescriptorIndex(gem_index_dir, expect=ManifestExpectation(descriptor_dim=4096))
+    with pytest.raises(ConfigurationError, match="'backbone_label'"):
+        DescriptorIndex(gem_index_dir, expect=ManifestExpectation(backbone_label="net_vlad"))
+    with pytest.raises(ConfigurationError, match="'weights_sha256'"):
+        DescriptorIndex(gem_index_dir, expect=ManifestExpectation(weights_sha256="0" * 64))
+
+
+def test_node_config_refuses_index_of_other_preprocessing(gem_index_dir):
+    # same backbone, other input size -> preprocessing differs -> refuse
+    with pytest.raises(ConfigurationError, match="'preprocessing'|'weights_sha256'"):
+        load_strategy("efficientnet_lite0_gem", index_dir=str(gem_index_dir), backbone_options={"input_size": 192})
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "corrupt_manifest", "no_dir"])
+def test_damaged_index_raises_index_unavailable(gem_index_dir, tmp_path, damage):
+    d = tmp_path / "idx"
+    shutil.copytree(gem_index_dir, d)
+    if damage == "missing":
+        (d / "index.faiss").unlink()
+    elif damage == "truncated":
+        data = (d / "descriptors.npy").read_bytes()
+        (d / "descriptors.npy").write_bytes(data[: len(data) // 2])
+    elif damage == "corrupt_manifest":
+        (d / "manifest.json").write_text("{not json")
+    else:
+        d = tmp_path / "absent"
+    with pytest.raises(IndexUnavailableError):
+        DescriptorIndex(d)
+
+
+def test_faiss_index_types_agree_on_easy_data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:20] + 0.01 * rng.standard_normal((20, 64)).astype(np.float32)
+    for kind, params in (("flat", {}), ("hnsw", {"M": 16}), ("ivfpq", {"nlist": 16, "m": 8, "nprobe": 16})):
+        _, ids = make_faiss_index(x, kind, params).search(q, 1)
+        assert (ids[:, 0] == np.arange(20)).mean() >= 0.9, kind
+    with pytest.raises(ConfigurationError, match="ivfpq needs at least"):
+        make_faiss_index(x[:50], "ivfpq", {"nlist": 16})
+
+
+def test_recall_definition():
+    dist = np.array([[30.0, 10.0, 99.0], [5.0, 80.0, 80.0], [60.0, 70.0, 80.0]])
+    assert recall_from_distances(dist, (1, 2, 3), 25.0) == {1: 1 / 3, 2: 2 / 3, 3: 2 / 3}
+
+
+def test_evaluate_on_sample_map(gem_index_dir, sample_queries, tmp_path):
+    from vpr_node.core.evaluation import write_report
+    s = load_strategy("efficientnet_lite0_gem", index_dir=str(gem_index_dir), backbone_options={"input_size": 160})
+    r = evaluate(s, sample_queries, k=20, progress=False)
+    assert r.n_queries == len(sample_queries) and 0.0 <= r.recall["25"]["1"] <= r.recall["25"]["20"] <= 1.0
+    assert r.recall["50"]["10"] >= r.recall["25"]["10"]
+    files = write_report([r], tmp_path, sample_queries, s.index)
+    assert json.loads((tmp_path / "results.json").read_text())[0]["backbone"] == "efficientnet_lite0_gem"
+    for key in ("plot", "mosaic"):
+        assert (tmp_path / files[key].split("/")[-1]).stat().st_size > 1000

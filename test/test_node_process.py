@@ -1,0 +1,181 @@
+"""The node as a real separate process, driven only through its lifecycle services and topics
+(what launch/vpr.launch.py runs on the drone: same executable, --params-file, transitions)."""
+import itertools
+import os
+import time
+
+import numpy as np
+import pytest
+
+from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
+
+_domains = itertools.count(60 + (os.getpid() % 50))
+OPTS = '{"input_size": 160}'
+
+
+@pytest.fixture(scope="module")
+def vlad_weights(sample_corpus, tmp_path_factory):
+    from vpr_node.core.backbones.efficientnet import EfficientNetLite0Vpr
+    from vpr_node.core.vlad_init import init_vlad
+    model = EfficientNetLite0Vpr("netvlad", input_size=160, num_clusters=8).eval()
+    return init_vlad(model, sample_corpus, tmp_path_factory.mktemp("vlad") / "vlad8.pt", n_images=20, per_image=50)
+
+
+@pytest.fixture(scope="module")
+def vlad_index_dir(vlad_weights, sample_corpus, tmp_path_factory):
+    from vpr_node.core.indexing import build_index
+    from vpr_node.core.strategy import load_strategy
+    s = load_strategy("efficientnet_lite0_netvlad", weights=str(vlad_weights),
+                      backbone_options={"input_size": 160, "num_clusters": 8})
+    out = tmp_path_factory.mktemp("index_vlad")
+    build_index(s, sample_corpus, out, rotations=1, progress=False)
+    return out
+
+
+class Running:
+    def __init__(self, tmp_path, params, compressed=False):
+        self.domain = next(_domains)
+        pfile = write_params_file(tmp_path / f"params_{self.domain}.yaml", params)
+        self.node = NodeProcess(pfile, tmp_path / f"node_{self.domain}.log", self.domain)
+        self.client = VprClient(self.domain, compressed=compressed)
+        self.client.wait_for_node(60)
+
+    def close(self):
+        self.client.close()
+        return self.node.stop()
+
+
+def _params(index_dir, tmp_path, **over):
+    p = {"backbone": "efficientnet_lite0_gem", "backbone_options": OPTS, "index_dir": str(index_dir), "top_k": 5,
+         "recorder_path": str(tmp_path / "fdr.jsonl"), "diagnostics_period": 0.5}
+    p.update(over)
+    return p
+
+
+def _send(client, rgb, stamp_ns, encoding="rgb8"):
+    client.publish(client.make_image(rgb, stamp_ns, encoding=encoding))
+    return client.next_result(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def running(gem_index_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("node")
+    r = Running(tmp, _params(gem_index_dir, tmp))
+    yield r
+    assert r.close() == 0, r.node.log_text()[-2000:]
+
+
+def test_lifecycle_and_no_output_while_inactive(running, sample_queries):
+    c = running.client
+    assert c.state() == "unconfigured"
+    assert c.transition("configure"), running.node.log_text()[-2000:]
+    assert c.state() == "inactive"
+    c.publish(c.make_image(sample_queries[0].image, 1))
+    assert c.next_result(timeout=3) is None  # inactive: no subscription, no output
+    assert c.transition("activate")
+    assert c.state() == "active"
+    assert c.wait_subscribed(10)
+
+
+def test_result_contract(running, sample_queries):
+    c = running.client
+    for i, q in enumerate(sample_queries[:3]):
+        stamp = 1_700_000_000_123_456_789 + i
+        res = _send(c, q.image, stamp)
+        assert res is not None, running.node.log_text()[-2000:]
+        assert res.header.stamp.sec * 10**9 + res.header.stamp.nanosec == stamp
+        assert res.header.frame_id == "nav_camera"
+        assert res.backbone_label == "efficientnet_lite0_gem" and res.descriptor_dim == 192
+        d = [x.distance for x in res.candidates]
+        assert len(d) == 5 and d == sorted(d)
+        assert all(x.descriptor_dim == 192 and x.tile_id for x in res.candidates)
+        assert all(abs(x.latitude - q.lat) < 0.01 and abs(x.longitude - q.lon) < 0.02 for x in res.candidates)
+        assert len(res.frame_uuid) == 36 and res.embed_latency_ms > 0
+
+
+def test_bgr_and_mono_frames_are_served(running, sample_queries):
+    for enc in ("bgr8", "mono8"):
+        assert _send(running.client, sample_queries[1].image, 77, encoding=enc) is not None
+
+
+def test_corrupt_frame_counts_error_and_node_keeps_serving(running, sample_queries):
+    from sensor_msgs.msg import Image
+    c = running.client
+    bad = Image()
+    bad.header.stamp.sec = 5
+    bad.height, bad.width, bad.encoding, bad.step = 720, 1280, "rgb8", 3840
+    bad.data = b"\x01" * 1000  # far too short for the declared size
+    c.publish(bad)
+    assert c.next_result(timeout=3) is None
+    deadline = time.time() + 10
+    diag = None
+    while time.time() < deadline:
+        diag = c.latest_diagnostics(3)
+        if diag and int(diag.get("errors.vpr.preprocess_error", 0)) >= 1:
+            break
+    assert diag and int(diag["errors.vpr.preprocess_error"]) >= 1 and diag["state"] == "active"
+    assert _send(c, sample_queries[2].image, 99) is not None  # still serving
+    assert '"kind":"vpr.preprocess_error"' in running.node.log_text()
+
+
+def test_deactivate_stops_output(running, sample_queries):
+    c = running.client
+    assert c.transition("deactivate") and c.state() == "inactive"
+    c.drain(c.results)
+    c.publish(c.make_image(sample_queries[0].image, 3))
+    assert c.next_result(timeout=3) is None
+
+
+def test_backbone_switch_takes_effect_at_reactivation(running, sample_queries, vlad_weights, vlad_index_dir):
+    c = running.client
+    assert c.state() == "inactive"
+    assert all(c.set_parameters({"backbone": "efficientnet_lite0_netvlad", "weights": str(vlad_weights),
+                                 "backbone_options": '{"input_size": 160, "num_clusters": 8}',
+                                 "index_dir": str(vlad_index_dir)}))
+    assert c.transition("activate"), running.node.log_text()[-2000:]
+    c.wait_subscribed(10)
+    res = _send(c, sample_queries[0].image, 123)
+    assert res is not None and res.backbone_label == "efficientnet_lite0_netvlad"
+    assert res.descriptor_dim == 192 * 8 and all(x.descriptor_dim == 192 * 8 for x in res.candidates)
+    assert '"kind":"c2.vpr.reload"' in running.node.log_text()
+    assert c.transition("deactivate") and c.transition("cleanup") and c.state() == "unconfigured"
+
+
+def test_misconfiguration_fails_fast_and_node_stays_up(tmp_path, gem_index_dir):
+    r = Running(tmp_path, _params(tmp_path / "no_such_index", tmp_path))
+    try:
+        assert not r.client.transition("configure")
+        assert r.client.state() == "unconfigured" and r.node.alive()
+        log = r.node.log_text()
+        assert "does not exist; build it with `vpr build-index`" in log
+        # wrong index for the backbone: the manifest check names the field
+        assert all(r.client.set_parameters({"index_dir": str(gem_index_dir), "backbone_options": '{"input_size": 192}'}))
+        assert not r.client.transition("configure")
+        assert "index manifest field" in r.node.log_text()
+        assert all(r.client.set_parameters({"backbone_options": OPTS}))
+        assert r.client.transition("configure")
+        assert r.client.transition("shutdown") and r.client.state() == "finalized"
+    finally:
+        r.close()
+
+
+def test_compressed_subscription(tmp_path, gem_index_dir, sample_queries):
+    r = Running(tmp_path, _params(gem_index_dir, tmp_path, compressed=True), compressed=True)
+    try:
+        assert r.client.transition("configure") and r.client.transition("activate")
+        r.client.wait_subscribed(10)
+        res = _send(r.client, sample_queries[3].image, 555)
+        assert res is not None and res.header.stamp.nanosec == 555 and len(res.candidates) == 5
+        r.client.publish(_corrupt_jpeg(r.client))
+        assert r.client.next_result(timeout=3) is None
+        assert _send(r.client, sample_queries[4].image, 556) is not None
+    finally:
+        r.close()
+
+
+def _corrupt_jpeg(client):
+    from sensor_msgs.msg import CompressedImage
+    m = CompressedImage()
+    m.format = "jpeg"
+    m.data = b"\xff\xd8\xff\xe0" + bytes(np.random.default_rng(0).integers(0, 255, 5000, dtype=np.uint8))
+    return m
