@@ -14,21 +14,13 @@ OPTS = '{"input_size": 160}'
 
 
 @pytest.fixture(scope="module")
-def vlad_weights(sample_corpus, tmp_path_factory):
-    from vpr_node.core.backbones.efficientnet import EfficientNetLite0Vpr
-    from vpr_node.core.vlad_init import init_vlad
-    model = EfficientNetLite0Vpr("netvlad", input_size=160, num_clusters=8).eval()
-    return init_vlad(model, sample_corpus, tmp_path_factory.mktemp("vlad") / "vlad8.pt", n_images=20, per_image=50)
-
-
-@pytest.fixture(scope="module")
-def vlad_index_dir(vlad_weights, sample_corpus, tmp_path_factory):
-    from vpr_node.core.indexing import build_index
-    from vpr_node.core.strategy import load_strategy
-    s = load_strategy("efficientnet_lite0_netvlad", weights=str(vlad_weights),
-                      backbone_options={"input_size": 160, "num_clusters": 8})
+def vlad_index_dir(sample_corpus, tmp_path_factory):
+    """The default backbone's index: build-index fits the NetVLAD centroids over the corpus and stores them."""
+    from vpr_node.core.indexing import build_index_for
     out = tmp_path_factory.mktemp("index_vlad")
-    build_index(s, sample_corpus, out, rotations=1, progress=False)
+    build_index_for("efficientnet_lite0_netvlad", sample_corpus, out, backbone_options={"input_size": 160, "num_clusters": 8},
+                    rotations=1, progress=False)
+    assert (out / "backbone_weights.pt").is_file()
     return out
 
 
@@ -126,10 +118,10 @@ def test_deactivate_stops_output(running, sample_queries):
     assert c.next_result(timeout=3) is None
 
 
-def test_backbone_switch_takes_effect_at_reactivation(running, sample_queries, vlad_weights, vlad_index_dir):
+def test_backbone_switch_takes_effect_at_reactivation(running, sample_queries, vlad_index_dir):
     c = running.client
     assert c.state() == "inactive"
-    assert all(c.set_parameters({"backbone": "efficientnet_lite0_netvlad", "weights": str(vlad_weights),
+    assert all(c.set_parameters({"backbone": "efficientnet_lite0_netvlad", "weights": "",
                                  "backbone_options": '{"input_size": 160, "num_clusters": 8}',
                                  "index_dir": str(vlad_index_dir)}))
     assert c.transition("activate"), running.node.log_text()[-2000:]

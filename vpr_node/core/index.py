@@ -27,6 +27,7 @@ from .types import Candidate
 
 FORMAT_VERSION = 1
 INDEX_FILES = ("index.faiss", "descriptors.npy", "entries.npy", "tiles.csv")
+OPTIONAL_FILES = ("backbone_weights.pt",)
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 
 
@@ -95,7 +96,7 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
         "tile_count": len(records),
         "entry_count": int(len(entries)),
         "build_seconds": round(build_s, 3),
-        "files": {name: sha256_file(out_dir / name) for name in INDEX_FILES},
+        "files": {name: sha256_file(out_dir / name) for name in INDEX_FILES + OPTIONAL_FILES if (out_dir / name).exists()},
         **(extra or {}),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

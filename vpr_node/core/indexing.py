@@ -49,11 +49,41 @@ def embed_corpus(strategy: RetrievalStrategy, corpus: TileCorpus, rotations: int
     return np.concatenate(descs).astype(np.float32), np.asarray(entries, np.int32)
 
 
+CORPUS_FITTED_WEIGHTS = "backbone_weights.pt"
+
+
 def build_index(strategy: RetrievalStrategy, corpus: TileCorpus, out_dir, kind: str = "flat", params: dict | None = None,
-                rotations: int = 1, batch_size: int = 16, progress: bool = True) -> dict:
+                rotations: int = 1, batch_size: int = 16, progress: bool = True, weights_file: str | None = None) -> dict:
+    """Embed the corpus and write the index folder. `weights_file` (a file inside out_dir) is recorded
+    in the manifest when the backbone's weights were fitted to this corpus (see build_index_for)."""
     descriptors, entries = embed_corpus(strategy, corpus, rotations, batch_size, progress)
     info = {"label": strategy.label, "weights_sha256": strategy.backbone.weights_sha256,
             "preprocessing": strategy.preprocessor.describe(),
             "provenance": strategy.backbone.describe()["provenance"]}
     return write_index(out_dir, descriptors, entries, corpus.records, info, kind, params,
-                       extra={"rotations": rotations, "corpus": str(corpus.root)})
+                       extra={"rotations": rotations, "corpus": str(corpus.root), "weights_file": weights_file})
+
+
+def build_index_for(backbone: str, corpus: TileCorpus, out_dir, weights: str | None = None, backbone_options=None,
+                    runtime: str = "pytorch", precision: str = "fp32", device: str = "cpu", **build_kw) -> dict:
+    """build-index for a backbone by name. A backbone whose weights are fitted to the corpus
+    (efficientnet_lite0_netvlad: k-means centroids) gets them fitted here when `weights` is not
+    given; they are saved in the index folder and named in the manifest."""
+    import pathlib
+
+    from .backbones.efficientnet import EfficientNetLite0Vpr
+    from .strategy import load_strategy
+    from .vlad_init import init_vlad
+
+    opts = dict(backbone_options or {})
+    weights_file = None
+    if backbone == "efficientnet_lite0_netvlad" and not weights:
+        out = pathlib.Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model = EfficientNetLite0Vpr("netvlad", **{k: v for k, v in opts.items()
+                                                   if k in ("input_size", "stages", "num_clusters")}).eval()
+        weights = str(init_vlad(model, corpus, out / CORPUS_FITTED_WEIGHTS))
+        weights_file = CORPUS_FITTED_WEIGHTS
+    strategy = load_strategy(backbone, weights=weights, runtime=runtime, precision=precision, device=device,
+                             backbone_options=opts)
+    return build_index(strategy, corpus, out_dir, weights_file=weights_file, **build_kw)

@@ -82,10 +82,27 @@ def verify_output_shape(backbone: VprBackbone, runtime: Runtime) -> None:
                                  f"got {tuple(out.shape)}", backbone=backbone.label)
 
 
+def weights_from_index(index_dir) -> str | None:
+    """The corpus-fitted weights file stored in an index folder, if its manifest names one."""
+    import json
+    import pathlib
+    mpath = pathlib.Path(index_dir) / "manifest.json"
+    try:
+        name = json.loads(mpath.read_text()).get("weights_file")
+    except (OSError, ValueError):
+        return None  # DescriptorIndex reports the missing/corrupt manifest with the right error type
+    return str(pathlib.Path(index_dir) / name) if name else None
+
+
 def load_strategy(backbone: str, weights: str | None = None, index_dir: str | None = None, runtime: str = "pytorch",
                   precision: str = "fp32", device: str = "cpu", backbone_options: dict | None = None,
                   installed_runtimes: frozenset[str] | None = None, verify_index_weights: bool = True) -> RetrievalStrategy:
-    """Everything configure needs: backbone, runtime (checked), output-shape check, verified index."""
+    """Everything configure needs: backbone, runtime (checked), output-shape check, verified index.
+
+    With no `weights`, an index whose manifest names a `weights_file` (corpus-fitted weights such as
+    NetVLAD centroids, written by build-index) supplies them."""
+    if not weights and index_dir:
+        weights = weights_from_index(index_dir)
     model = create_backbone(backbone, weights=weights or None, **(backbone_options or {}))
     rt = create_runtime(runtime, model, model.preprocessor.input_shape(), precision, device, installed_runtimes,
                         model.required_runtimes, model.label)

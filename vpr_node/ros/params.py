@@ -9,8 +9,8 @@ from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.runtimes import RUNTIME_NAMES
 
 PARAMETERS = {
-    "backbone": ("efficientnet_lite0_gem", "registry name of the backbone; a change takes effect at the next activation"),
-    "weights": ("", "path of converted backbone weights ('' = the backbone's packaged default)"),
+    "backbone": ("efficientnet_lite0_netvlad", "registry name of the backbone; a change takes effect at the next activation"),
+    "weights": ("", "path of converted backbone weights ('' = the index's corpus-fitted weights, else the packaged default)"),
     "backbone_options": ("{}", "JSON object of backbone options (e.g. {\"descriptor_dim\": 512})"),
     "index_dir": ("", "folder of the FAISS index built by `vpr build-index` for this backbone (required)"),
     "verify_index_weights": (True, "refuse an index whose manifest weights SHA-256 differs from the loaded weights"),

@@ -7,7 +7,7 @@ import pathlib
 import sys
 
 
-def _add_backbone_args(p, default="efficientnet_lite0_gem"):
+def _add_backbone_args(p, default="efficientnet_lite0_netvlad"):
     p.add_argument("--backbone", default=default, help="registry name (see `vpr backbones`)")
     p.add_argument("--weights", default=None, help="converted weights file (default: the backbone's packaged weights)")
     p.add_argument("--backbone-options", default="{}", help="JSON object of backbone options")
@@ -59,10 +59,11 @@ def cmd_synth_queries(args):
 
 def cmd_build_index(args):
     from vpr_node.core.corpus import TileCorpus
-    from vpr_node.core.indexing import build_index
-    s = _strategy(args)
-    m = build_index(s, TileCorpus(args.corpus), args.out, kind=args.index_type, params=json.loads(args.index_params),
-                    rotations=args.rotations, batch_size=args.batch_size)
+    from vpr_node.core.indexing import build_index_for
+    m = build_index_for(args.backbone, TileCorpus(args.corpus), args.out, weights=args.weights,
+                        backbone_options=json.loads(args.backbone_options), runtime=args.runtime,
+                        precision=args.precision, device=args.device, kind=args.index_type,
+                        params=json.loads(args.index_params), rotations=args.rotations, batch_size=args.batch_size)
     print(json.dumps({k: m[k] for k in ("backbone_label", "descriptor_dim", "index_type", "tile_count", "entry_count",
                                         "build_seconds")}))
 

@@ -11,13 +11,15 @@ import time
 import numpy as np
 
 
+DEFAULT_BACKBONE = "efficientnet_lite0_netvlad"
+
+
 def prepare_sample(workdir: pathlib.Path, n_frames: int, seed: int, log=print) -> dict:
     """Sample map -> corpus -> default-backbone index -> synthesised flight; cached in workdir."""
     from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
-    from vpr_node.core.indexing import build_index
+    from vpr_node.core.indexing import build_index_for
     from vpr_node.core.queries import QuerySpec, read_queries, synthesise_queries, write_queries
     from vpr_node.core.sample_map import write_sample_map
-    from vpr_node.core.strategy import load_strategy
 
     maps_csv = workdir / "map" / "tiles.csv"
     if not maps_csv.exists():
@@ -27,11 +29,11 @@ def prepare_sample(workdir: pathlib.Path, n_frames: int, seed: int, log=print) -
     corpus_dir = workdir / "corpus"
     if not (corpus_dir / "tiles.csv").exists():
         cut_tiles(rasters, corpus_dir, tile_m=60.0, overlap=0.5, tile_px=320)
-    index_dir = workdir / "index_efficientnet_lite0_gem"
+    index_dir = workdir / f"index_{DEFAULT_BACKBONE}"
     if not (index_dir / "manifest.json").exists():
-        log("[demo] building the FAISS index with the default backbone (efficientnet_lite0_gem, 4 rotations)")
-        s = load_strategy("efficientnet_lite0_gem")
-        build_index(s, TileCorpus(corpus_dir), index_dir, kind="flat", rotations=4)
+        log(f"[demo] building the FAISS index with the default backbone ({DEFAULT_BACKBONE}: k-means centroids "
+            "over the corpus, 4 rotations per tile)")
+        build_index_for(DEFAULT_BACKBONE, TileCorpus(corpus_dir), index_dir, kind="flat", rotations=4)
     flight_dir = workdir / f"flight_seed{seed}_n{n_frames}"
     if not (flight_dir / "queries.csv").exists():
         write_queries(synthesise_queries(rasters, n_frames, seed=seed, spec=QuerySpec()), flight_dir)
@@ -49,7 +51,7 @@ def run_demo(args) -> int:
     queries = sample["queries"]
     domain = random.Random().randint(100, 200)
     params = write_params_file(workdir / "demo_params.yaml", {
-        "backbone": "efficientnet_lite0_gem", "index_dir": str(sample["index"]), "top_k": args.top_k,
+        "backbone": DEFAULT_BACKBONE, "index_dir": str(sample["index"]), "top_k": args.top_k,
         "image_topic": "/camera/image_raw", "result_topic": "/vpr/result", "queue_depth": 1,
         "recorder_path": str(workdir / "fdr.jsonl")})
     print(f"[demo] starting vpr_node (ROS_DOMAIN_ID={domain}); node log: {workdir / 'node.log'}")

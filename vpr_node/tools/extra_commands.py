@@ -1,5 +1,6 @@
-"""Hook for subcommands that live in their own modules (conversion, training, replay, bench)."""
+"""Subcommands that live in their own modules (each exposes register(subparsers))."""
 
 
 def register(sub) -> None:
-    pass
+    from . import bench_recall
+    bench_recall.register(sub)
