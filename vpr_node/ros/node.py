@@ -78,6 +78,10 @@ class VprLifecycleNode(LifecycleNode):
                                       precision=cfg.precision, device=cfg.device, backbone_options=cfg.backbone_options,
                                       verify_index_weights=cfg.verify_index_weights)
         self.loaded_key = cfg.model_key()
+        if cfg.precision == "fp16" and cfg.device == "cpu":
+            self.log.warn("c2.vpr.slow_precision", "fp16 on CPU: PyTorch has no fast half-precision kernels there "
+                          "(about 100x slower than fp32, see BENCHMARKS.md); use fp32 on CPU or fp16 on CUDA",
+                          precision=cfg.precision, device=cfg.device)
         prov = self.strategy.backbone.provenance
         if not prov.trained:
             self.log.warn("c2.vpr.untrained_weights", f"backbone {cfg.backbone} has untrained weights ({prov.notes}); "

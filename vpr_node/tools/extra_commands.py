@@ -2,5 +2,6 @@
 
 
 def register(sub) -> None:
-    from . import bench_recall
+    from . import bench_recall, netvlad_tools
     bench_recall.register(sub)
+    netvlad_tools.register(sub)

@@ -2,3 +2,4 @@
 from .base import (VprBackbone, Provenance, available_backbones, create_backbone, register,  # noqa: F401
                    sha256_file)
 from . import efficientnet  # noqa: F401  (registers efficientnet_lite0_*)
+from . import netvlad  # noqa: F401,E402  (registers net_vlad)
