@@ -58,7 +58,7 @@ class EngineStats:
 
 class VprEngine:
     def __init__(self, strategy: RetrievalStrategy, on_result: Callable[[VprResult], None], top_k: int = 10,
-                 queue_depth: int = 1, warn_distance: float = 1.2, logger: StructuredLogger | None = None,
+                 queue_depth: int = 1, warn_distance: float = 1.5, logger: StructuredLogger | None = None,
                  recorder: FlightDataRecorder | None = None):
         self.strategy, self.on_result, self.top_k = strategy, on_result, int(top_k)
         self.warn_distance = float(warn_distance)

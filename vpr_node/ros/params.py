@@ -22,7 +22,7 @@ PARAMETERS = {
     "precision": ("fp32", "fp32 | fp16"),
     "device": ("cpu", "cpu | cuda | cuda:N"),
     "queue_depth": (1, "frames buffered ahead of the inference thread (newest wins; drops are counted)"),
-    "warn_distance": (1.2, "WARN when the top-1 descriptor distance is above this (squared L2 on unit vectors, 0..4)"),
+    "warn_distance": (1.5, "WARN when the top-1 descriptor distance is above this (squared L2 on unit vectors, 0..4)"),
     "recorder_path": ("", "flight-data recorder file ('' = off)"),
     "recorder_max_bytes": (16 << 20, "recorder rotation size in bytes"),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
