@@ -2,6 +2,7 @@
 
 
 def register(sub) -> None:
-    from . import bench_recall, netvlad_tools
+    from . import bench, bench_recall, netvlad_tools
+    bench.register(sub)
     bench_recall.register(sub)
     netvlad_tools.register(sub)

@@ -1,0 +1,267 @@
+"""`vpr bench`: speed, memory and scale numbers (printed and written as JSON).
+
+  embed     embed latency p50/p95 per backbone and precision at its input size (CPU here; CUDA if present)
+  index     retrieve latency p50/p95 and recall-vs-exact for flat IP, HNSW (M, efSearch swept) and
+            IVF-PQ at several sizes and dims, plus index memory and build time (clustered synthetic
+            unit descriptors: uniform random vectors would flatter nothing and hide ANN errors)
+  node      the node process: end-to-end latency (image published -> VprResult received) minus the
+            node's own embed+search time, p50/p95; sustained rate at 3 Hz and at max rate (backlog =
+            frames dropped by the newest-wins queue); peak RSS of the node per backbone
+`--smoke` runs a seconds-long version of each (what CI runs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+
+def _pct(v, q):
+    return round(float(np.percentile(np.asarray(v, np.float64), q)), 3) if len(v) else None
+
+
+def machine() -> dict:
+    import torch
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "python": platform.python_version()}
+
+
+# --- embed -------------------------------------------------------------------------------------
+EMBED_CASES = [("efficientnet_lite0_netvlad", "fp32"), ("efficientnet_lite0_gem", "fp32"),
+               ("efficientnet_lite0_gem", "fp16"), ("net_vlad", "fp32")]
+
+
+def bench_embed(cases=EMBED_CASES, reps: int = 20, device: str = "cpu") -> list[dict]:
+    import torch
+
+    from vpr_node.core.backbones import create_backbone
+    from vpr_node.core.backbones.efficientnet import EfficientNetLite0Vpr
+    from vpr_node.core.runtimes import create_runtime
+
+    out = []
+    for name, precision in cases:
+        if name == "efficientnet_lite0_netvlad":  # centroids do not change the cost: skip fitting
+            model = EfficientNetLite0Vpr("netvlad").eval()
+        else:
+            model = create_backbone(name)
+        h, w = model.preprocessor.input_shape()
+        rt = create_runtime("pytorch", model, (h, w), precision, device, required=model.required_runtimes,
+                            backbone_label=model.label)
+        frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+        rt.forward(model.preprocessor(frame))  # warm-up
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            rt.forward(model.preprocessor(frame))
+            times.append((time.perf_counter() - t0) * 1e3)
+        out.append({"backbone": name, "precision": precision, "device": device, "input": [h, w],
+                    "descriptor_dim": model.descriptor_dim, "reps": reps,
+                    "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+                    "embed_ms_p50": _pct(times, 50), "embed_ms_p95": _pct(times, 95)})
+        print(f"embed  {name:28s} {precision}  {h}x{w}  p50 {out[-1]['embed_ms_p50']:8.1f} ms  "
+              f"p95 {out[-1]['embed_ms_p95']:8.1f} ms", flush=True)
+        del rt, model
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return out
+
+
+# --- index -------------------------------------------------------------------------------------
+def clustered_descriptors(n: int, d: int, n_queries: int, seed: int = 0):
+    """Unit descriptors in many tight clusters (like views of places); queries are noisy database points."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(8, n // 20), d)).astype(np.float32)
+    x = centres[rng.integers(len(centres), size=n)] + 0.35 * rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[rng.integers(n, size=n_queries)] + 0.15 * rng.standard_normal((n_queries, d)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return x, q
+
+
+def _index_bytes(index) -> int:
+    import faiss
+    with tempfile.NamedTemporaryFile() as f:
+        faiss.write_index(index, f.name)
+        return os.path.getsize(f.name)
+
+
+def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_queries: int = 200,
+                hnsw_m=(16, 32), ef_search=(16, 64, 128), max_flat_bytes=2 << 30) -> list[dict]:
+    import faiss
+
+    from vpr_node.core.index import make_faiss_index
+
+    out = []
+    for d in dims:
+        for n in sizes:
+            if n * d * 4 > max_flat_bytes:
+                print(f"index  skip n={n} d={d}: {n * d * 4 / 2**30:.1f} GiB of vectors exceeds the bench limit")
+                continue
+            x, q = clustered_descriptors(n, d, n_queries)
+            configs = [("flat", {})] + [("hnsw", {"M": m, "efConstruction": 80}) for m in hnsw_m] + \
+                      [("ivfpq", {"nlist": int(4 * np.sqrt(n)), "m": 64 if d >= 512 else 16, "nbits": 8,
+                                  "nprobe": 32})]
+            exact = None
+            for kind, params in configs:
+                t0 = time.perf_counter()
+                index = make_faiss_index(x, kind, params)
+                build_s = time.perf_counter() - t0
+                mem = _index_bytes(index)
+                sweeps = ef_search if kind == "hnsw" else (None,)
+                for ef in sweeps:
+                    if ef is not None:
+                        index.hnsw.efSearch = ef
+                    times, ids_all = [], []
+                    for i in range(n_queries):
+                        t = time.perf_counter()
+                        _, ids = index.search(q[i:i + 1], k)
+                        times.append((time.perf_counter() - t) * 1e3)
+                        ids_all.append(ids[0])
+                    ids_all = np.stack(ids_all)
+                    if kind == "flat":
+                        exact = ids_all
+                    rec = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids_all, exact)]))
+                    row = {"n": n, "dim": d, "index": kind, "params": {**params, **({"efSearch": ef} if ef else {})},
+                           "build_s": round(build_s, 2), "memory_MiB": round(mem / 2**20, 1),
+                           "search_ms_p50": _pct(times, 50), "search_ms_p95": _pct(times, 95),
+                           f"recall_at_{k}_vs_exact": round(rec, 4)}
+                    out.append(row)
+                    print(f"index  n={n:>6} d={d:>4} {kind:5s} {json.dumps(row['params']):45s} build {build_s:7.2f} s  "
+                          f"mem {row['memory_MiB']:8.1f} MiB  p50 {row['search_ms_p50']:7.3f} ms  "
+                          f"p95 {row['search_ms_p95']:7.3f} ms  recall {rec:.3f}", flush=True)
+                del index
+            faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return out
+
+
+# --- node --------------------------------------------------------------------------------------
+def _rss_peak_mib(pid: int) -> float | None:
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"), frames: int = 30,
+               rates=(3.0, 0.0)) -> list[dict]:
+    """rate 0 = max rate (publish the next frame as soon as the previous result arrives... and also a burst)."""
+    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
+    from vpr_node.core.indexing import build_index_for
+    from vpr_node.core.queries import QuerySpec, synthesise_queries
+    from vpr_node.core.sample_map import write_sample_map
+    from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
+
+    workdir = pathlib.Path(workdir)
+    maps = write_sample_map(workdir / "map", size_px=700) if not (workdir / "map" / "tiles.csv").exists() \
+        else workdir / "map" / "tiles.csv"
+    if not (workdir / "corpus" / "tiles.csv").exists():
+        cut_tiles(load_corner_table(maps), workdir / "corpus", 60.0, 0.5, 320, progress=False)
+    corpus = TileCorpus(workdir / "corpus")
+    queries = list(synthesise_queries(load_corner_table(maps), frames, seed=1, spec=QuerySpec()))
+    out = []
+    for b in backbones:
+        idx = workdir / f"index_{b}"
+        if not (idx / "manifest.json").exists():
+            build_index_for(b, corpus, idx, rotations=1, progress=False)
+        domain = 150 + len(out)
+        params = write_params_file(workdir / f"params_{b}.yaml", {"backbone": b, "index_dir": str(idx), "top_k": 10})
+        node = NodeProcess(params, workdir / f"node_{b}.log", domain)
+        client = VprClient(domain)
+        try:
+            client.wait_for_node(60)
+            assert client.transition("configure") and client.transition("activate"), node.log_text()[-2000:]
+            client.wait_subscribed(10)
+            for rate in rates:
+                client.drain(client.results)
+                diag0 = client.latest_diagnostics(3) or {}
+                sent, got, overhead, e2e = {}, 0, [], []
+                t_start = time.monotonic()
+                for i, q in enumerate(queries):
+                    stamp = time.time_ns()
+                    msg = client.make_image(q.image, stamp)
+                    sent[stamp] = time.monotonic()
+                    client.publish(msg)
+                    if rate > 0:
+                        deadline = t_start + (i + 1) / rate
+                        while time.monotonic() < deadline:
+                            r = client.next_result(timeout=max(0.001, deadline - time.monotonic()))
+                            if r is not None:
+                                got += 1
+                                _record(r, sent, e2e, overhead)
+                    else:
+                        time.sleep(0.005)  # max rate: a burst far faster than inference
+                end = time.monotonic() + 10
+                while time.monotonic() < end:
+                    r = client.next_result(timeout=0.5)
+                    if r is None:
+                        break
+                    got += 1
+                    _record(r, sent, e2e, overhead)
+                elapsed = time.monotonic() - t_start
+                diag1 = client.latest_diagnostics(3) or {}
+                drops = int(diag1.get("drops", 0)) - int(diag0.get("drops", 0))
+                row = {"backbone": b, "rate_hz": rate or "max", "frames": len(queries), "results": got,
+                       "dropped_by_queue": drops, "results_per_s": round(got / elapsed, 2),
+                       "e2e_ms_p50": _pct(e2e, 50), "e2e_ms_p95": _pct(e2e, 95),
+                       "overhead_ms_p50": _pct(overhead, 50), "overhead_ms_p95": _pct(overhead, 95)}
+                out.append(row)
+                print(f"node   {b:28s} rate {str(row['rate_hz']):>4} Hz  results {got}/{len(queries)}  drops {drops}  "
+                      f"e2e p50 {row['e2e_ms_p50']} ms p95 {row['e2e_ms_p95']} ms  overhead p50 {row['overhead_ms_p50']} "
+                      f"ms p95 {row['overhead_ms_p95']} ms", flush=True)
+            rss = _rss_peak_mib(node.proc.pid)
+            out.append({"backbone": b, "node_peak_rss_MiB": rss})
+            print(f"node   {b:28s} peak RSS {rss} MiB", flush=True)
+            client.transition("deactivate")
+        finally:
+            client.close()
+            node.stop()
+    return out
+
+
+def _record(r, sent, e2e, overhead):
+    stamp = r.header.stamp.sec * 10**9 + r.header.stamp.nanosec
+    t = sent.pop(stamp, None)
+    if t is None:
+        return
+    ms = (time.monotonic() - t) * 1e3
+    e2e.append(ms)
+    overhead.append(ms - r.embed_latency_ms - r.search_latency_ms)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="speed/memory/scale benchmarks (prints, writes JSON)")
+    p.add_argument("--out", default="artifacts/bench.json")
+    p.add_argument("--parts", nargs="+", default=["embed", "index", "node"], choices=["embed", "index", "node"])
+    p.add_argument("--smoke", action="store_true", help="seconds-long version (CI)")
+    p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
+    p.add_argument("--dims", nargs="+", type=int, default=[512, 4096])
+    p.add_argument("--embed-reps", type=int, default=20)
+    p.add_argument("--node-frames", type=int, default=30)
+    p.set_defaults(fn=_cmd)
+
+
+def _cmd(a):
+    res = {"machine": machine(), "command": "vpr bench " + ("--smoke" if a.smoke else "")}
+    with tempfile.TemporaryDirectory(prefix="vpr_bench_") as tmp:
+        if "embed" in a.parts:
+            cases = [("efficientnet_lite0_gem", "fp32")] if a.smoke else EMBED_CASES
+            res["embed"] = bench_embed(cases, reps=3 if a.smoke else a.embed_reps)
+        if "index" in a.parts:
+            res["index"] = bench_index(sizes=[2000] if a.smoke else a.sizes, dims=[64] if a.smoke else a.dims,
+                                       n_queries=20 if a.smoke else 200)
+        if "node" in a.parts:
+            res["node"] = bench_node(tmp, backbones=("efficientnet_lite0_gem",) if a.smoke else
+                                     ("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"),
+                                     frames=4 if a.smoke else a.node_frames)
+    out = pathlib.Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
