@@ -2,7 +2,8 @@
 
 
 def register(sub) -> None:
-    from . import bench, bench_recall, netvlad_tools
+    from . import bench, bench_recall, netvlad_tools, replay
     bench.register(sub)
     bench_recall.register(sub)
     netvlad_tools.register(sub)
+    replay.register(sub)
