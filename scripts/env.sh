@@ -1,9 +1,13 @@
 # Source this file: activates the project's venv and the colcon install overlay.
 # shellcheck disable=SC1091
 _vpr_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# colcon's setup scripts and venv activation read unset variables: relax `set -u` while sourcing them
+case $- in *u*) _vpr_nounset=1; set +u ;; *) _vpr_nounset=0 ;; esac
 . "${VPR_VENV:-$HOME/.cache/vpr_node/venv}/bin/activate"
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 . "$_vpr_root/install/setup.bash"
+[ "$_vpr_nounset" = 1 ] && set -u
+unset _vpr_nounset
 export PYTHONPATH="$_vpr_root${PYTHONPATH:+:$PYTHONPATH}"
 unset _vpr_root
 # Full-resolution frames between local processes need the shared-memory profile (see the XML).

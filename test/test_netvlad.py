@@ -236,3 +236,18 @@ def test_node_wires_net_vlad_and_logs_ready(converted, netvlad_index, tmp_path, 
         assert res is not None and res.backbone_label == "net_vlad" and res.descriptor_dim == 4096
     finally:
         r.close()
+
+
+def test_kmeans_centroid_init_for_net_vlad(sample_corpus, tmp_path):
+    """`vpr init-vlad --backbone net_vlad`: centroids by k-means over conv5_3 features of corpus tiles."""
+    out = tmp_path / "nv_init.pt"
+    proc = subprocess.run([sys.executable, "-m", "vpr_node.tools.cli", "init-vlad", "--backbone", "net_vlad",
+                           "--corpus", str(sample_corpus.root), "--out", str(out), "--images", "4"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = torch.load(out)
+    assert pool_alignment(state) > 0.99  # assignment conv = alpha * centroid directions (paper init)
+    prov = Provenance.read(out)
+    assert "k-means (64 clusters)" in prov.source and prov.trained is False  # random VGG encoder here
+    m = create_backbone("net_vlad", weights=str(out), descriptor_dim=32768)
+    assert m.descriptor_dim == 32768 and m.pca is None

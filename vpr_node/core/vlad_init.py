@@ -27,8 +27,10 @@ def sample_local_features(model, corpus: TileCorpus, n_images: int = 200, per_im
     return np.concatenate(out).astype(np.float32)
 
 
-def init_vlad(model, corpus: TileCorpus, out_path, n_images: int = 200, per_image: int = 100, seed: int = 0) -> pathlib.Path:
-    """Fit centroids for `model.pool` (a NetVLADPool) and save the model's state_dict + provenance."""
+def init_vlad(model, corpus: TileCorpus, out_path, n_images: int = 200, per_image: int = 100, seed: int = 0,
+              trunk: str = "packaged EfficientNet-Lite0 ImageNet", trunk_trained: bool = True) -> pathlib.Path:
+    """Fit centroids for `model.pool` (a NetVLADPool) and save the model's state_dict + provenance.
+    `model.features(x)` must return the local feature map the pool aggregates."""
     feats = sample_local_features(model, corpus, n_images, per_image, seed)
     k = model.pool.num_clusters
     km = faiss.Kmeans(feats.shape[1], k, niter=50, seed=seed, verbose=False)
@@ -38,6 +40,7 @@ def init_vlad(model, corpus: TileCorpus, out_path, n_images: int = 200, per_imag
     out_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_path)
     Provenance(source=f"k-means ({k} clusters) over {len(feats)} local features of corpus {corpus.root}",
-               licence="Apache-2.0 (trunk weights)", sha256=sha256_file(out_path), trained=True,
-               notes="centroids from corpus features; trunk = packaged EfficientNet-Lite0 ImageNet").write(out_path)
+               licence="see trunk weights", sha256=sha256_file(out_path), trained=trunk_trained,
+               notes=f"centroids from corpus features; trunk = {trunk}"
+               + ("" if trunk_trained else "; untrained pool trunk: encoder weights are random")).write(out_path)
     return out_path

@@ -104,11 +104,26 @@ def cmd_recorder(args):
 
 
 def cmd_init_vlad(args):
-    from vpr_node.core.backbones.efficientnet import EfficientNetLite0Vpr
     from vpr_node.core.corpus import TileCorpus
     from vpr_node.core.vlad_init import init_vlad
+    corpus = TileCorpus(args.corpus)
+    if args.backbone == "net_vlad":  # VGG16 NetVLAD, 32768-D (run fit-pca afterwards for 4096/512-D)
+        import pathlib
+        from vpr_node.core.backbones.base import Provenance, load_state_dict_strict, torch_load
+        from vpr_node.core.backbones.netvlad import NetVladVgg16
+        model, trained = NetVladVgg16(32768), False
+        if args.weights:  # reuse the encoder (and conv layout) of a converted checkpoint; its PCA is dropped
+            state = {k: v for k, v in torch_load(args.weights, "net_vlad").items() if not k.startswith("pca.")}
+            model = NetVladVgg16(32768, conv_bias="pool.conv.bias" in state)
+            load_state_dict_strict(model, state, "net_vlad")
+            prov = Provenance.read(pathlib.Path(args.weights))
+            trained = bool(prov and prov.trained)
+        print(init_vlad(model.eval(), corpus, args.out, n_images=args.images, seed=args.seed,
+                        trunk=f"VGG16 encoder from {args.weights or 'random initialisation'}", trunk_trained=trained))
+        return
+    from vpr_node.core.backbones.efficientnet import EfficientNetLite0Vpr
     model = EfficientNetLite0Vpr("netvlad", num_clusters=args.clusters).eval()
-    print(init_vlad(model, TileCorpus(args.corpus), args.out, n_images=args.images, seed=args.seed))
+    print(init_vlad(model, corpus, args.out, n_images=args.images, seed=args.seed))
 
 
 def cmd_demo(args):
@@ -179,7 +194,9 @@ def main(argv=None) -> int:
     p.add_argument("--kind", default=None)
     p.set_defaults(fn=cmd_recorder)
 
-    p = sub.add_parser("init-vlad", help="k-means NetVLAD centroids for efficientnet_lite0_netvlad from a corpus")
+    p = sub.add_parser("init-vlad", help="k-means NetVLAD centroids from corpus features (NetVLAD paper recipe)")
+    p.add_argument("--backbone", default="efficientnet_lite0_netvlad", choices=("efficientnet_lite0_netvlad", "net_vlad"))
+    p.add_argument("--weights", default=None, help="net_vlad: 32768-D project checkpoint whose encoder to use")
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--clusters", type=int, default=16)

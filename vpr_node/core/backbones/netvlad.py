@@ -51,6 +51,10 @@ class NetVladVgg16(VprBackbone):
         self.provenance = Provenance(source="random initialisation", trained=False,
                                      notes="untrained pool: scaffold weights, not for retrieval")
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """conv5_3 local features (N, 512, H/16, W/16) that the NetVLAD pool aggregates."""
+        return self.encoder(x)
+
     def aggregate(self, features: torch.Tensor) -> torch.Tensor:
         vlad = self.pool(features).flatten(1)  # intra-normalised (first stage)
         if self.pca is not None:
@@ -58,7 +62,7 @@ class NetVladVgg16(VprBackbone):
         return DescriptorNormaliser.l2_normalise(vlad)  # global L2 (second stage), exactly once
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.aggregate(self.encoder(x))
+        return self.aggregate(self.features(x))
 
 
 def convert_nanne_checkpoint(state: dict) -> dict:
