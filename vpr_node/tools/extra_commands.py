@@ -7,3 +7,5 @@ def register(sub) -> None:
     bench_recall.register(sub)
     netvlad_tools.register(sub)
     replay.register(sub)
+    from vpr_node.core.training import train
+    train.register(sub)

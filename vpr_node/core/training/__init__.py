@@ -1,0 +1,1 @@
+"""Training of retrieval models (Lightning). Plain Python: no rclpy."""

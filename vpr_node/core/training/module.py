@@ -1,0 +1,71 @@
+"""Lightning module: triplet loss (batch-hard negatives) + weighted InfoNCE over any VprBackbone."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ..geo import haversine_m
+
+
+def _far_mask(batch, pos_m: float, neg_m: float):
+    """(B, 2B) bool: which batch tiles (positives then negatives) are valid negatives for each anchor,
+    and (B, 2B) which are positives (target or other tiles within pos_m)."""
+    b = batch["anchor"].shape[0]
+    if "anchor_latlon" in batch:
+        a = batch["anchor_latlon"].cpu().numpy()
+        t = torch.cat([batch["positive_latlon"], batch["negative_latlon"]]).cpu().numpy()
+        d = torch.from_numpy(haversine_m(a[:, None, 0], a[:, None, 1], t[None, :, 0], t[None, :, 1]))
+        return d > neg_m, d <= pos_m
+    places = batch["place"]
+    tile_places = torch.cat([places, torch.full_like(places, -1)])
+    same = places[:, None] == tile_places[None, :]
+    far = ~same
+    far[:, :b] &= True
+    return far, same
+
+
+class RetrievalModule(L.LightningModule):
+    def __init__(self, model, lr: float = 1e-4, weight_decay: float = 0.05, margin: float = 0.1,
+                 triplet_weight: float = 1.0, infonce_weight: float = 0.5, temperature: float = 0.07,
+                 pos_m: float = 25.0, neg_m: float = 100.0, max_steps: int = 1000):
+        super().__init__()
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+
+    def forward(self, x):
+        return self.model(x)
+
+    def losses(self, batch):
+        h = self.hparams
+        b = batch["anchor"].shape[0]
+        emb = self.model(torch.cat([batch["anchor"], batch["positive"], batch["negative"]]))
+        a, tiles = emb[:b], emb[b:]  # tiles: positives (b) then negatives (b)
+        sim = a @ tiles.T  # (B, 2B) cosine
+        far, near = _far_mask(batch, h.pos_m, h.neg_m)
+        far, near = far.to(sim.device), near.to(sim.device)
+        idx = torch.arange(b, device=sim.device)
+        d_pos = 2 - 2 * sim[idx, idx]
+        hard_neg = sim.masked_fill(~far, -2.0).max(dim=1).values  # online hard-negative mining (batch-hard)
+        triplet = F.relu(h.margin + d_pos - (2 - 2 * hard_neg)).mean()
+        logits = (sim / h.temperature).masked_fill(near & ~torch.eye(b, 2 * b, dtype=torch.bool, device=sim.device),
+                                                   float("-inf"))
+        infonce = F.cross_entropy(logits, idx)
+        loss = h.triplet_weight * triplet + h.infonce_weight * infonce
+        return loss, triplet, infonce
+
+    def training_step(self, batch, _):
+        loss, triplet, infonce = self.losses(batch)
+        self.log_dict({"train/loss": loss, "train/triplet": triplet, "train/infonce": infonce}, prog_bar=True,
+                      batch_size=batch["anchor"].shape[0])
+        return loss
+
+    def validation_step(self, batch, _):
+        loss, triplet, infonce = self.losses(batch)
+        self.log_dict({"val/loss": loss, "val/triplet": triplet, "val/infonce": infonce}, prog_bar=True,
+                      batch_size=batch["anchor"].shape[0])
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.hparams.max_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
