@@ -1,0 +1,171 @@
+"""Published VPR models in their authors' module layouts, so their released checkpoints load strictly.
+
+- `cosplace`, `eigenplaces`: GeoLocalizationNet of gmberton/CosPlace and gmberton/EigenPlaces:
+  backbone = children of a torchvision ResNet (or VGG16 features) without the last two layers,
+  aggregation = [L2Norm, GeM, Flatten, Linear(features_dim -> fc_output_dim), L2Norm].
+  Released files are plain state_dicts (`backbone.0.weight`, ..., `aggregation.1.p`, `aggregation.3.weight`).
+- `mixvpr`: amaralibey/MixVPR VPRModel: ResNet-50 cropped after layer3 (`backbone.model.*`) + MixVPR
+  aggregator (`aggregator.mix.<i>.mix.{0,1,3}`, `aggregator.channel_proj`, `aggregator.row_proj`);
+  released as a Lightning checkpoint ({"state_dict": ...}). Published config: 320x320 input,
+  1024 channels, 20x20, out_channels 1024, mix_depth 4, mlp_ratio 1, out_rows 4 -> 4096-D.
+
+Weights cannot be downloaded here: users fetch them from the authors' release pages and run
+`vpr convert-checkpoint --backbone <name> --checkpoint <file> --out <file.pt>`.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from ..errors import ConfigurationError
+from ..normalise import DescriptorNormaliser
+from ..preprocess import BackbonePreprocessor
+from .base import Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
+from .layers import GeM
+
+# --- CosPlace / EigenPlaces -------------------------------------------------------------------
+_TRUNK_DIMS = {"resnet18": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048, "vgg16": 512}
+
+
+class _L2Norm(nn.Module):
+    def forward(self, x):
+        return F.normalize(x, p=2, dim=1)
+
+
+class _Flatten(nn.Module):
+    def forward(self, x):
+        return x[:, :, 0, 0]
+
+
+class _GeM4d(GeM):
+    """GeM keeping the (N, C, 1, 1) shape as in CosPlace, parameter `p` of shape (1,)."""
+
+    def forward(self, x):
+        return super().forward(x)[:, :, None, None]
+
+
+def _trunk(name: str) -> nn.Sequential:
+    if name == "vgg16":
+        return nn.Sequential(*list(torchvision.models.vgg16(weights=None).features.children())[:-2])
+    if name not in _TRUNK_DIMS:
+        raise ConfigurationError(f"backbone trunk {name!r} not supported; choose one of {', '.join(_TRUNK_DIMS)}")
+    return nn.Sequential(*list(getattr(torchvision.models, name)(weights=None).children())[:-2])
+
+
+class GeoLocalizationNet(VprBackbone):
+    def __init__(self, label: str, trunk: str = "resnet50", fc_output_dim: int = 2048, input_size: int = 512):
+        super().__init__()
+        self.label = label
+        self.backbone = _trunk(trunk)
+        self.aggregation = nn.Sequential(_L2Norm(), _GeM4d(p=3.0), _Flatten(), nn.Linear(_TRUNK_DIMS[trunk], fc_output_dim),
+                                         _L2Norm())
+        self.descriptor_dim = int(fc_output_dim)
+        self.preprocessor = BackbonePreprocessor(size=(input_size, input_size))
+        self.provenance = Provenance(source="random initialisation", trained=False, notes="no published weights loaded")
+
+    def forward(self, x):
+        h = self.aggregation[3](self.aggregation[2](self.aggregation[1](self.aggregation[0](self.backbone(x)))))
+        return DescriptorNormaliser.l2_normalise(h)
+
+
+# --- MixVPR ------------------------------------------------------------------------------------
+class _FeatureMixerLayer(nn.Module):
+    def __init__(self, in_dim: int, mlp_ratio: float = 1.0):
+        super().__init__()
+        self.mix = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, int(in_dim * mlp_ratio)), nn.ReLU(),
+                                 nn.Linear(int(in_dim * mlp_ratio), in_dim))
+
+    def forward(self, x):
+        return x + self.mix(x)
+
+
+class _MixVPRAggregator(nn.Module):
+    def __init__(self, in_channels=1024, in_h=20, in_w=20, out_channels=1024, mix_depth=4, mlp_ratio=1.0, out_rows=4):
+        super().__init__()
+        hw = in_h * in_w
+        self.mix = nn.Sequential(*[_FeatureMixerLayer(hw, mlp_ratio) for _ in range(mix_depth)])
+        self.channel_proj = nn.Linear(in_channels, out_channels)
+        self.row_proj = nn.Linear(hw, out_rows)
+
+    def forward(self, x):
+        x = self.mix(x.flatten(2))
+        x = self.channel_proj(x.permute(0, 2, 1)).permute(0, 2, 1)
+        return self.row_proj(x).flatten(1)
+
+
+class _CroppedResNet(nn.Module):
+    """MixVPR's ResNet wrapper: `self.model` is a torchvision ResNet with avgpool/fc (and layer4) removed."""
+
+    def __init__(self, name: str = "resnet50", crop_layer4: bool = True):
+        super().__init__()
+        self.model = getattr(torchvision.models, name)(weights=None)
+        self.model.avgpool = None
+        self.model.fc = None
+        if crop_layer4:
+            self.model.layer4 = None
+
+    def forward(self, x):
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        x = m.layer3(m.layer2(m.layer1(x)))
+        return m.layer4(x) if m.layer4 is not None else x
+
+
+class MixVPRNet(VprBackbone):
+    label = "mixvpr"
+
+    def __init__(self, input_size: int = 320, out_channels: int = 1024, out_rows: int = 4, mix_depth: int = 4):
+        super().__init__()
+        self.backbone = _CroppedResNet("resnet50", crop_layer4=True)
+        side = input_size // 16
+        self.aggregator = _MixVPRAggregator(1024, side, side, out_channels, mix_depth, 1.0, out_rows)
+        self.descriptor_dim = out_channels * out_rows
+        self.preprocessor = BackbonePreprocessor(size=(input_size, input_size), crop="center_square")
+        self.provenance = Provenance(source="random initialisation", trained=False, notes="no published weights loaded")
+
+    def forward(self, x):
+        return DescriptorNormaliser.l2_normalise(self.aggregator(self.backbone(x)))
+
+
+# --- converters + registry ---------------------------------------------------------------------
+def normalise_published_state(state: dict, keep_prefixes: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """Unwrap a Lightning/DataParallel container; keep the model's keys. Returns (state, dropped keys),
+    dropped = training-only entries such as loss or miner buffers."""
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    kept = {k: v for k, v in state.items() if k.startswith(keep_prefixes)}
+    if not kept:
+        raise ConfigurationError(f"checkpoint has none of the expected key prefixes {keep_prefixes}")
+    return kept, sorted(set(state) - set(kept))
+
+
+def _load(model: VprBackbone, weights, what: str, prefixes: tuple[str, ...]) -> VprBackbone:
+    raw = torch_load(weights, what)
+    state, dropped = normalise_published_state(raw, prefixes)
+    load_state_dict_strict(model, state, what)
+    model.provenance = Provenance.read(pathlib.Path(weights)) or Provenance(
+        source=f"published {what} checkpoint {weights}", sha256=sha256_file(weights), trained=True,
+        notes="loaded from the authors' file" + (f"; ignored training-only keys: {', '.join(dropped[:8])}"
+                                                  if dropped else ""))
+    return model
+
+
+def build_published(name: str, weights=None, **opts) -> VprBackbone:
+    if name in ("cosplace", "eigenplaces"):
+        m = GeoLocalizationNet(name, opts.get("trunk", "resnet50"), int(opts.get("descriptor_dim", 2048)),
+                               int(opts.get("input_size", 512)))
+        return _load(m, weights, name, ("backbone.", "aggregation.")) if weights else m
+    if name == "mixvpr":
+        m = MixVPRNet(int(opts.get("input_size", 320)), int(opts.get("out_channels", 1024)),
+                      int(opts.get("out_rows", 4)), int(opts.get("mix_depth", 4)))
+        return _load(m, weights, name, ("backbone.", "aggregator.")) if weights else m
+    raise ConfigurationError(f"no published-checkpoint converter for {name!r}")
+
+
+for _name in ("cosplace", "eigenplaces", "mixvpr"):
+    register(_name)(lambda weights=None, _n=_name, **o: build_published(_n, weights, **o))
