@@ -133,3 +133,38 @@ def test_preprocess_error_carries_context():
     with pytest.raises(VprPreprocessError) as e:
         decode_compressed("jpeg", b"")
     assert e.value.to_record()["kind"] == "vpr.preprocess_error"
+
+
+class _HangingRuntime(Runtime):
+    """Test double at the true boundary: a runtime that blocks until released."""
+
+    name = "hanging"
+
+    def __init__(self, release):
+        self.release = release
+
+    def forward(self, batch):
+        self.release.wait(30)
+        return np.full((batch.shape[0], 192), 1 / np.sqrt(192), np.float32)
+
+
+def test_hung_backbone_is_reported_once_and_queue_stays_bounded(strategy, sample_queries, tmp_path):
+    import threading
+    release = threading.Event()
+    eng, out, stream, rec = _engine(RetrievalStrategy(strategy.backbone, _HangingRuntime(release), strategy.index),
+                                    tmp_path)
+    eng.start()
+    try:
+        for i in range(50):  # frames keep arriving while the backbone hangs
+            eng.submit(Frame(decode=lambda: sample_queries[0].image, stamp_ns=i))
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert eng.check_hang(0.2) and eng.check_hang(0.2)  # still hung; reported once
+        snap = eng.snapshot()
+        assert snap["errors"] == {"vpr.backbone_hang": 1} and snap["inflight_ms"] >= 200
+        assert len(eng.queue) <= 1 and snap["drops"] >= 45  # bounded: newest wins
+    finally:
+        release.set()
+        assert eng.stop()
+    assert [r["kind"] for r in read_records(tmp_path / "fdr.jsonl")].count("vpr.backbone_hang") == 1
+    assert '"level":"ERROR"' in stream.getvalue() and "hung" in stream.getvalue()

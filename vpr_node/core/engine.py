@@ -68,6 +68,8 @@ class VprEngine:
         self.stats = EngineStats()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._inflight: tuple[Frame, float] | None = None  # (frame, monotonic start) while processing
+        self._hang_reported: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,7 +102,24 @@ class VprEngine:
         return self.queue.put(frame)
 
     def snapshot(self) -> dict:
-        return self.stats.snapshot(self.queue.dropped_total)
+        snap = self.stats.snapshot(self.queue.dropped_total)
+        inflight = self._inflight
+        snap["inflight_ms"] = (time.monotonic() - inflight[1]) * 1e3 if inflight else 0.0
+        return snap
+
+    def check_hang(self, timeout_s: float) -> bool:
+        """Watchdog (call periodically, e.g. from the diagnostics timer): a frame in flight for longer
+        than timeout_s is reported once as vpr.backbone_hang (ERROR log + recorder + error count).
+        Frames arriving meanwhile are dropped by the newest-wins queue and counted, so memory stays bounded."""
+        inflight = self._inflight
+        if not inflight or time.monotonic() - inflight[1] < timeout_s:
+            return False
+        frame = inflight[0]
+        if self._hang_reported != frame.uuid:
+            self._hang_reported = frame.uuid
+            self._fail(frame, VprBackboneError(f"{self.strategy.label}: frame in flight for more than {timeout_s:.1f} s "
+                                               "(backbone or runtime hung?)", kind_detail="hang"), kind="vpr.backbone_hang")
+        return True
 
     # --- inference thread ------------------------------------------------------------------
     def _loop(self) -> None:
@@ -108,15 +127,20 @@ class VprEngine:
             frame, dropped = self.queue.get(timeout=0.2)
             if frame is None:
                 continue
-            self.process(frame, dropped)
+            self._inflight = (frame, time.monotonic())
+            try:
+                self.process(frame, dropped)
+            finally:
+                self._inflight = None
 
-    def _fail(self, frame: Frame, exc: VprError, level: str = "ERROR") -> None:
+    def _fail(self, frame: Frame, exc: VprError, level: str = "ERROR", kind: str | None = None) -> None:
+        kind = kind or exc.kind
         with self.stats.lock:
-            self.stats.errors[exc.kind] += 1
+            self.stats.errors[kind] += 1
         rec = {"frame_uuid": frame.uuid, "frame_id": frame.frame_id, "stamp_ns": frame.stamp_ns, **exc.to_record()}
-        self.log.event(level, exc.kind, str(exc), **{k: v for k, v in rec.items() if k not in ("kind", "message")})
+        self.log.event(level, kind, str(exc), **{k: v for k, v in rec.items() if k not in ("kind", "message")})
         if self.recorder:
-            self.recorder.record(exc.kind, **{k: v for k, v in rec.items() if k != "kind"})
+            self.recorder.record(kind, **{k: v for k, v in rec.items() if k != "kind"})
 
     def process(self, frame: Frame, dropped: int = 0) -> VprResult | None:
         """Run one frame synchronously (the thread's body; also used by offline replay)."""

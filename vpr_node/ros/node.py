@@ -200,18 +200,20 @@ class VprLifecycleNode(LifecycleNode):
         if pub is None:
             return
         engine = self.engine
+        hung = engine.check_hang(self.config.hang_timeout) if engine is not None and self.config else False
         stats = engine.snapshot() if engine is not None else getattr(self, "_last_stats", None) or {}
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: visual place recognition"
         status.hardware_id = self.strategy.label if self.strategy else ""
         errors = stats.get("errors_total", 0)
-        status.level = DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN
+        status.level = DiagnosticStatus.ERROR if hung else (DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN)
         status.message = f"{self.state_label}; {stats.get('results_out', 0)} results, {errors} errors"
         values = {"state": self.state_label, "backbone": self.strategy.label if self.strategy else "",
                   "rate_hz": f"{stats.get('rate_hz', 0.0):.3f}", "frames_in": stats.get("frames_in", 0),
                   "results_out": stats.get("results_out", 0), "drops": stats.get("drops", 0),
                   "latency_ms_p50": f"{stats.get('latency_ms_p50', 0.0):.2f}",
-                  "latency_ms_p95": f"{stats.get('latency_ms_p95', 0.0):.2f}", "errors_total": errors}
+                  "latency_ms_p95": f"{stats.get('latency_ms_p95', 0.0):.2f}", "errors_total": errors,
+                  "inflight_ms": f"{stats.get('inflight_ms', 0.0):.0f}"}
         for kind, n in sorted(stats.get("errors", {}).items()):
             values[f"errors.{kind}"] = n
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

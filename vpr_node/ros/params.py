@@ -26,6 +26,7 @@ PARAMETERS = {
     "recorder_path": ("", "flight-data recorder file ('' = off)"),
     "recorder_max_bytes": (16 << 20, "recorder rotation size in bytes"),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
+    "hang_timeout": (10.0, "seconds a frame may stay in flight before it is reported as vpr.backbone_hang"),
 }
 
 
@@ -48,6 +49,7 @@ class NodeConfig:
     recorder_path: str
     recorder_max_bytes: int
     diagnostics_period: float
+    hang_timeout: float
 
     @classmethod
     def from_params(cls, p: dict) -> "NodeConfig":
@@ -80,12 +82,15 @@ class NodeConfig:
             bad("image_topic", "must not be empty")
         if float(p["diagnostics_period"]) <= 0:
             bad("diagnostics_period", "must be > 0")
+        if float(p["hang_timeout"]) <= 0:
+            bad("hang_timeout", "must be > 0")
         return cls(backbone=p["backbone"], weights=p["weights"], backbone_options=opts, index_dir=p["index_dir"],
                    verify_index_weights=bool(p["verify_index_weights"]), top_k=int(p["top_k"]),
                    image_topic=p["image_topic"], compressed=bool(p["compressed"]), result_topic=p["result_topic"],
                    runtime=p["runtime"], precision=p["precision"], device=p["device"], queue_depth=int(p["queue_depth"]),
                    warn_distance=float(p["warn_distance"]), recorder_path=p["recorder_path"],
-                   recorder_max_bytes=int(p["recorder_max_bytes"]), diagnostics_period=float(p["diagnostics_period"]))
+                   recorder_max_bytes=int(p["recorder_max_bytes"]), diagnostics_period=float(p["diagnostics_period"]),
+                   hang_timeout=float(p["hang_timeout"]))
 
     def model_key(self) -> tuple:
         """What requires a reload when it changes between configure and activate."""
