@@ -105,6 +105,9 @@ class VprLifecycleNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             cfg = self._read_config()
+            if self.recorder is not None:  # a previous configure attempt failed after opening it
+                self.recorder.close()
+                self.recorder = None
             if cfg.recorder_path:
                 self.recorder = FlightDataRecorder(cfg.recorder_path, cfg.recorder_max_bytes)
             self._load(cfg)

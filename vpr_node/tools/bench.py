@@ -36,7 +36,9 @@ EMBED_CASES = [("efficientnet_lite0_netvlad", "fp32"), ("efficientnet_lite0_gem"
                ("efficientnet_lite0_gem", "fp16"), ("net_vlad", "fp32")]
 
 
-def bench_embed(cases=EMBED_CASES, reps: int = 20, device: str = "cpu") -> list[dict]:
+def bench_embed(cases=EMBED_CASES, reps: int = 20, device: str = "cpu", input_override: int | None = None,
+                warmup: bool = True) -> list[dict]:
+    """input_override: forward an NxN tensor instead of the preprocessed frame (for very slow cases)."""
     import torch
 
     from vpr_node.core.backbones import create_backbone
@@ -53,13 +55,21 @@ def bench_embed(cases=EMBED_CASES, reps: int = 20, device: str = "cpu") -> list[
         rt = create_runtime("pytorch", model, (h, w), precision, device, required=model.required_runtimes,
                             backbone_label=model.label)
         frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
-        rt.forward(model.preprocessor(frame))  # warm-up
+        if input_override:
+            h = w = int(input_override)
+
+        def one():
+            rt.forward(torch.zeros(1, 3, h, w) if input_override else model.preprocessor(frame))
+
+        if warmup:
+            one()
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
-            rt.forward(model.preprocessor(frame))
+            one()
             times.append((time.perf_counter() - t0) * 1e3)
         out.append({"backbone": name, "precision": precision, "device": device, "input": [h, w],
+                    "input_override": bool(input_override),
                     "descriptor_dim": model.descriptor_dim, "reps": reps,
                     "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
                     "embed_ms_p50": _pct(times, 50), "embed_ms_p95": _pct(times, 95)})
@@ -243,6 +253,9 @@ def register(sub) -> None:
     p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
     p.add_argument("--dims", nargs="+", type=int, default=[512, 4096])
     p.add_argument("--embed-reps", type=int, default=20)
+    p.add_argument("--cases", nargs="+", default=None, help="embed cases as backbone:precision (default: all)")
+    p.add_argument("--input-override", type=int, default=None, help="embed: forward an NxN tensor instead")
+    p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--node-frames", type=int, default=30)
     p.set_defaults(fn=_cmd)
 
@@ -251,8 +264,10 @@ def _cmd(a):
     res = {"machine": machine(), "command": "vpr bench " + ("--smoke" if a.smoke else "")}
     with tempfile.TemporaryDirectory(prefix="vpr_bench_") as tmp:
         if "embed" in a.parts:
-            cases = [("efficientnet_lite0_gem", "fp32")] if a.smoke else EMBED_CASES
-            res["embed"] = bench_embed(cases, reps=3 if a.smoke else a.embed_reps)
+            cases = [("efficientnet_lite0_gem", "fp32")] if a.smoke else (
+                [tuple(c.split(":")) for c in a.cases] if a.cases else EMBED_CASES)
+            res["embed"] = bench_embed(cases, reps=3 if a.smoke else a.embed_reps, input_override=a.input_override,
+                                       warmup=not a.no_warmup)
         if "index" in a.parts:
             res["index"] = bench_index(sizes=[2000] if a.smoke else a.sizes, dims=[64] if a.smoke else a.dims,
                                        n_queries=20 if a.smoke else 200)

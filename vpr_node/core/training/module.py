@@ -11,7 +11,6 @@ from ..geo import haversine_m
 def _far_mask(batch, pos_m: float, neg_m: float):
     """(B, 2B) bool: which batch tiles (positives then negatives) are valid negatives for each anchor,
     and (B, 2B) which are positives (target or other tiles within pos_m)."""
-    b = batch["anchor"].shape[0]
     if "anchor_latlon" in batch:
         a = batch["anchor_latlon"].cpu().numpy()
         t = torch.cat([batch["positive_latlon"], batch["negative_latlon"]]).cpu().numpy()
@@ -20,9 +19,7 @@ def _far_mask(batch, pos_m: float, neg_m: float):
     places = batch["place"]
     tile_places = torch.cat([places, torch.full_like(places, -1)])
     same = places[:, None] == tile_places[None, :]
-    far = ~same
-    far[:, :b] &= True
-    return far, same
+    return ~same, same
 
 
 class RetrievalModule(L.LightningModule):
