@@ -53,3 +53,24 @@ def test_xyz_folder_corpus(tmp_path):
     r = recs[0]
     assert r.north > r.lat > r.south and r.west < r.lon < r.east
     assert abs(r.zoom - z) <= 2 and not math.isnan(r.lat)
+
+
+@pytest.mark.parametrize("storage,compressed", [("sqlite3", False), ("mcap", True)])
+def test_replay_into_ros_at_recorded_timing_in_sim_time(sample_queries, gem_index_dir, tmp_path, storage, compressed):
+    """The bag is published into ROS at its recorded 3 Hz with /clock; the node runs with use_sim_time,
+    so its results carry bag time; result bag + recall come back from one call."""
+    import os
+
+    from vpr_node.tools.replay import replay_ros
+    bag = write_query_bag(sample_queries[:6], tmp_path / "flight", rate_hz=3.0, storage=storage, compressed=compressed)
+    out = replay_ros(bag, "efficientnet_lite0_gem", str(gem_index_dir), tmp_path / "work", tmp_path / "results", rate=1.0,
+                     top_k=5, backbone_options={"input_size": 160}, domain_id=110 + os.getpid() % 50 + int(compressed))
+    log = (tmp_path / "work" / "node_efficientnet_lite0_gem.log").read_text()
+    assert out["frames_published"] == 6 and out["results"] == 6, (out, log[-2000:])
+    assert out["retrieved_at_in_bag_time"], out  # node clock followed /clock, not the wall clock
+    assert out["publish_lateness_ms_p95"] < 150
+    assert out["with_ground_truth"] == 6 and set(out["recall_at_25m"]) == {"1", "5"}
+    results = read_results(tmp_path / "results")
+    frames = list(read_camera_bag(bag))
+    assert sorted(r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in results) == [f.stamp_ns for f in frames]
+    assert {r.backbone_label for r in results} == {"efficientnet_lite0_gem"}

@@ -59,8 +59,9 @@ class EngineStats:
 class VprEngine:
     def __init__(self, strategy: RetrievalStrategy, on_result: Callable[[VprResult], None], top_k: int = 10,
                  queue_depth: int = 1, warn_distance: float = 1.5, logger: StructuredLogger | None = None,
-                 recorder: FlightDataRecorder | None = None):
+                 recorder: FlightDataRecorder | None = None, clock_ns: Callable[[], int] = time.time_ns):
         self.strategy, self.on_result, self.top_k = strategy, on_result, int(top_k)
+        self.clock_ns = clock_ns  # stamps retrieved_at; the ROS node passes its clock (sim time when replaying)
         self.warn_distance = float(warn_distance)
         self.log = logger or StructuredLogger()
         self.recorder = recorder
@@ -169,7 +170,7 @@ class VprEngine:
             self._fail(frame, VprBackboneError(f"unexpected error: {type(exc).__name__}: {exc}"))
             return None
         result = VprResult(frame_uuid=frame.uuid, frame_id=frame.frame_id, stamp_ns=frame.stamp_ns,
-                           retrieved_at_ns=time.time_ns(), backbone_label=self.strategy.label,
+                           retrieved_at_ns=self.clock_ns(), backbone_label=self.strategy.label,
                            descriptor_dim=self.strategy.descriptor_dim, candidates=candidates,
                            embed_latency_ms=(t1 - t0) * 1e3, search_latency_ms=(t2 - t1) * 1e3,
                            frames_dropped=int(dropped))

@@ -34,7 +34,9 @@ from .conversions import ns_to_time
 
 TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
                "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
-               "shutdown": Transition.TRANSITION_INACTIVE_SHUTDOWN}
+               "shutdown": Transition.TRANSITION_INACTIVE_SHUTDOWN,
+               "shutdown_unconfigured": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+               "shutdown_active": Transition.TRANSITION_ACTIVE_SHUTDOWN}
 
 
 def default_fastdds_profile() -> str | None:

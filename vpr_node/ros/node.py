@@ -132,7 +132,8 @@ class VprLifecycleNode(LifecycleNode):
         except VprError as exc:
             return self._config_failed(exc, "activate")
         self.engine = VprEngine(self.strategy, self._publish_result, top_k=cfg.top_k, queue_depth=cfg.queue_depth,
-                                warn_distance=cfg.warn_distance, logger=self.log, recorder=self.recorder)
+                                warn_distance=cfg.warn_distance, logger=self.log, recorder=self.recorder,
+                                clock_ns=lambda: self.get_clock().now().nanoseconds)
         self.engine.start()
         msg_type, decoder = (CompressedImage, compressed_decoder) if cfg.compressed else (Image, image_decoder)
         self.sub = self.create_subscription(msg_type, cfg.image_topic, lambda m: self._on_image(m, decoder),

@@ -23,11 +23,14 @@ def convert_published(backbone: str, checkpoint, out, source: str, licence: str,
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert-checkpoint", help="convert a published cosplace / eigenplaces / mixvpr checkpoint")
-    p.add_argument("--backbone", required=True, choices=("cosplace", "eigenplaces", "mixvpr"))
+    p = sub.add_parser(
+        "convert-checkpoint",
+        help="convert a published cosplace / eigenplaces / mixvpr / salad / megaloc / boq checkpoint")
+    p.add_argument("--backbone", required=True, choices=("cosplace", "eigenplaces", "mixvpr", "salad", "megaloc", "boq"))
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--backbone-options", default="{}", help='e.g. {"trunk": "resnet50", "descriptor_dim": 2048}')
+    p.add_argument("--backbone-options", default="{}",
+                   help='e.g. {"trunk": "resnet50", "descriptor_dim": 2048} or {"variant": "dinov2_vitb14"}')
     p.add_argument("--source", default="authors' published checkpoint")
     p.add_argument("--licence", default="see the authors' repository")
     p.set_defaults(fn=lambda a: print(json.dumps(convert_published(a.backbone, a.checkpoint, a.out, a.source, a.licence,

@@ -69,3 +69,63 @@ def _cmd(a):
         rows.append(replay_offline(a.bag, b, idx, out_bag, a.top_k, camera_topic=a.camera_topic))
         print(json.dumps(rows[-1]))
     return 0
+
+
+def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: float = 1.0, top_k: int = 10,
+               weights=None, backbone_options: dict | None = None, camera_topic=None, domain_id: int = 77) -> dict:
+    """Start the lifecycle node (use_sim_time: true) as its own process, configure + activate it over its
+    lifecycle services, publish the bag into ROS at recorded timing with /clock, collect the results."""
+    from vpr_node.ros.bag_player import replay_into_ros
+    from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
+
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = {"backbone": backbone, "index_dir": str(index_dir), "top_k": top_k, "use_sim_time": True,
+              "backbone_options": json.dumps(backbone_options or {}), "weights": weights or "",
+              "recorder_path": str(workdir / f"fdr_{backbone}.jsonl")}
+    from rosbags.rosbag2 import Reader
+
+    from vpr_node.core.bagio import IMAGE_TYPES
+    with Reader(bag) as r:
+        cams = [c for c in r.connections if c.msgtype in IMAGE_TYPES and camera_topic in (None, c.topic)]
+    if not cams:
+        raise SystemExit(f"bag {bag} has no camera topic")
+    params["image_topic"], params["compressed"] = cams[0].topic, cams[0].msgtype == IMAGE_TYPES[1]
+    node = NodeProcess(write_params_file(workdir / f"params_{backbone}.yaml", params), workdir / f"node_{backbone}.log",
+                       domain_id)
+    client = VprClient(domain_id)
+    try:
+        client.wait_for_node(60)
+        if not (client.transition("configure") and client.transition("activate")):
+            raise RuntimeError(f"node did not activate; see {workdir / f'node_{backbone}.log'}")
+        out = replay_into_ros(bag, out_bag, rate, camera_topic, domain_id, top_k)
+    finally:
+        client.close()
+        node.stop()
+    return {"backbone": backbone, **out}
+
+
+def register_ros(sub) -> None:
+    p = sub.add_parser("replay-ros", help="publish a rosbag2 into ROS at recorded timing (/clock, use_sim_time) "
+                                          "through the running node; result bag + recall per backbone")
+    p.add_argument("bag")
+    p.add_argument("--backbone", nargs="+", default=["efficientnet_lite0_netvlad"])
+    p.add_argument("--index", nargs="+", required=True, help="one index folder per backbone")
+    p.add_argument("--out", default=None, help="result bag folder (one per backbone: <out>_<backbone>)")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed (1.0 = recorded timing)")
+    p.add_argument("--camera-topic", default=None)
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--workdir", default="artifacts/replay_ros", help="params, node logs, flight-data records")
+    p.add_argument("--domain-id", type=int, default=77)
+    p.set_defaults(fn=_cmd_ros)
+
+
+def _cmd_ros(a):
+    if len(a.backbone) != len(a.index):
+        print("give one --index per --backbone")
+        return 2
+    for b, idx in zip(a.backbone, a.index):
+        row = replay_ros(a.bag, b, idx, a.workdir, f"{a.out}_{b}" if a.out else None, a.rate, a.top_k,
+                         camera_topic=a.camera_topic, domain_id=a.domain_id)
+        print(json.dumps(row))
+    return 0

