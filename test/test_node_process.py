@@ -171,3 +171,52 @@ def _corrupt_jpeg(client):
     m.format = "jpeg"
     m.data = b"\xff\xd8\xff\xe0" + bytes(np.random.default_rng(0).integers(0, 255, 5000, dtype=np.uint8))
     return m
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("truncate_index", "is corrupt or was changed after the build"),
+    ("delete_entries", "is missing; rebuild the index"),
+    ("corrupt_manifest", "manifest"),
+    ("flip_descriptor_byte", "is corrupt or was changed after the build"),
+])
+def test_damaged_index_fails_configure_with_typed_error_and_node_recovers(tmp_path, gem_index_dir, sample_queries,
+                                                                          damage, message):
+    """Index files missing / truncated / corrupted / manifest mangled, through the node process: configure
+    fails with IndexUnavailableError (log + flight-data record), the node stays up, and once the index is
+    restored the same process configures, activates and serves."""
+    import json
+    import shutil
+
+    from vpr_node.core.recorder import read_records
+    idx = tmp_path / "index"
+    shutil.copytree(gem_index_dir, idx)
+    backup = tmp_path / "backup"
+    shutil.copytree(idx, backup)
+    if damage == "truncate_index":
+        p = idx / "index.faiss"
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    elif damage == "delete_entries":
+        (idx / "entries.npy").unlink()
+    elif damage == "corrupt_manifest":
+        (idx / "manifest.json").write_text((idx / "manifest.json").read_text()[:-40])
+    else:
+        p = idx / "descriptors.npy"
+        b = bytearray(p.read_bytes())
+        b[-7] ^= 0xFF
+        p.write_bytes(bytes(b))
+    r = Running(tmp_path, _params(idx, tmp_path))
+    try:
+        assert not r.client.transition("configure")
+        assert r.client.state() == "unconfigured" and r.node.alive()
+        log = r.node.log_text()
+        assert message in log
+        errs = [json.loads(x) for x in log.splitlines() if x.startswith("{") and '"level":"ERROR"' in x]
+        assert any(e["kind"] == "vpr.index_error" for e in errs), log[-2000:]
+        assert any(rec["kind"] == "vpr.index_error" for rec in read_records(tmp_path / "fdr.jsonl"))
+        shutil.rmtree(idx)
+        shutil.copytree(backup, idx)
+        assert r.client.transition("configure") and r.client.transition("activate"), r.node.log_text()[-2000:]
+        r.client.wait_subscribed(10)
+        assert _send(r.client, sample_queries[0].image, 4242) is not None
+    finally:
+        r.close()

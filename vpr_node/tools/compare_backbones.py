@@ -41,8 +41,9 @@ def compare_backbones(maps_csv, workdir, backbones=None, weights: dict | None = 
         w = weights.get(name)
         row = {"backbone": name, "weights": w or ("package" if name in AUTO_WEIGHTS else None)}
         if name not in AUTO_WEIGHTS and not w:
-            rows.append({**row, "skipped": "no weights here: convert the authors' file with `vpr convert-checkpoint` "
-                                           "(or train) and pass --weights NAME=FILE"})
+            how = {"net_vlad": "`vpr convert-netvlad`", "convnext_tiny_gem": "`vpr train`"}.get(
+                name, "`vpr convert-checkpoint`")
+            rows.append({**row, "skipped": f"no weights here: make them with {how} and pass --weights {name}=FILE"})
             continue
         try:
             if name != "efficientnet_lite0_netvlad" and not create_backbone(name, weights=w).provenance.trained:

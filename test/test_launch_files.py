@@ -1,0 +1,48 @@
+"""The shipped launch files stay true to the package (launch/launch_ros are not installable here, so
+this checks them statically): every executable they start is installed by CMakeLists.txt from
+scripts/, every node parameter they set is one the node declares, and config/vpr.yaml only sets
+declared parameters."""
+import ast
+import pathlib
+import re
+
+import pytest
+import yaml
+
+from vpr_node.ros.params import PARAMETERS
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+
+
+def _installed_programs() -> set[str]:
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    progs = set()
+    for m in re.finditer(r"install\(PROGRAMS([^)]*)DESTINATION", cmake):
+        progs |= {pathlib.Path(p).name for p in m.group(1).split()}
+    return progs
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_executables_are_installed_and_parameters_declared(path):
+    tree = ast.parse(path.read_text())
+    executables, param_keys = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "executable" and isinstance(node.value, ast.Constant):
+            executables.add(node.value.value)
+        if isinstance(node, ast.keyword) and node.arg == "parameters" and isinstance(node.value, ast.List):
+            for elt in node.value.elts:
+                if isinstance(elt, ast.Dict):
+                    param_keys |= {k.value for k in elt.keys if isinstance(k, ast.Constant)}
+    assert executables, "no executable in the launch file"
+    installed = _installed_programs()
+    for exe in executables:
+        assert exe in installed, f"{exe} is started by {path.name} but not installed by CMakeLists.txt"
+        assert (ROOT / "scripts" / exe).is_file()
+    assert param_keys <= set(PARAMETERS) | {"use_sim_time"}, param_keys - set(PARAMETERS)
+
+
+def test_params_file_sets_only_declared_parameters():
+    params = yaml.safe_load((ROOT / "config" / "vpr.yaml").read_text())
+    (node_params,) = [v["ros__parameters"] for v in params.values()]
+    assert set(node_params) <= set(PARAMETERS) | {"use_sim_time"}, set(node_params) - set(PARAMETERS)
