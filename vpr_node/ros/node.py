@@ -93,7 +93,8 @@ class VprLifecycleNode(LifecycleNode):
     def _config_failed(self, exc: VprError, transition: str) -> TransitionCallbackReturn:
         self.log.error(exc.kind, f"{transition} failed: {exc}", transition=transition, **exc.context)
         if self.recorder:
-            self.recorder.record(exc.kind, transition=transition, **exc.to_record())
+            self.recorder.record(exc.kind, transition=transition,
+                                 **{k: v for k, v in exc.to_record().items() if k != "kind"})
         return TransitionCallbackReturn.FAILURE
 
     def _publish_result(self, result) -> None:
