@@ -91,3 +91,23 @@ def test_seed_file_formats(tmp_path):
     (tmp_path / "bad.csv").write_text("anchor,positive\na.png,p.png\n")
     with pytest.raises(ValueError, match="needs columns"):
         TripletCsvDataset(tmp_path / "bad.csv", None)
+
+
+def test_freeze_bn_keeps_running_statistics_while_weights_train(maps_and_corpus):
+    maps, corpus = maps_and_corpus
+    torch.manual_seed(0)
+    model = create_backbone("efficientnet_lite0_gem", input_size=64)
+    ds = CorpusTripletDataset(corpus, load_corner_table(maps), model.preprocessor, size=4, seed=2)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    module = RetrievalModule(model, lr=1e-3, max_steps=2, freeze_bn=True).train()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns and not any(m.training for m in bns)
+    stats = [m.running_mean.clone() for m in bns]
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).weight.detach().clone()
+    opt = module.configure_optimizers()["optimizer"]
+    loss = module.losses(batch)[0]
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(stats, bns))
+    assert not torch.equal(conv, next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).weight)

@@ -25,13 +25,23 @@ def _far_mask(batch, pos_m: float, neg_m: float):
 class RetrievalModule(L.LightningModule):
     def __init__(self, model, lr: float = 1e-4, weight_decay: float = 0.05, margin: float = 0.1,
                  triplet_weight: float = 1.0, infonce_weight: float = 0.5, temperature: float = 0.07,
-                 pos_m: float = 25.0, neg_m: float = 100.0, max_steps: int = 1000):
+                 pos_m: float = 25.0, neg_m: float = 100.0, max_steps: int = 1000, freeze_bn: bool = False):
         super().__init__()
         self.model = model
         self.save_hyperparameters(ignore=["model"])
 
     def forward(self, x):
         return self.model(x)
+
+    def train(self, mode: bool = True):
+        """With freeze_bn, BatchNorm layers keep their running statistics (eval mode) while the rest
+        trains: small fine-tuning batches would otherwise re-estimate them from a few images."""
+        super().train(mode)
+        if mode and self.hparams.freeze_bn:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def losses(self, batch):
         h = self.hparams

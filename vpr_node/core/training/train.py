@@ -38,6 +38,7 @@ class TrainConfig:
     patience: int = 10
     val_every: int = 200
     resume: str | None = None
+    freeze_bn: bool = False
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -51,7 +52,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     val_ds = CorpusTripletDataset(corpus, rasters, model.preprocessor, cfg.val_samples, seed=cfg.seed + 10_000,
                                   neg_m=cfg.neg_m)
     module = RetrievalModule(model, lr=cfg.lr, margin=cfg.margin, triplet_weight=cfg.triplet_weight,
-                             infonce_weight=cfg.infonce_weight, neg_m=cfg.neg_m, max_steps=cfg.max_steps)
+                             infonce_weight=cfg.infonce_weight, neg_m=cfg.neg_m, max_steps=cfg.max_steps, freeze_bn=cfg.freeze_bn)
     loggers = [CSVLogger(out, name="logs")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -99,6 +100,7 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=int, default=200)
     p.add_argument("--resume", default=None, help="a Lightning .ckpt, or 'last' for <out>/checkpoints/last.ckpt")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm running statistics fixed (small batches)")
     p.set_defaults(fn=_cmd)
 
 
@@ -106,6 +108,6 @@ def _cmd(a):
     cfg = TrainConfig(backbone=a.backbone, backbone_options=json.loads(a.backbone_options), weights=a.weights,
                       maps=a.maps, corpus=a.corpus, out=a.out, max_steps=a.max_steps, batch_size=a.batch_size, lr=a.lr,
                       infonce_weight=a.infonce_weight, triplet_weight=a.triplet_weight, neg_m=a.neg_m,
-                      val_every=a.val_every, resume=a.resume, seed=a.seed)
+                      val_every=a.val_every, resume=a.resume, seed=a.seed, freeze_bn=a.freeze_bn)
     print(json.dumps(train(cfg)))
     return 0
