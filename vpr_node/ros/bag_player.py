@@ -14,12 +14,9 @@ from __future__ import annotations
 import importlib
 import pathlib
 import queue
-import threading
 import time
 
 import numpy as np
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -30,6 +27,7 @@ from vpr_node.core.evaluation import recall_from_distances
 from vpr_node.core.geo import haversine_m
 from vpr_node.msg import VprResult
 
+from .client_node import BackgroundNode
 from .conversions import ns_to_time, time_to_ns
 
 
@@ -38,31 +36,18 @@ def _msg_class(msgtype: str):
     return getattr(importlib.import_module(f"{pkg}.msg"), name)
 
 
-class BagPlayer:
+class BagPlayer(BackgroundNode):
     def __init__(self, bag, rate: float = 1.0, clock_hz: float = 50.0, camera_topic: str | None = None,
                  result_topic: str = "/vpr/result", domain_id: int | None = None):
         if rate <= 0:
             raise ValueError("rate must be > 0")
         self.bag, self.rate, self.clock_period = pathlib.Path(bag), float(rate), 1.0 / float(clock_hz)
         self.camera_topic = camera_topic
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("vpr_bag_player", context=self.context)
+        super().__init__("vpr_bag_player", domain_id)
         self.clock_pub = self.node.create_publisher(Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.results: queue.Queue = queue.Queue()
         self.node.create_subscription(VprResult, result_topic, self.results.put, 50)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._running = True
-        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
-        self._spin.start()
-
-    def _spin_loop(self):
-        while self._running and self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutdown races
-                break
+        self.start_spinning()
 
     def _publish_clock(self, ns: int) -> None:
         msg = Clock()
@@ -120,14 +105,6 @@ class BagPlayer:
         return {"frames_published": frames, "results": results,
                 "publish_lateness_ms_p95": float(np.percentile(lateness, 95)) if lateness else 0.0,
                 "bag_start_ns": first, "bag_end_ns": end_ns}
-
-    def close(self) -> None:
-        self._running = False
-        self._spin.join(2)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        if self.context.ok():
-            rclpy.shutdown(context=self.context)
 
 
 def write_result_bag(results, path, topic: str = "/vpr/result") -> pathlib.Path:

@@ -13,23 +13,21 @@ import queue
 import shutil
 import signal
 import subprocess
-import threading
 import time
 
-import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from vpr_node.core import image_codec
 from vpr_node.msg import VprResult
 
+from .client_node import BackgroundNode
 from .conversions import ns_to_time
 
 TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
@@ -105,16 +103,14 @@ class NodeProcess:
         return self.proc.returncode
 
 
-class VprClient:
+class VprClient(BackgroundNode):
     """Test/demo side of the node's ROS interface."""
 
     def __init__(self, domain_id: int, node_name: str = "vpr_node", image_topic: str = "/camera/image_raw",
                  result_topic: str = "/vpr/result", compressed: bool = False):
         os.environ["ROS_DOMAIN_ID"] = str(domain_id)
         _ros_env_defaults()
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("vpr_client", context=self.context)
+        super().__init__("vpr_client", domain_id)
         self.change = self.node.create_client(ChangeState, f"/{node_name}/change_state")
         self.get = self.node.create_client(GetState, f"/{node_name}/get_state")
         self.setp = self.node.create_client(SetParameters, f"/{node_name}/set_parameters")
@@ -124,18 +120,7 @@ class VprClient:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.put, 10)
         self.compressed = compressed
         self.pub = self.node.create_publisher(CompressedImage if compressed else Image, image_topic, qos_profile_sensor_data)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
-        self._running = True
-        self._spin.start()
-
-    def _spin_loop(self):
-        while self._running and self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutdown races
-                break
+        self.start_spinning()
 
     def _call(self, client, request, timeout: float):
         if not client.wait_for_service(timeout_sec=timeout):
@@ -215,11 +200,3 @@ class VprClient:
             if "visual place recognition" in st.name:
                 return {kv.key: kv.value for kv in st.values}
         return None
-
-    def close(self) -> None:
-        self._running = False
-        self._spin.join(2)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        if self.context.ok():
-            rclpy.shutdown(context=self.context)

@@ -17,21 +17,40 @@ CONFIGS = {
 }
 
 
-def run_recall_benchmark(maps_csv, workdir, n_queries: int = 100, seed: int = 0, report_dir=None,
-                         configs=("default", "heading", "gem", "gem_heading")):
+def default_maps_csv() -> pathlib.Path:
+    """The developer benchmark's map table: ../shared/data/wildnav_turku/tiles.csv beside the checkout."""
+    return pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "wildnav_turku" / "tiles.csv"
+
+
+def resolve_maps(arg) -> str | None:
+    maps = arg or str(default_maps_csv())
+    if not pathlib.Path(maps).exists():
+        print(f"map table {maps} not found; pass --maps")
+        return None
+    return maps
+
+
+def prepare_benchmark(maps_csv, workdir, n_queries: int, seed: int):
+    """60 m tiles at 50 % overlap (cached in workdir/corpus) and the seeded synthesised queries."""
     from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
-    from vpr_node.core.evaluation import evaluate, write_report
-    from vpr_node.core.indexing import build_index_for
     from vpr_node.core.queries import QuerySpec, synthesise_queries
-    from vpr_node.core.strategy import load_strategy
 
     workdir = pathlib.Path(workdir)
     rasters = load_corner_table(maps_csv)
     corpus_dir = workdir / "corpus"
     if not (corpus_dir / "tiles.csv").exists():
         cut_tiles(rasters, corpus_dir, tile_m=60.0, overlap=0.5, tile_px=320)
-    corpus = TileCorpus(corpus_dir)
-    queries = list(synthesise_queries(rasters, n_queries, seed=seed, spec=QuerySpec()))
+    return TileCorpus(corpus_dir), list(synthesise_queries(rasters, n_queries, seed=seed, spec=QuerySpec()))
+
+
+def run_recall_benchmark(maps_csv, workdir, n_queries: int = 100, seed: int = 0, report_dir=None,
+                         configs=("default", "heading", "gem", "gem_heading")):
+    from vpr_node.core.evaluation import evaluate, write_report
+    from vpr_node.core.indexing import build_index_for
+    from vpr_node.core.strategy import load_strategy
+
+    workdir = pathlib.Path(workdir)
+    corpus, queries = prepare_benchmark(maps_csv, workdir, n_queries, seed)
     results, built = [], {}
     first_index = None
     for name in configs:
@@ -63,9 +82,8 @@ def register(sub) -> None:
 
 def _cmd(args):
     from vpr_node.core.evaluation import format_table
-    maps = args.maps or str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "wildnav_turku" / "tiles.csv")
-    if not pathlib.Path(maps).exists():
-        print(f"map table {maps} not found; pass --maps")
+    maps = resolve_maps(args.maps)
+    if maps is None:
         return 2
     results = run_recall_benchmark(maps, args.workdir, args.n, args.seed, report_dir=pathlib.Path(args.workdir) / "report",
                                    configs=args.configs)

@@ -21,21 +21,15 @@ def _params_m(model) -> float:
 def compare_backbones(maps_csv, workdir, backbones=None, weights: dict | None = None, n_queries: int = 100,
                       seed: int = 0, device: str = "cpu") -> list[dict]:
     from vpr_node.core.backbones import available_backbones, create_backbone
-    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
     from vpr_node.core.errors import VprError
     from vpr_node.core.evaluation import evaluate
     from vpr_node.core.indexing import build_index_for
-    from vpr_node.core.queries import QuerySpec, synthesise_queries
     from vpr_node.core.strategy import load_strategy
+    from .bench_recall import prepare_benchmark
 
     weights = dict(weights or {})
     workdir = pathlib.Path(workdir)
-    rasters = load_corner_table(maps_csv)
-    corpus_dir = workdir / "corpus"
-    if not (corpus_dir / "tiles.csv").exists():
-        cut_tiles(rasters, corpus_dir, tile_m=60.0, overlap=0.5, tile_px=320)
-    corpus = TileCorpus(corpus_dir)
-    queries = list(synthesise_queries(rasters, n_queries, seed=seed, spec=QuerySpec()))
+    corpus, queries = prepare_benchmark(maps_csv, workdir, n_queries, seed)
     rows = []
     for name in backbones or available_backbones():
         w = weights.get(name)
@@ -100,9 +94,9 @@ def register(sub) -> None:
 
 
 def _cmd(args):
-    maps = args.maps or str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "wildnav_turku" / "tiles.csv")
-    if not pathlib.Path(maps).exists():
-        print(f"map table {maps} not found; pass --maps")
+    from .bench_recall import resolve_maps
+    maps = resolve_maps(args.maps)
+    if maps is None:
         return 2
     rows = compare_backbones(maps, args.workdir, args.backbones, _parse_weights(args.weights), args.n, args.seed,
                              args.device)

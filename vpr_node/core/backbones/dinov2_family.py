@@ -21,8 +21,6 @@ Users download the files from the authors' release pages and run
 """
 from __future__ import annotations
 
-import pathlib
-
 import timm
 import torch
 import torch.nn as nn
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 from ..errors import ConfigurationError
 from ..normalise import DescriptorNormaliser
 from ..preprocess import BackbonePreprocessor
-from .base import Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
+from .base import Provenance, VprBackbone, register
 
 DINOV2_VARIANTS = {"dinov2_vits14": ("vit_small_patch14_dinov2", 384),
                    "dinov2_vitb14": ("vit_base_patch14_dinov2", 768),
@@ -237,22 +235,13 @@ _BUILDERS = {"salad": SaladNet, "megaloc": MegaLocNet, "boq": BoQNet}
 
 
 def build_dinov2_model(name: str, weights=None, **opts) -> VprBackbone:
-    from .published import normalise_published_state
+    from .published import load_published_weights
 
     try:
         model = _BUILDERS[name](**opts)
     except TypeError as exc:
         raise ConfigurationError(f"{name}: bad backbone_options {opts}: {exc}", parameter="backbone_options") from exc
-    if not weights:
-        return model
-    raw = torch_load(weights, name)
-    state, dropped = normalise_published_state(raw, ("backbone.", "aggregator."))
-    load_state_dict_strict(model, state, name)
-    model.provenance = Provenance.read(pathlib.Path(weights)) or Provenance(
-        source=f"published {name} checkpoint {weights}", sha256=sha256_file(weights), trained=True,
-        notes="loaded from the authors' file" + (f"; ignored training-only keys: {', '.join(dropped[:8])}"
-                                                  if dropped else ""))
-    return model
+    return load_published_weights(model, weights, name, ("backbone.", "aggregator.")) if weights else model
 
 
 for _name in _BUILDERS:

@@ -144,7 +144,8 @@ def normalise_published_state(state: dict, keep_prefixes: tuple[str, ...]) -> tu
     return kept, sorted(set(state) - set(kept))
 
 
-def _load(model: VprBackbone, weights, what: str, prefixes: tuple[str, ...]) -> VprBackbone:
+def load_published_weights(model: VprBackbone, weights, what: str, prefixes: tuple[str, ...]) -> VprBackbone:
+    """Strict load of an authors' file (plain or Lightning/DataParallel-wrapped) + provenance."""
     raw = torch_load(weights, what)
     state, dropped = normalise_published_state(raw, prefixes)
     load_state_dict_strict(model, state, what)
@@ -159,11 +160,11 @@ def build_published(name: str, weights=None, **opts) -> VprBackbone:
     if name in ("cosplace", "eigenplaces"):
         m = GeoLocalizationNet(name, opts.get("trunk", "resnet50"), int(opts.get("descriptor_dim", 2048)),
                                int(opts.get("input_size", 512)))
-        return _load(m, weights, name, ("backbone.", "aggregation.")) if weights else m
+        return load_published_weights(m, weights, name, ("backbone.", "aggregation.")) if weights else m
     if name == "mixvpr":
         m = MixVPRNet(int(opts.get("input_size", 320)), int(opts.get("out_channels", 1024)),
                       int(opts.get("out_rows", 4)), int(opts.get("mix_depth", 4)))
-        return _load(m, weights, name, ("backbone.", "aggregator.")) if weights else m
+        return load_published_weights(m, weights, name, ("backbone.", "aggregator.")) if weights else m
     raise ConfigurationError(f"no published-checkpoint converter for {name!r}")
 
 
