@@ -153,7 +153,7 @@ def test_hung_backbone_is_reported_once_and_queue_stays_bounded(strategy, sample
     release = threading.Event()
     eng, out, stream, rec = _engine(RetrievalStrategy(strategy.backbone, _HangingRuntime(release), strategy.index),
                                     tmp_path)
-    eng.start()
+    eng.start(warm_up=False)  # the frames below are what hangs
     try:
         for i in range(50):  # frames keep arriving while the backbone hangs
             eng.submit(Frame(decode=lambda: sample_queries[0].image, stamp_ns=i))
@@ -168,3 +168,29 @@ def test_hung_backbone_is_reported_once_and_queue_stays_bounded(strategy, sample
         assert eng.stop()
     assert [r["kind"] for r in read_records(tmp_path / "fdr.jsonl")].count("vpr.backbone_hang") == 1
     assert '"level":"ERROR"' in stream.getvalue() and "hung" in stream.getvalue()
+
+
+def test_warm_up_runs_on_the_inference_thread_before_frames(strategy, tmp_path):
+    eng, out, stream, _ = _engine(strategy, tmp_path)
+    eng.start()  # returns once the inference thread has embedded and searched a blank frame
+    try:
+        assert '"kind":"vpr.warmed_up"' in stream.getvalue()
+    finally:
+        assert eng.stop()
+    assert not out and eng.snapshot()["results_out"] == 0  # the warm-up frame is not a result
+
+
+def test_hanging_warm_up_is_bounded_and_reported_by_the_watchdog(strategy, tmp_path):
+    import threading
+    release = threading.Event()
+    eng, _, stream, _ = _engine(RetrievalStrategy(strategy.backbone, _HangingRuntime(release), strategy.index), tmp_path)
+    t0 = time.monotonic()
+    eng.start(warm_up_timeout=0.5)
+    try:
+        assert time.monotonic() - t0 < 5  # activation is not held hostage by a hung backbone
+        time.sleep(0.3)
+        assert eng.check_hang(0.5)
+        assert eng.snapshot()["errors"] == {"vpr.backbone_hang": 1}
+    finally:
+        release.set()
+        assert eng.stop()

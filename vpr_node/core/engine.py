@@ -73,13 +73,19 @@ class VprEngine:
         self._hang_reported: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, warm_up: bool = True, warm_up_timeout: float = 120.0) -> None:
+        """Start the inference thread. With warm_up, the thread first embeds a blank frame and searches
+        once (the first forward on a new thread builds its math thread pool and kernel caches: seconds on
+        a loaded CPU), and start() returns when that is done, so the first camera frame after
+        activation is served at steady-state latency instead of being late and dropping its successors."""
         if self._thread and self._thread.is_alive():
             return
         self._stop.clear()
         self.queue.reopen()
-        self._thread = threading.Thread(target=self._loop, name="vpr-inference", daemon=True)
+        warmed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(warm_up, warmed), name="vpr-inference", daemon=True)
         self._thread.start()
+        warmed.wait(warm_up_timeout)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop taking frames, drop queued ones, let the frame in flight finish. True if the thread ended."""
@@ -123,7 +129,23 @@ class VprEngine:
         return True
 
     # --- inference thread ------------------------------------------------------------------
-    def _loop(self) -> None:
+    def _warm_up(self) -> None:
+        t0 = time.perf_counter()
+        self._inflight = (Frame(decode=lambda: None, frame_id="warm-up"), time.monotonic())  # watchdog sees it
+        try:
+            self.strategy.warm_up()
+        except Exception as exc:  # noqa: BLE001 - a failing warm-up is reported; real frames get typed errors
+            self.log.warn("vpr.warm_up_failed", f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            self._inflight = None
+        self.log.info("vpr.warmed_up", "inference thread warmed up", ms=round((time.perf_counter() - t0) * 1e3, 1))
+
+    def _loop(self, warm_up: bool = False, warmed: threading.Event | None = None) -> None:
+        if warm_up:
+            self._warm_up()
+        if warmed is not None:
+            warmed.set()
         while not self._stop.is_set():
             frame, dropped = self.queue.get(timeout=0.2)
             if frame is None:

@@ -52,6 +52,14 @@ class RetrievalStrategy:
                                    backbone=self.label) from exc
         return check_descriptor(np.asarray(out), self._dim, self.label)
 
+    def warm_up(self) -> None:
+        """One blank frame through preprocess + forward (+ search): builds the calling thread's math
+        thread pool and the kernel caches before real frames arrive."""
+        h, w = self.preprocessor.input_shape()
+        d = self.embed_batch([np.full((h, w, 3), 127, np.uint8)])[0]
+        if self.index is not None:
+            self.index.search(d, 1)
+
     def embed_query(self, image: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         d = self.embed_batch([image])[0]

@@ -145,6 +145,7 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
         player.close()
     results = run.pop("results")
     summary = {**run, "results": len(results), "frames_without_result": run["frames_published"] - len(results),
+               "frames_dropped_by_node": sum(int(m.frames_dropped) for m in results),
                "backbones": sorted({m.backbone_label for m in results}),
                "retrieved_at_in_bag_time": bool(results) and all(
                    run["bag_start_ns"] <= time_to_ns(m.retrieved_at) <= run["bag_end_ns"] + 120 * 10**9 for m in results)}

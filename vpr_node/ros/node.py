@@ -135,7 +135,7 @@ class VprLifecycleNode(LifecycleNode):
         self.engine = VprEngine(self.strategy, self._publish_result, top_k=cfg.top_k, queue_depth=cfg.queue_depth,
                                 warn_distance=cfg.warn_distance, logger=self.log, recorder=self.recorder,
                                 clock_ns=lambda: self.get_clock().now().nanoseconds)
-        self.engine.start()
+        self.engine.start(warm_up=True, warm_up_timeout=cfg.hang_timeout)
         msg_type, decoder = (CompressedImage, compressed_decoder) if cfg.compressed else (Image, image_decoder)
         self.sub = self.create_subscription(msg_type, cfg.image_topic, lambda m: self._on_image(m, decoder),
                                             qos_profile_sensor_data)
