@@ -220,3 +220,44 @@ def test_damaged_index_fails_configure_with_typed_error_and_node_recovers(tmp_pa
         assert _send(r.client, sample_queries[0].image, 4242) is not None
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("changed_weights", "index manifest field 'weights_sha256'"),
+    ("truncated_weights", "could not read weights file"),
+])
+def test_weights_mismatch_fails_configure_with_typed_error_and_node_recovers(tmp_path, gem_index_dir, sample_queries,
+                                                                             damage, message):
+    """Weights hash mismatch through the node process: `weights` names a checkpoint other than the one the
+    index was built with (one tensor changed), or a truncated file. Configure is refused with a
+    ConfigurationError that says what to fix (ERROR log + flight-data record); the node stays up, and with
+    `weights` cleared the same process configures, activates and serves."""
+    import json
+
+    import torch
+
+    from vpr_node.core.backbones import create_backbone
+    from vpr_node.core.recorder import read_records
+    model = create_backbone("efficientnet_lite0_gem", **json.loads(OPTS))
+    state = model.state_dict()
+    key = next(k for k, v in state.items() if v.dtype.is_floating_point and v.ndim == 4)
+    state[key] = state[key] * 1.01
+    wfile = tmp_path / "finetuned.pt"
+    torch.save(state, wfile)
+    if damage == "truncated_weights":
+        wfile.write_bytes(wfile.read_bytes()[: wfile.stat().st_size // 3])
+    r = Running(tmp_path, _params(gem_index_dir, tmp_path, weights=str(wfile)))
+    try:
+        assert not r.client.transition("configure")
+        assert r.client.state() == "unconfigured" and r.node.alive()
+        log = r.node.log_text()
+        assert message in log, log[-2000:]
+        errs = [json.loads(x) for x in log.splitlines() if x.startswith("{") and '"level":"ERROR"' in x]
+        assert any(e["kind"] == "vpr.configuration_error" for e in errs), log[-2000:]
+        assert any(rec["kind"] == "vpr.configuration_error" for rec in read_records(tmp_path / "fdr.jsonl"))
+        assert all(r.client.set_parameters({"weights": ""}))
+        assert r.client.transition("configure") and r.client.transition("activate"), r.node.log_text()[-2000:]
+        r.client.wait_subscribed(10)
+        assert _send(r.client, sample_queries[0].image, 4343) is not None
+    finally:
+        r.close()

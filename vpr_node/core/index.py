@@ -155,10 +155,12 @@ class DescriptorIndex:
             want = getattr(expect, field)
             got = self.manifest.get(field)
             if want is not None and want != got:
+                hint = (" or set `weights` to the file the index was built with (the index's manifest lists it)"
+                        if field == "weights_sha256" else "")
                 raise ConfigurationError(
                     f"index manifest field '{field}' is {got!r} but the configured backbone has {want!r}; "
-                    f"rebuild the index for this backbone (`vpr build-index`) or point `index_dir` at a matching one",
-                    field=field, expected=want, actual=got)
+                    f"rebuild the index for this backbone (`vpr build-index`) or point `index_dir` at a matching "
+                    f"one{hint}", field=field, expected=want, actual=got)
 
     @property
     def descriptor_dim(self) -> int:
