@@ -111,3 +111,28 @@ def test_freeze_bn_keeps_running_statistics_while_weights_train(maps_and_corpus)
     opt.step()
     assert all(torch.equal(a, m.running_mean) for a, m in zip(stats, bns))
     assert not torch.equal(conv, next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).weight)
+
+
+def test_train_only_updates_just_the_named_layer(maps_and_corpus):
+    """`vpr train --train-only pool`: the aggregation layer learns; the trunk's weights and BatchNorm
+    statistics stay exactly as loaded; a prefix that names nothing fails with the names there are."""
+    from vpr_node.core.errors import ConfigurationError
+    maps, corpus = maps_and_corpus
+    torch.manual_seed(0)
+    model = create_backbone("efficientnet_lite0_gem", input_size=64)
+    ds = CorpusTripletDataset(corpus, load_corner_table(maps), model.preprocessor, size=4, seed=3)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    module = RetrievalModule(model, lr=1e-2, max_steps=2, train_only=("pool",)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = module.configure_optimizers()["optimizer"]
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == model.pool.p.numel()
+    for _ in range(2):
+        loss = module.losses(batch)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"pool.p"}, changed  # trunk weights and BatchNorm running statistics untouched
+    with pytest.raises(ConfigurationError, match=r"names no parameter.*\['blocks', 'pool', 'stem'\]"):
+        RetrievalModule(create_backbone("efficientnet_lite0_gem", input_size=64), train_only=("netvlad",))

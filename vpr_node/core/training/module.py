@@ -5,6 +5,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigurationError
 from ..geo import haversine_m
 
 
@@ -22,24 +23,48 @@ def _far_mask(batch, pos_m: float, neg_m: float):
     return ~same, same
 
 
+def freeze_except(model: torch.nn.Module, prefixes) -> int:
+    """Train only the parameters under the given module-name prefixes (e.g. `pool` for the NetVLAD
+    layer of efficientnet_lite0_netvlad); every other parameter is frozen. Returns the number of
+    trainable parameters; a prefix that names no parameter is a ConfigurationError that lists the names."""
+    prefixes = tuple(prefixes)
+    names = [n for n, _ in model.named_parameters()]
+    for pre in prefixes:
+        if not any(n == pre or n.startswith(pre + ".") for n in names):
+            top = sorted({n.split(".")[0] for n in names})
+            raise ConfigurationError(f"--train-only {pre!r} names no parameter of {type(model).__name__}; "
+                                     f"its top-level modules are {top}", parameter="train_only")
+    trainable = 0
+    for n, p in model.named_parameters():
+        p.requires_grad_(any(n == pre or n.startswith(pre + ".") for pre in prefixes))
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable
+
+
 class RetrievalModule(L.LightningModule):
     def __init__(self, model, lr: float = 1e-4, weight_decay: float = 0.05, margin: float = 0.1,
                  triplet_weight: float = 1.0, infonce_weight: float = 0.5, temperature: float = 0.07,
-                 pos_m: float = 25.0, neg_m: float = 100.0, max_steps: int = 1000, freeze_bn: bool = False):
+                 pos_m: float = 25.0, neg_m: float = 100.0, max_steps: int = 1000, freeze_bn: bool = False,
+                 train_only: tuple[str, ...] = ()):
         super().__init__()
         self.model = model
         self.save_hyperparameters(ignore=["model"])
+        if train_only:
+            freeze_except(model, train_only)
 
     def forward(self, x):
         return self.model(x)
 
     def train(self, mode: bool = True):
         """With freeze_bn, BatchNorm layers keep their running statistics (eval mode) while the rest
-        trains: small fine-tuning batches would otherwise re-estimate them from a few images."""
+        trains: small fine-tuning batches would otherwise re-estimate them from a few images. Modules
+        frozen by `train_only` stay in eval mode too (fixed BatchNorm statistics, no dropout)."""
         super().train(mode)
-        if mode and self.hparams.freeze_bn:
+        if mode:
             for m in self.model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                own = list(m.parameters(recurse=False))
+                frozen = bool(own) and not any(p.requires_grad for p in own)
+                if frozen or (self.hparams.freeze_bn and isinstance(m, torch.nn.modules.batchnorm._BatchNorm)):
                     m.eval()
         return self
 
@@ -73,6 +98,6 @@ class RetrievalModule(L.LightningModule):
                       batch_size=batch["anchor"].shape[0])
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        opt = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.hparams.max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

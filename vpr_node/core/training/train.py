@@ -39,6 +39,7 @@ class TrainConfig:
     val_every: int = 200
     resume: str | None = None
     freeze_bn: bool = False
+    train_only: tuple[str, ...] = ()
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -52,7 +53,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     val_ds = CorpusTripletDataset(corpus, rasters, model.preprocessor, cfg.val_samples, seed=cfg.seed + 10_000,
                                   neg_m=cfg.neg_m)
     module = RetrievalModule(model, lr=cfg.lr, margin=cfg.margin, triplet_weight=cfg.triplet_weight,
-                             infonce_weight=cfg.infonce_weight, neg_m=cfg.neg_m, max_steps=cfg.max_steps, freeze_bn=cfg.freeze_bn)
+                             infonce_weight=cfg.infonce_weight, neg_m=cfg.neg_m, max_steps=cfg.max_steps, freeze_bn=cfg.freeze_bn,
+                             train_only=tuple(cfg.train_only))
     loggers = [CSVLogger(out, name="logs")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -101,6 +103,9 @@ def register(sub) -> None:
     p.add_argument("--resume", default=None, help="a Lightning .ckpt, or 'last' for <out>/checkpoints/last.ckpt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm running statistics fixed (small batches)")
+    p.add_argument("--train-only", nargs="+", default=(), metavar="PREFIX",
+                   help="train only parameters under these module names (e.g. `pool`: the aggregation layer); "
+                        "the rest stays frozen with fixed BatchNorm statistics")
     p.set_defaults(fn=_cmd)
 
 
@@ -108,6 +113,7 @@ def _cmd(a):
     cfg = TrainConfig(backbone=a.backbone, backbone_options=json.loads(a.backbone_options), weights=a.weights,
                       maps=a.maps, corpus=a.corpus, out=a.out, max_steps=a.max_steps, batch_size=a.batch_size, lr=a.lr,
                       infonce_weight=a.infonce_weight, triplet_weight=a.triplet_weight, neg_m=a.neg_m,
-                      val_every=a.val_every, resume=a.resume, seed=a.seed, freeze_bn=a.freeze_bn)
+                      val_every=a.val_every, resume=a.resume, seed=a.seed, freeze_bn=a.freeze_bn,
+                      train_only=tuple(a.train_only))
     print(json.dumps(train(cfg)))
     return 0
