@@ -55,18 +55,26 @@ class RetrievalModule(L.LightningModule):
     def forward(self, x):
         return self.model(x)
 
-    def train(self, mode: bool = True):
+    def hold_frozen_modules_in_eval(self) -> None:
         """With freeze_bn, BatchNorm layers keep their running statistics (eval mode) while the rest
         trains: small fine-tuning batches would otherwise re-estimate them from a few images. Modules
         frozen by `train_only` stay in eval mode too (fixed BatchNorm statistics, no dropout)."""
+        for m in self.model.modules():
+            own = list(m.parameters(recurse=False))
+            frozen = bool(own) and not any(p.requires_grad for p in own)
+            if frozen or (self.hparams.freeze_bn and isinstance(m, torch.nn.modules.batchnorm._BatchNorm)):
+                m.eval()
+
+    def train(self, mode: bool = True):
         super().train(mode)
         if mode:
-            for m in self.model.modules():
-                own = list(m.parameters(recurse=False))
-                frozen = bool(own) and not any(p.requires_grad for p in own)
-                if frozen or (self.hparams.freeze_bn and isinstance(m, torch.nn.modules.batchnorm._BatchNorm)):
-                    m.eval()
+            self.hold_frozen_modules_in_eval()
         return self
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # Lightning (>= 2.2) never calls module.train() in its fit loop: it keeps the submodules' modes
+        # as the caller left them (and restores them after validation), so the modes are set here.
+        self.hold_frozen_modules_in_eval()
 
     def losses(self, batch):
         h = self.hparams
