@@ -93,14 +93,17 @@ def test_seed_file_formats(tmp_path):
         TripletCsvDataset(tmp_path / "bad.csv", None)
 
 
-@pytest.mark.parametrize("freeze", ["train_only_pool", "freeze_bn"])
+@pytest.mark.parametrize("freeze", ["train_only_pool", "freeze_bn", "finetune_default"])
 def test_frozen_parts_stay_as_loaded_through_the_train_command(maps_and_corpus, tmp_path, freeze):
     """`vpr train --train-only pool` / `--freeze-bn`, through the real Lightning run (Lightning keeps the
     modes its caller set and never calls module.train(), so this must hold inside the Trainer): with
     --train-only only the aggregation layer changes, trunk weights and BatchNorm statistics are exactly
-    as loaded; with --freeze-bn the weights learn while every BatchNorm running statistic is unchanged."""
+    as loaded; with --freeze-bn the weights learn while every BatchNorm running statistic is unchanged.
+    Fine-tuning (--weights given) freezes BatchNorm statistics without being asked."""
     maps, corpus = maps_and_corpus
-    kw = {"train_only": ("pool",)} if freeze == "train_only_pool" else {"freeze_bn": True, "lr": 1e-2}
+    kw = {"train_only_pool": {"train_only": ("pool",)}, "freeze_bn": {"freeze_bn": True, "lr": 1e-2},
+          "finetune_default": {"weights": str(tmp_path / "start.pt"), "lr": 1e-2}}[freeze]
+    torch.save(create_backbone("efficientnet_lite0_gem", input_size=64).state_dict(), tmp_path / "start.pt")
     cfg = TrainConfig(backbone="efficientnet_lite0_gem", backbone_options={"input_size": 64}, maps=str(maps),
                       corpus=str(corpus.root), out=str(tmp_path / "run"), max_steps=2, batch_size=2, val_samples=2,
                       val_every=1, **kw)

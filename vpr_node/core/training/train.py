@@ -1,6 +1,7 @@
 """`vpr train`: fit a registry backbone on GPS triplets from a tile corpus; resumable; exports weights."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import pathlib
@@ -38,7 +39,7 @@ class TrainConfig:
     patience: int = 10
     val_every: int = 200
     resume: str | None = None
-    freeze_bn: bool = False
+    freeze_bn: bool | None = None  # None: frozen when fine-tuning (`weights` given), trained from scratch
     train_only: tuple[str, ...] = ()
 
 
@@ -53,7 +54,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     val_ds = CorpusTripletDataset(corpus, rasters, model.preprocessor, cfg.val_samples, seed=cfg.seed + 10_000,
                                   neg_m=cfg.neg_m)
     module = RetrievalModule(model, lr=cfg.lr, margin=cfg.margin, triplet_weight=cfg.triplet_weight,
-                             infonce_weight=cfg.infonce_weight, neg_m=cfg.neg_m, max_steps=cfg.max_steps, freeze_bn=cfg.freeze_bn,
+                             infonce_weight=cfg.infonce_weight, neg_m=cfg.neg_m, max_steps=cfg.max_steps,
+                             freeze_bn=bool(cfg.weights) if cfg.freeze_bn is None else cfg.freeze_bn,
                              train_only=tuple(cfg.train_only))
     loggers = [CSVLogger(out, name="logs")]
     try:
@@ -102,7 +104,10 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=int, default=200)
     p.add_argument("--resume", default=None, help="a Lightning .ckpt, or 'last' for <out>/checkpoints/last.ckpt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm running statistics fixed (small batches)")
+    p.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep BatchNorm running statistics fixed; default: on when fine-tuning (--weights), off "
+                        "from scratch. Re-estimating them from small batches of synthesised views lowered held-out "
+                        "recall in every fine-tune measured (README)")
     p.add_argument("--train-only", nargs="+", default=(), metavar="PREFIX",
                    help="train only parameters under these module names (e.g. `pool`: the aggregation layer); "
                         "the rest stays frozen with fixed BatchNorm statistics")
