@@ -25,10 +25,10 @@ def vlad_index_dir(sample_corpus, tmp_path_factory):
 
 
 class Running:
-    def __init__(self, tmp_path, params, compressed=False):
+    def __init__(self, tmp_path, params, compressed=False, env=None):
         self.domain = next(_domains)
         pfile = write_params_file(tmp_path / f"params_{self.domain}.yaml", params)
-        self.node = NodeProcess(pfile, tmp_path / f"node_{self.domain}.log", self.domain)
+        self.node = NodeProcess(pfile, tmp_path / f"node_{self.domain}.log", self.domain, extra_env=env)
         self.client = VprClient(self.domain, compressed=compressed)
         self.client.wait_for_node(60)
 
@@ -259,5 +259,29 @@ def test_weights_mismatch_fails_configure_with_typed_error_and_node_recovers(tmp
         assert r.client.transition("configure") and r.client.transition("activate"), r.node.log_text()[-2000:]
         r.client.wait_subscribed(10)
         assert _send(r.client, sample_queries[0].image, 4343) is not None
+    finally:
+        r.close()
+
+
+def test_debug_level_logs_each_frames_distances_and_recorder_has_latency(tmp_path, gem_index_dir, sample_queries):
+    """VPR_LOG_LEVEL=DEBUG makes the node log every result's candidate distances (rclpy's own level
+    follows it; without that rclpy filtered the DEBUG lines out); the recorder's vpr.embed_query record
+    carries the frame's end-to-end latency (receive -> result)."""
+    import json
+
+    from vpr_node.core.recorder import read_records
+    r = Running(tmp_path, _params(gem_index_dir, tmp_path), env={"VPR_LOG_LEVEL": "DEBUG"})
+    try:
+        assert r.client.transition("configure") and r.client.transition("activate")
+        r.client.wait_subscribed(10)
+        res = _send(r.client, sample_queries[0].image, 4444)
+        assert res is not None, r.node.log_text()[-2000:]
+        r.client.transition("deactivate")
+        lines = [json.loads(x) for x in r.node.log_text().splitlines() if x.startswith("{")]
+        debug = [x for x in lines if x["level"] == "DEBUG" and x["kind"] == "vpr.result"]
+        assert debug and debug[0]["frame_uuid"] == res.frame_uuid, r.node.log_text()[-2000:]
+        assert debug[0]["distances"] == pytest.approx([c.distance for c in res.candidates], abs=1e-4)
+        rec = [x for x in read_records(tmp_path / "fdr.jsonl") if x["kind"] == "vpr.embed_query"]
+        assert rec and rec[0]["latency_ms"] >= rec[0]["embed_ms"] > 0
     finally:
         r.close()

@@ -206,6 +206,7 @@ class VprEngine:
             self.recorder.record("vpr.embed_query", frame_uuid=frame.uuid, frame_id=frame.frame_id,
                                  stamp_ns=frame.stamp_ns, backbone=self.strategy.label,
                                  embed_ms=round(result.embed_latency_ms, 3), search_ms=round(result.search_latency_ms, 3),
+                                 latency_ms=round(total_ms, 3),
                                  top1=top.tile.name if top else None, top1_distance=top.distance if top else None,
                                  dropped=int(dropped))
         if top is not None and top.distance > self.warn_distance:
