@@ -23,22 +23,21 @@ def _far_mask(batch, pos_m: float, neg_m: float):
     return ~same, same
 
 
-def freeze_except(model: torch.nn.Module, prefixes) -> int:
+def freeze_except(model: torch.nn.Module, prefixes) -> None:
     """Train only the parameters under the given module-name prefixes (e.g. `pool` for the NetVLAD
-    layer of efficientnet_lite0_netvlad); every other parameter is frozen. Returns the number of
-    trainable parameters; a prefix that names no parameter is a ConfigurationError that lists the names."""
-    prefixes = tuple(prefixes)
+    layer of efficientnet_lite0_netvlad); every other parameter is frozen. A prefix that names no
+    parameter is a ConfigurationError that lists the names there are."""
+    def under(name: str, pre: str) -> bool:
+        return name == pre or name.startswith(pre + ".")
+
     names = [n for n, _ in model.named_parameters()]
     for pre in prefixes:
-        if not any(n == pre or n.startswith(pre + ".") for n in names):
+        if not any(under(n, pre) for n in names):
             top = sorted({n.split(".")[0] for n in names})
             raise ConfigurationError(f"--train-only {pre!r} names no parameter of {type(model).__name__}; "
                                      f"its top-level modules are {top}", parameter="train_only")
-    trainable = 0
     for n, p in model.named_parameters():
-        p.requires_grad_(any(n == pre or n.startswith(pre + ".") for pre in prefixes))
-        trainable += p.numel() if p.requires_grad else 0
-    return trainable
+        p.requires_grad_(any(under(n, pre) for pre in prefixes))
 
 
 class RetrievalModule(L.LightningModule):
@@ -72,7 +71,7 @@ class RetrievalModule(L.LightningModule):
         return self
 
     def on_train_batch_start(self, batch, batch_idx):
-        # Lightning (>= 2.2) never calls module.train() in its fit loop: it keeps the submodules' modes
+        # Lightning (2.6) never calls module.train() in its fit loop: it keeps the submodules' modes
         # as the caller left them (and restores them after validation), so the modes are set here.
         self.hold_frozen_modules_in_eval()
 
@@ -106,6 +105,7 @@ class RetrievalModule(L.LightningModule):
                       batch_size=batch["anchor"].shape[0])
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.hparams.max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
