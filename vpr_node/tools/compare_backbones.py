@@ -20,7 +20,7 @@ def _params_m(model) -> float:
 
 def compare_backbones(maps_csv, workdir, backbones=None, weights: dict | None = None, n_queries: int = 100,
                       seed: int = 0, device: str = "cpu") -> list[dict]:
-    from vpr_node.core.backbones import available_backbones, create_backbone
+    from vpr_node.core.backbones import available_backbones, create_backbone, sha256_file
     from vpr_node.core.errors import VprError
     from vpr_node.core.evaluation import evaluate
     from vpr_node.core.indexing import build_index_for
@@ -43,7 +43,8 @@ def compare_backbones(maps_csv, workdir, backbones=None, weights: dict | None = 
             if name != "efficientnet_lite0_netvlad" and not create_backbone(name, weights=w).provenance.trained:
                 rows.append({**row, "skipped": "weights file has untrained provenance"})
                 continue
-            idx = workdir / f"index_{name}_rot4"
+            # one cached index per (backbone, weights file): other weights never reuse a stale index
+            idx = workdir / (f"index_{name}_{sha256_file(w)[:12]}_rot4" if w else f"index_{name}_rot4")
             if not (idx / "manifest.json").exists():
                 build_index_for(name, corpus, idx, weights=w, rotations=4, device=device)
             strategy = load_strategy(name, weights=w, index_dir=str(idx), device=device)
