@@ -12,8 +12,7 @@ by `vpr replay-ros`, which runs the same executables through the same lifecycle 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, RegisterEventHandler, SetEnvironmentVariable)
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler, SetEnvironmentVariable
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration
@@ -21,6 +20,8 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():
@@ -44,17 +45,28 @@ def generate_launch_description():
                                               transition_id=Transition.TRANSITION_ACTIVATE))]))
     start_player_when_active = RegisterEventHandler(OnStateTransition(
         target_lifecycle_node=node, goal_state="active", entities=[player]))
-    stop_when_player_done = RegisterEventHandler(OnProcessExit(target_action=player,
-                                                               on_exit=[EmitEvent(event=Shutdown(reason="replay done"))]))
-    return LaunchDescription([
-        DeclareLaunchArgument("bag", description="rosbag2 folder (MCAP or sqlite3) with camera frames (+ NavSatFix)"),
-        DeclareLaunchArgument("index_dir", description="index built by `vpr build-index` for the backbone"),
-        DeclareLaunchArgument("backbone", default_value="efficientnet_lite0_netvlad"),
-        DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw"),
-        DeclareLaunchArgument("compressed", default_value="false", description="true for CompressedImage bags"),
-        DeclareLaunchArgument("rate", default_value="1.0", description="playback speed; 1.0 = recorded timing"),
-        DeclareLaunchArgument("out", default_value="vpr_results_bag", description="result bag folder"),
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "vpr.yaml")),
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds_large_frames.xml")),
-        node, activate_when_configured, start_player_when_active, stop_when_player_done, configure,
-    ])
+    stop_when_player_done = RegisterEventHandler(
+        OnProcessExit(target_action=player, on_exit=[EmitEvent(event=Shutdown(reason="replay done"))])
+    )
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "bag", description="rosbag2 folder (MCAP or sqlite3) with camera frames (+ NavSatFix)"
+            ),
+            DeclareLaunchArgument("index_dir", description="index built by `vpr build-index` for the backbone"),
+            DeclareLaunchArgument("backbone", default_value="efficientnet_lite0_netvlad"),
+            DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw"),
+            DeclareLaunchArgument("compressed", default_value="false", description="true for CompressedImage bags"),
+            DeclareLaunchArgument("rate", default_value="1.0", description="playback speed; 1.0 = recorded timing"),
+            DeclareLaunchArgument("out", default_value="vpr_results_bag", description="result bag folder"),
+            DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "vpr.yaml")),
+            SetEnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds_large_frames.xml")
+            ),
+            node,
+            activate_when_configured,
+            start_player_when_active,
+            stop_when_player_done,
+            configure,
+        ]
+    )

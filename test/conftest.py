@@ -1,6 +1,7 @@
 """Shared fixtures: a small real corpus + index built once per session from the procedural sample map."""
 from __future__ import annotations
 
+import itertools
 import os
 import pathlib
 
@@ -52,5 +53,53 @@ def sample_queries(sample_maps):
 
 
 def requires_wildnav():
-    return pytest.mark.skipif(not WILDNAV.exists(), reason=f"developer benchmark data not found at {WILDNAV.parent} "
-                                                         "(set VPR_SHARED_DIR to the folder holding data/wildnav_turku)")
+    return pytest.mark.skipif(
+        not WILDNAV.exists(),
+        reason=f"developer benchmark data not found at {WILDNAV.parent} "
+        "(set VPR_SHARED_DIR to the folder holding data/wildnav_turku)",
+    )
+
+
+# --- the node as a separate process (shared by every node-process test module) -------------------------
+# One ROS_DOMAIN_ID counter for the whole session: modules can run in any order or alone.
+_domains = itertools.count(60 + (os.getpid() % 50) * 3)
+GEM_OPTS = '{"input_size": 160}'
+
+
+@pytest.fixture(scope="session")
+def vlad_index_dir(sample_corpus, tmp_path_factory):
+    """The default backbone's index: build-index fits the NetVLAD centroids over the corpus and stores them."""
+    from vpr_node.core.indexing import build_index_for
+    out = tmp_path_factory.mktemp("index_vlad")
+    build_index_for("efficientnet_lite0_netvlad", sample_corpus, out,
+                    backbone_options={"input_size": 160, "num_clusters": 8}, rotations=1, progress=False)
+    assert (out / "backbone_weights.pt").is_file()
+    return out
+
+
+class Running:
+    """The installed node executable started with a params file, plus a client in its own ROS domain."""
+
+    def __init__(self, tmp_path, params, compressed=False, env=None):
+        from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
+        self.domain = next(_domains)
+        pfile = write_params_file(tmp_path / f"params_{self.domain}.yaml", params)
+        self.node = NodeProcess(pfile, tmp_path / f"node_{self.domain}.log", self.domain, extra_env=env)
+        self.client = VprClient(self.domain, compressed=compressed)
+        self.client.wait_for_node(60)
+
+    def close(self):
+        self.client.close()
+        return self.node.stop()
+
+
+def node_params(index_dir, tmp_path, **over):
+    p = {"backbone": "efficientnet_lite0_gem", "backbone_options": GEM_OPTS, "index_dir": str(index_dir), "top_k": 5,
+         "recorder_path": str(tmp_path / "fdr.jsonl"), "diagnostics_period": 0.5}
+    p.update(over)
+    return p
+
+
+def send_frame(client, rgb, stamp_ns, encoding="rgb8"):
+    client.publish(client.make_image(rgb, stamp_ns, encoding=encoding))
+    return client.next_result(timeout=30)

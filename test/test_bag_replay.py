@@ -16,7 +16,7 @@ def test_query_bag_roundtrip(sample_queries, tmp_path, storage, compressed):
     frames = list(read_camera_bag(bag))
     assert len(frames) == 3
     assert frames[1].stamp_ns - frames[0].stamp_ns == pytest.approx(1e9 / 3, abs=2)
-    for f, q in zip(frames, sample_queries):
+    for f, q in zip(frames, sample_queries[:3], strict=True):
         assert (f.lat, f.lon) == (pytest.approx(q.lat), pytest.approx(q.lon))
         img = f.decode()
         assert img.shape == q.image.shape
@@ -63,8 +63,17 @@ def test_replay_into_ros_at_recorded_timing_in_sim_time(sample_queries, gem_inde
 
     from vpr_node.tools.replay import replay_ros
     bag = write_query_bag(sample_queries[:6], tmp_path / "flight", rate_hz=3.0, storage=storage, compressed=compressed)
-    out = replay_ros(bag, "efficientnet_lite0_gem", str(gem_index_dir), tmp_path / "work", tmp_path / "results", rate=1.0,
-                     top_k=5, backbone_options={"input_size": 160}, domain_id=110 + os.getpid() % 50 + int(compressed))
+    out = replay_ros(
+        bag,
+        "efficientnet_lite0_gem",
+        str(gem_index_dir),
+        tmp_path / "work",
+        tmp_path / "results",
+        rate=1.0,
+        top_k=5,
+        backbone_options={"input_size": 160},
+        domain_id=110 + os.getpid() % 50 + int(compressed),
+    )
     log = (tmp_path / "work" / "node_efficientnet_lite0_gem.log").read_text()
     # at recorded timing a slow frame legitimately drops its successors (newest wins): every frame is
     # either a result or counted as dropped in the next result (best-effort DDS may lose one frame

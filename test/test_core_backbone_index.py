@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from vpr_node.core.backbones import available_backbones, create_backbone
-from vpr_node.core.backbones.efficientnet import (build_lite0_imagenet, lukemelas_to_timm_lite0,
-                                                 packaged_lite0_weights_path)
+from vpr_node.core.backbones.efficientnet import (
+    build_lite0_imagenet,
+    lukemelas_to_timm_lite0,
+    packaged_lite0_weights_path,
+)
 from vpr_node.core.errors import ConfigurationError, IndexUnavailableError
 from vpr_node.core.evaluation import evaluate, recall_from_distances
 from vpr_node.core.index import DescriptorIndex, ManifestExpectation, make_faiss_index
@@ -45,32 +48,41 @@ def test_gem_backbone_unit_norm_deterministic(gem_strategy, sample_queries):
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
 
 
-def test_strategy_satisfies_protocol(gem_strategy):
-    assert isinstance(gem_strategy, VprStrategy)
+def test_strategy_satisfies_protocol(gem_strategy, gem_index_dir, sample_queries):
+    """The C2 protocol as behaviour: embed_query -> (descriptor_dim,) float32 unit vector; retrieve_topk -> k
+    candidates, ascending distance, labelled with the backbone and dimension."""
+    s = load_strategy("efficientnet_lite0_gem", backbone_options={"input_size": 160}, index_dir=str(gem_index_dir))
+    assert isinstance(s, VprStrategy)
+    d = s.embed_query(sample_queries[0].image)
+    assert d.shape == (s.descriptor_dim,) and d.dtype == np.float32 and abs(np.linalg.norm(d) - 1) < 1e-3
+    cands = s.retrieve_topk(d, 4)
+    assert len(cands) == 4 and [c.rank for c in cands] == [0, 1, 2, 3]
+    assert [c.distance for c in cands] == sorted(c.distance for c in cands)
+    assert {(c.backbone_label, c.descriptor_dim) for c in cands} == {("efficientnet_lite0_gem", s.descriptor_dim)}
 
 
 def test_onnxruntime_matches_pytorch(gem_strategy, sample_queries):
     model = gem_strategy.backbone
-    ort = create_runtime("onnxruntime", model, model.preprocessor.input_shape())
+    ort = create_runtime("onnxruntime", model)
     x = model.preprocessor([q.image for q in sample_queries[:2]])
-    ref = create_runtime("pytorch", model, model.preprocessor.input_shape()).forward(x)
+    ref = create_runtime("pytorch", model).forward(x)
     assert np.allclose(ort.forward(x), ref, atol=1e-4)
 
 
 def test_fp16_runtime_close_to_fp32(sample_queries):
     m = create_backbone("efficientnet_lite0_gem", input_size=160)
     x = m.preprocessor([sample_queries[0].image])
-    fp32 = create_runtime("pytorch", m, (160, 160), "fp32").forward(x)
-    fp16 = create_runtime("pytorch", m, (160, 160), "fp16").forward(x)
+    fp32 = create_runtime("pytorch", m, "fp32").forward(x)
+    fp16 = create_runtime("pytorch", m, "fp16").forward(x)
     assert fp16.dtype == np.float16 and float(fp32[0] @ fp16[0].astype(np.float32)) > 0.99
 
 
 def test_unavailable_runtimes_fail_fast_with_a_message():
     m = create_backbone("efficientnet_lite0_gem", input_size=64)
     with pytest.raises(ConfigurationError, match="tensorrt"):
-        create_runtime("tensorrt", m, (64, 64))
+        create_runtime("tensorrt", m)
     with pytest.raises(ConfigurationError, match="BUILD_ONNX_RUNTIME=OFF"):
-        create_runtime("onnxruntime", m, (64, 64), installed=frozenset({"pytorch"}))
+        create_runtime("onnxruntime", m, installed=frozenset({"pytorch"}))
 
 
 def test_index_search_sorted_k_and_labelled(gem_strategy, gem_index_dir, sample_queries):

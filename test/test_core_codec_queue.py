@@ -101,7 +101,7 @@ def test_preprocessor_rejects_bad_arrays():
         with pytest.raises(VprPreprocessError):
             pre(bad)
     with pytest.raises(VprPreprocessError):
-        pre.decode_bytes(b"not an image")
+        image_codec.decode_compressed("jpeg", b"not an image")
 
 
 def test_rotate_to_north_up_inverts_heading():

@@ -37,12 +37,12 @@ def test_corrupt_frame_is_typed_logged_recorded_and_next_frame_served(strategy, 
     good = eng.process(Frame(decode=lambda: sample_queries[0].image, frame_id="cam", stamp_ns=42))
     assert good is not None and good.stamp_ns == 42 and len(good.candidates) == 5
     snap = eng.snapshot()
-    assert snap["errors"] == {"vpr.preprocess_error": 1} and snap["results_out"] == 1
+    assert snap["errors"] == {"c2.vpr.preprocess_error": 1} and snap["results_out"] == 1
     logs = [json.loads(line) for line in stream.getvalue().splitlines()]
-    err = [entry for entry in logs if entry["kind"] == "vpr.preprocess_error"]
+    err = [entry for entry in logs if entry["kind"] == "c2.vpr.preprocess_error"]
     assert err and err[0]["level"] == "ERROR" and err[0]["error"] == "VprPreprocessError"
     kinds = [r["kind"] for r in read_records(tmp_path / "fdr.jsonl")]
-    assert kinds == ["vpr.preprocess_error", "vpr.embed_query"]
+    assert kinds == ["c2.vpr.preprocess_error", "c2.vpr.embed_query"]
 
 
 class _FailingRuntime(Runtime):
@@ -74,8 +74,8 @@ def test_backbone_failure_becomes_vpr_backbone_error(strategy, sample_queries, t
     finally:
         assert eng.stop()
     snap = eng.snapshot()
-    assert snap["errors"].get("vpr.backbone_error", 0) + snap["drops"] == 3 and not out
-    assert any(r["kind"] == "vpr.backbone_error" for r in read_records(tmp_path / "fdr.jsonl"))
+    assert snap["errors"].get("c2.vpr.backbone_error", 0) + snap["drops"] == 3 and not out
+    assert any(r["kind"] == "c2.vpr.backbone_error" for r in read_records(tmp_path / "fdr.jsonl"))
     assert "VprBackboneError" in stream.getvalue()
 
 
@@ -97,7 +97,7 @@ def test_thread_keeps_latest_frame_and_counts_drops(strategy, sample_queries, tm
 def test_recorder_rotates_by_size(tmp_path):
     rec = FlightDataRecorder(tmp_path / "f.jsonl", max_bytes=2000, backups=2)
     for i in range(200):
-        rec.record("vpr.embed_query", i=i, pad="x" * 40)
+        rec.record("c2.vpr.embed_query", i=i, pad="x" * 40)
     rec.close()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["f.jsonl", "f.jsonl.1", "f.jsonl.2"]
@@ -108,8 +108,11 @@ def test_recorder_rotates_by_size(tmp_path):
 
 def test_recorder_survives_kill_9(tmp_path):
     path = tmp_path / "crash.jsonl"
-    code = ("import sys, time; from vpr_node.core.recorder import FlightDataRecorder as R; r = R(sys.argv[1]);\n"
-            "i = 0\nwhile True:\n    r.record('vpr.embed_query', i=i); i += 1\n    if i == 500: print('ready', flush=True)\n")
+    code = (
+        "import sys, time; from vpr_node.core.recorder import FlightDataRecorder as R; r = R(sys.argv[1]);\n"
+        "i = 0\nwhile True:\n    r.record('c2.vpr.embed_query', i=i); i += 1\n"
+        "    if i == 500: print('ready', flush=True)\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE)
     assert p.stdout.readline().strip() == b"ready"
     os.kill(p.pid, signal.SIGKILL)
@@ -121,18 +124,18 @@ def test_recorder_survives_kill_9(tmp_path):
 def test_structured_log_levels_and_sink():
     seen, stream = [], io.StringIO()
     log = StructuredLogger(level="INFO", stream=stream, sink=lambda lvl, line: seen.append(lvl))
-    log.debug("vpr.result", distances=[0.1])
+    log.debug("c2.vpr.result", distances=[0.1])
     log.info("c2.vpr.ready", strategy="x", descriptor_dim=3)
-    log.error("vpr.backbone_error", "boom")
+    log.error("c2.vpr.backbone_error", "boom")
     lines = [json.loads(x) for x in stream.getvalue().splitlines()]
-    assert [x["kind"] for x in lines] == ["c2.vpr.ready", "vpr.backbone_error"] and seen == ["INFO", "ERROR"]
+    assert [x["kind"] for x in lines] == ["c2.vpr.ready", "c2.vpr.backbone_error"] and seen == ["INFO", "ERROR"]
     assert lines[0]["descriptor_dim"] == 3
 
 
 def test_preprocess_error_carries_context():
     with pytest.raises(VprPreprocessError) as e:
         decode_compressed("jpeg", b"")
-    assert e.value.to_record()["kind"] == "vpr.preprocess_error"
+    assert e.value.to_record()["kind"] == "c2.vpr.preprocess_error"
 
 
 class _HangingRuntime(Runtime):
@@ -161,12 +164,12 @@ def test_hung_backbone_is_reported_once_and_queue_stays_bounded(strategy, sample
         time.sleep(0.3)
         assert eng.check_hang(0.2) and eng.check_hang(0.2)  # still hung; reported once
         snap = eng.snapshot()
-        assert snap["errors"] == {"vpr.backbone_hang": 1} and snap["inflight_ms"] >= 200
+        assert snap["errors"] == {"c2.vpr.backbone_hang": 1} and snap["inflight_ms"] >= 200
         assert len(eng.queue) <= 1 and snap["drops"] >= 45  # bounded: newest wins
     finally:
         release.set()
         assert eng.stop()
-    assert [r["kind"] for r in read_records(tmp_path / "fdr.jsonl")].count("vpr.backbone_hang") == 1
+    assert [r["kind"] for r in read_records(tmp_path / "fdr.jsonl")].count("c2.vpr.backbone_hang") == 1
     assert '"level":"ERROR"' in stream.getvalue() and "hung" in stream.getvalue()
 
 
@@ -174,7 +177,7 @@ def test_warm_up_runs_on_the_inference_thread_before_frames(strategy, tmp_path):
     eng, out, stream, _ = _engine(strategy, tmp_path)
     eng.start()  # returns once the inference thread has embedded and searched a blank frame
     try:
-        assert '"kind":"vpr.warmed_up"' in stream.getvalue()
+        assert '"kind":"c2.vpr.warmed_up"' in stream.getvalue()
     finally:
         assert eng.stop()
     assert not out and eng.snapshot()["results_out"] == 0  # the warm-up frame is not a result
@@ -183,14 +186,16 @@ def test_warm_up_runs_on_the_inference_thread_before_frames(strategy, tmp_path):
 def test_hanging_warm_up_is_bounded_and_reported_by_the_watchdog(strategy, tmp_path):
     import threading
     release = threading.Event()
-    eng, _, stream, _ = _engine(RetrievalStrategy(strategy.backbone, _HangingRuntime(release), strategy.index), tmp_path)
+    eng, _, stream, _ = _engine(
+        RetrievalStrategy(strategy.backbone, _HangingRuntime(release), strategy.index), tmp_path
+    )
     t0 = time.monotonic()
     eng.start(warm_up_timeout=0.5)
     try:
         assert time.monotonic() - t0 < 5  # activation is not held hostage by a hung backbone
         time.sleep(0.3)
         assert eng.check_hang(0.5)
-        assert eng.snapshot()["errors"] == {"vpr.backbone_hang": 1}
+        assert eng.snapshot()["errors"] == {"c2.vpr.backbone_hang": 1}
     finally:
         release.set()
         assert eng.stop()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from vpr_node.core.backbones import create_backbone
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.tools.convert_tools import convert_published
+from vpr_node.tools.backbone_tools import convert_checkpoint
 
 
 # ---- facebookresearch/dinov2 hub ViT (dinov2_vits14), as in dinov2/models/vision_transformer.py --
@@ -105,7 +105,9 @@ class HubDinoVisionTransformer(nn.Module):
         return x + self.interpolate_pos_encoding(x, w, h)
 
 
-class HubDINOv2Wrapper(nn.Module):  # SALAD models/backbones/dinov2.py and MegaLoc DINOv2 (frozen split irrelevant at eval)
+class HubDINOv2Wrapper(
+    nn.Module
+):  # SALAD models/backbones/dinov2.py and MegaLoc DINOv2 (frozen split irrelevant at eval)
     def __init__(self, norm_layer=True):
         super().__init__()
         self.model = HubDinoVisionTransformer()
@@ -166,7 +168,9 @@ class AuthorsSALAD(nn.Module):
         self.token_features = nn.Sequential(nn.Linear(num_channels, mlp_dim), nn.ReLU(), nn.Linear(mlp_dim, token_dim))
         self.cluster_features = nn.Sequential(nn.Conv2d(num_channels, mlp_dim, 1), drop, nn.ReLU(),
                                               nn.Conv2d(mlp_dim, cluster_dim, 1))
-        self.score = nn.Sequential(nn.Conv2d(num_channels, mlp_dim, 1), drop, nn.ReLU(), nn.Conv2d(mlp_dim, num_clusters, 1))
+        self.score = nn.Sequential(
+            nn.Conv2d(num_channels, mlp_dim, 1), drop, nn.ReLU(), nn.Conv2d(mlp_dim, num_clusters, 1)
+        )
         self.dust_bin = nn.Parameter(torch.tensor(1.))
 
     def forward(self, x):
@@ -309,7 +313,7 @@ def test_authors_checkpoint_converts_loads_strictly_and_matches(name, tmp_path):
     ckpt = tmp_path / f"{name}_authors.pth"
     torch.save(authors.state_dict(), ckpt)  # the authors release plain state_dicts
     out = tmp_path / f"{name}.pt"
-    info = convert_published(name, ckpt, out, "test", "test", {"variant": "dinov2_vits14"})
+    info = convert_checkpoint(name, ckpt, out, "test", "test", {"variant": "dinov2_vits14"})
     assert info["descriptor_dim"] == dim
 
     ours = create_backbone(name, weights=str(out), variant="dinov2_vits14")

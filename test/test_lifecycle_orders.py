@@ -107,7 +107,7 @@ def test_every_transition_from_every_state_then_active_shutdown_during_inference
     log = node.proc.log_text()
     assert "Traceback" not in log, log[-3000:]
     kinds = [r["kind"] for r in _records_intact(node.fdr)]
-    assert "vpr.embed_query" in kinds
+    assert "c2.vpr.embed_query" in kinds
 
 
 @pytest.mark.parametrize("via", ["shutdown_unconfigured", "shutdown"])
@@ -119,4 +119,6 @@ def test_shutdown_from_unconfigured_and_inactive(node, via):
     node.refuse_all_invalid()
     assert node.close() == 0
     assert "Traceback" not in node.proc.log_text()
-    _records_intact(node.fdr)
+    # the recorder exists once configure opened it, and holds only whole records (shutdown closed it cleanly)
+    assert node.fdr.exists() == (via == "shutdown")
+    assert all({"t", "kind"} <= set(r) for r in _records_intact(node.fdr))

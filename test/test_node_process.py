@@ -1,58 +1,16 @@
 """The node as a real separate process, driven only through its lifecycle services and topics
 (what launch/vpr.launch.py runs on the drone: same executable, --params-file, transitions)."""
-import itertools
-import os
 import time
 
 import numpy as np
 import pytest
-
-from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
-
-_domains = itertools.count(60 + (os.getpid() % 50))
-OPTS = '{"input_size": 160}'
-
-
-@pytest.fixture(scope="module")
-def vlad_index_dir(sample_corpus, tmp_path_factory):
-    """The default backbone's index: build-index fits the NetVLAD centroids over the corpus and stores them."""
-    from vpr_node.core.indexing import build_index_for
-    out = tmp_path_factory.mktemp("index_vlad")
-    build_index_for("efficientnet_lite0_netvlad", sample_corpus, out, backbone_options={"input_size": 160, "num_clusters": 8},
-                    rotations=1, progress=False)
-    assert (out / "backbone_weights.pt").is_file()
-    return out
-
-
-class Running:
-    def __init__(self, tmp_path, params, compressed=False, env=None):
-        self.domain = next(_domains)
-        pfile = write_params_file(tmp_path / f"params_{self.domain}.yaml", params)
-        self.node = NodeProcess(pfile, tmp_path / f"node_{self.domain}.log", self.domain, extra_env=env)
-        self.client = VprClient(self.domain, compressed=compressed)
-        self.client.wait_for_node(60)
-
-    def close(self):
-        self.client.close()
-        return self.node.stop()
-
-
-def _params(index_dir, tmp_path, **over):
-    p = {"backbone": "efficientnet_lite0_gem", "backbone_options": OPTS, "index_dir": str(index_dir), "top_k": 5,
-         "recorder_path": str(tmp_path / "fdr.jsonl"), "diagnostics_period": 0.5}
-    p.update(over)
-    return p
-
-
-def _send(client, rgb, stamp_ns, encoding="rgb8"):
-    client.publish(client.make_image(rgb, stamp_ns, encoding=encoding))
-    return client.next_result(timeout=30)
+from conftest import GEM_OPTS, Running, node_params, send_frame
 
 
 @pytest.fixture(scope="module")
 def running(gem_index_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("node")
-    r = Running(tmp, _params(gem_index_dir, tmp))
+    r = Running(tmp, node_params(gem_index_dir, tmp))
     yield r
     assert r.close() == 0, r.node.log_text()[-2000:]
 
@@ -73,7 +31,7 @@ def test_result_contract(running, sample_queries):
     c = running.client
     for i, q in enumerate(sample_queries[:3]):
         stamp = 1_700_000_000_123_456_789 + i
-        res = _send(c, q.image, stamp)
+        res = send_frame(c, q.image, stamp)
         assert res is not None, running.node.log_text()[-2000:]
         assert res.header.stamp.sec * 10**9 + res.header.stamp.nanosec == stamp
         assert res.header.frame_id == "nav_camera"
@@ -87,7 +45,7 @@ def test_result_contract(running, sample_queries):
 
 def test_bgr_and_mono_frames_are_served(running, sample_queries):
     for enc in ("bgr8", "mono8"):
-        assert _send(running.client, sample_queries[1].image, 77, encoding=enc) is not None
+        assert send_frame(running.client, sample_queries[1].image, 77, encoding=enc) is not None
 
 
 def test_corrupt_frame_counts_error_and_node_keeps_serving(running, sample_queries):
@@ -103,11 +61,11 @@ def test_corrupt_frame_counts_error_and_node_keeps_serving(running, sample_queri
     diag = None
     while time.time() < deadline:
         diag = c.latest_diagnostics(3)
-        if diag and int(diag.get("errors.vpr.preprocess_error", 0)) >= 1:
+        if diag and int(diag.get("errors.c2.vpr.preprocess_error", 0)) >= 1:
             break
-    assert diag and int(diag["errors.vpr.preprocess_error"]) >= 1 and diag["state"] == "active"
-    assert _send(c, sample_queries[2].image, 99) is not None  # still serving
-    assert '"kind":"vpr.preprocess_error"' in running.node.log_text()
+    assert diag and int(diag["errors.c2.vpr.preprocess_error"]) >= 1 and diag["state"] == "active"
+    assert send_frame(c, sample_queries[2].image, 99) is not None  # still serving
+    assert '"kind":"c2.vpr.preprocess_error"' in running.node.log_text()
 
 
 def test_deactivate_stops_output(running, sample_queries):
@@ -126,7 +84,7 @@ def test_backbone_switch_takes_effect_at_reactivation(running, sample_queries, v
                                  "index_dir": str(vlad_index_dir)}))
     assert c.transition("activate"), running.node.log_text()[-2000:]
     c.wait_subscribed(10)
-    res = _send(c, sample_queries[0].image, 123)
+    res = send_frame(c, sample_queries[0].image, 123)
     assert res is not None and res.backbone_label == "efficientnet_lite0_netvlad"
     assert res.descriptor_dim == 192 * 8 and all(x.descriptor_dim == 192 * 8 for x in res.candidates)
     assert '"kind":"c2.vpr.reload"' in running.node.log_text()
@@ -134,17 +92,19 @@ def test_backbone_switch_takes_effect_at_reactivation(running, sample_queries, v
 
 
 def test_misconfiguration_fails_fast_and_node_stays_up(tmp_path, gem_index_dir):
-    r = Running(tmp_path, _params(tmp_path / "no_such_index", tmp_path))
+    r = Running(tmp_path, node_params(tmp_path / "no_such_index", tmp_path))
     try:
         assert not r.client.transition("configure")
         assert r.client.state() == "unconfigured" and r.node.alive()
         log = r.node.log_text()
         assert "does not exist; build it with `vpr build-index`" in log
         # wrong index for the backbone: the manifest check names the field
-        assert all(r.client.set_parameters({"index_dir": str(gem_index_dir), "backbone_options": '{"input_size": 192}'}))
+        assert all(
+            r.client.set_parameters({"index_dir": str(gem_index_dir), "backbone_options": '{"input_size": 192}'})
+        )
         assert not r.client.transition("configure")
         assert "index manifest field" in r.node.log_text()
-        assert all(r.client.set_parameters({"backbone_options": OPTS}))
+        assert all(r.client.set_parameters({"backbone_options": GEM_OPTS}))
         assert r.client.transition("configure")
         assert r.client.transition("shutdown") and r.client.state() == "finalized"
     finally:
@@ -152,15 +112,15 @@ def test_misconfiguration_fails_fast_and_node_stays_up(tmp_path, gem_index_dir):
 
 
 def test_compressed_subscription(tmp_path, gem_index_dir, sample_queries):
-    r = Running(tmp_path, _params(gem_index_dir, tmp_path, compressed=True), compressed=True)
+    r = Running(tmp_path, node_params(gem_index_dir, tmp_path, compressed=True), compressed=True)
     try:
         assert r.client.transition("configure") and r.client.transition("activate")
         r.client.wait_subscribed(10)
-        res = _send(r.client, sample_queries[3].image, 555)
+        res = send_frame(r.client, sample_queries[3].image, 555)
         assert res is not None and res.header.stamp.nanosec == 555 and len(res.candidates) == 5
         r.client.publish(_corrupt_jpeg(r.client))
         assert r.client.next_result(timeout=3) is None
-        assert _send(r.client, sample_queries[4].image, 556) is not None
+        assert send_frame(r.client, sample_queries[4].image, 556) is not None
     finally:
         r.close()
 
@@ -204,20 +164,20 @@ def test_damaged_index_fails_configure_with_typed_error_and_node_recovers(tmp_pa
         b = bytearray(p.read_bytes())
         b[-7] ^= 0xFF
         p.write_bytes(bytes(b))
-    r = Running(tmp_path, _params(idx, tmp_path))
+    r = Running(tmp_path, node_params(idx, tmp_path))
     try:
         assert not r.client.transition("configure")
         assert r.client.state() == "unconfigured" and r.node.alive()
         log = r.node.log_text()
         assert message in log
         errs = [json.loads(x) for x in log.splitlines() if x.startswith("{") and '"level":"ERROR"' in x]
-        assert any(e["kind"] == "vpr.index_error" for e in errs), log[-2000:]
-        assert any(rec["kind"] == "vpr.index_error" for rec in read_records(tmp_path / "fdr.jsonl"))
+        assert any(e["kind"] == "c2.vpr.index_error" for e in errs), log[-2000:]
+        assert any(rec["kind"] == "c2.vpr.index_error" for rec in read_records(tmp_path / "fdr.jsonl"))
         shutil.rmtree(idx)
         shutil.copytree(backup, idx)
         assert r.client.transition("configure") and r.client.transition("activate"), r.node.log_text()[-2000:]
         r.client.wait_subscribed(10)
-        assert _send(r.client, sample_queries[0].image, 4242) is not None
+        assert send_frame(r.client, sample_queries[0].image, 4242) is not None
     finally:
         r.close()
 
@@ -238,7 +198,7 @@ def test_weights_mismatch_fails_configure_with_typed_error_and_node_recovers(tmp
 
     from vpr_node.core.backbones import create_backbone
     from vpr_node.core.recorder import read_records
-    model = create_backbone("efficientnet_lite0_gem", **json.loads(OPTS))
+    model = create_backbone("efficientnet_lite0_gem", **json.loads(GEM_OPTS))
     state = model.state_dict()
     key = next(k for k, v in state.items() if v.dtype.is_floating_point and v.ndim == 4)
     state[key] = state[key] * 1.01
@@ -246,19 +206,19 @@ def test_weights_mismatch_fails_configure_with_typed_error_and_node_recovers(tmp
     torch.save(state, wfile)
     if damage == "truncated_weights":
         wfile.write_bytes(wfile.read_bytes()[: wfile.stat().st_size // 3])
-    r = Running(tmp_path, _params(gem_index_dir, tmp_path, weights=str(wfile)))
+    r = Running(tmp_path, node_params(gem_index_dir, tmp_path, weights=str(wfile)))
     try:
         assert not r.client.transition("configure")
         assert r.client.state() == "unconfigured" and r.node.alive()
         log = r.node.log_text()
         assert message in log, log[-2000:]
         errs = [json.loads(x) for x in log.splitlines() if x.startswith("{") and '"level":"ERROR"' in x]
-        assert any(e["kind"] == "vpr.configuration_error" for e in errs), log[-2000:]
-        assert any(rec["kind"] == "vpr.configuration_error" for rec in read_records(tmp_path / "fdr.jsonl"))
+        assert any(e["kind"] == "c2.vpr.configuration_error" for e in errs), log[-2000:]
+        assert any(rec["kind"] == "c2.vpr.configuration_error" for rec in read_records(tmp_path / "fdr.jsonl"))
         assert all(r.client.set_parameters({"weights": ""}))
         assert r.client.transition("configure") and r.client.transition("activate"), r.node.log_text()[-2000:]
         r.client.wait_subscribed(10)
-        assert _send(r.client, sample_queries[0].image, 4343) is not None
+        assert send_frame(r.client, sample_queries[0].image, 4343) is not None
     finally:
         r.close()
 
@@ -270,18 +230,18 @@ def test_debug_level_logs_each_frames_distances_and_recorder_has_latency(tmp_pat
     import json
 
     from vpr_node.core.recorder import read_records
-    r = Running(tmp_path, _params(gem_index_dir, tmp_path), env={"VPR_LOG_LEVEL": "DEBUG"})
+    r = Running(tmp_path, node_params(gem_index_dir, tmp_path), env={"VPR_LOG_LEVEL": "DEBUG"})
     try:
         assert r.client.transition("configure") and r.client.transition("activate")
         r.client.wait_subscribed(10)
-        res = _send(r.client, sample_queries[0].image, 4444)
+        res = send_frame(r.client, sample_queries[0].image, 4444)
         assert res is not None, r.node.log_text()[-2000:]
         r.client.transition("deactivate")
         lines = [json.loads(x) for x in r.node.log_text().splitlines() if x.startswith("{")]
-        debug = [x for x in lines if x["level"] == "DEBUG" and x["kind"] == "vpr.result"]
+        debug = [x for x in lines if x["level"] == "DEBUG" and x["kind"] == "c2.vpr.result"]
         assert debug and debug[0]["frame_uuid"] == res.frame_uuid, r.node.log_text()[-2000:]
         assert debug[0]["distances"] == pytest.approx([c.distance for c in res.candidates], abs=1e-4)
-        rec = [x for x in read_records(tmp_path / "fdr.jsonl") if x["kind"] == "vpr.embed_query"]
+        rec = [x for x in read_records(tmp_path / "fdr.jsonl") if x["kind"] == "c2.vpr.embed_query"]
         assert rec and rec[0]["latency_ms"] >= rec[0]["embed_ms"] > 0
     finally:
         r.close()

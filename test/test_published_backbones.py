@@ -3,7 +3,6 @@
 The authors' modules are re-declared here independently (as in gmberton/CosPlace model/network.py
 and amaralibey/MixVPR main.py + models/); checkpoints are saved in the authors' containers (plain
 state_dict; Lightning checkpoint) and must load strictly and give identical descriptors."""
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -13,7 +12,7 @@ import torchvision
 from vpr_node.core.backbones import create_backbone
 from vpr_node.core.backbones.base import Provenance
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.tools.convert_tools import convert_published
+from vpr_node.tools.backbone_tools import convert_checkpoint
 
 
 class AuthorsGeM(nn.Module):
@@ -112,7 +111,7 @@ def test_geolocalizationnet_checkpoint(name, tmp_path):
         assert torch.allclose(ours(x), authors(x), atol=1e-5)
         assert torch.equal(ours(x), ours(x))
     assert ours.descriptor_dim == 128 and ours.label == name
-    res = convert_published(name, ckpt, tmp_path / f"{name}.pt", "test", "n/a", opts)
+    res = convert_checkpoint(name, ckpt, tmp_path / f"{name}.pt", "test", "n/a", opts)
     assert Provenance.read(tmp_path / f"{name}.pt").trained
     again = create_backbone(name, weights=res["out"], **opts)
     with torch.inference_mode():

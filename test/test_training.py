@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import timm
 import torch
-
 from conftest import WILDNAV
+
 from vpr_node.core.backbones import create_backbone
 from vpr_node.core.backbones.base import Provenance
 from vpr_node.core.corpus import load_corner_table
 from vpr_node.core.training.data import CorpusTripletDataset, TripletCsvDataset, read_database_csv
 from vpr_node.core.training.module import RetrievalModule
-from vpr_node.core.training.train import TrainConfig, train
+from vpr_node.core.training.trainer import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,19 @@
-"""Tile corpora: cut georeferenced north-up rasters into square tiles of a set ground size.
+"""Tile corpora: cut georeferenced north-up rasters into square tiles of set ground sizes.
 
 Sources: a corner-coordinates table (filename, top-left lat/lon, bottom-right lat/lon, width/height
 px: the format of wildnav's tiles.csv) or an XYZ/slippy `z/x/y.png` folder. A corpus folder holds
-`tiles/*.png` plus `tiles.csv` (tile id, zoom, centre lat/lon, bounds, source, pixel box).
+`tiles/*.png`, `tiles.csv` (tile id, zoom, centre lat/lon, bounds, source, pixel box, ground size)
+and `corpus.json` (the tile plan: ground sizes and strides, and the camera/altitudes they came from).
+
+Tile ground size should match what the camera sees: `plan_for_camera` takes the planned altitude
+range and the camera (camera.py) and picks one size or several (a multi-scale corpus), with tile
+centres close enough that every ground point is within reach of the recall radius.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import pathlib
 
@@ -18,7 +24,23 @@ from .errors import ConfigurationError
 from .geo import GeoImage, slippy_zoom_for_gsd
 from .types import TileId
 
-TILE_FIELDS = ("tile_id", "zoom", "lat", "lon", "north", "south", "west", "east", "source", "x0", "y0", "x1", "y1", "path")
+TILE_FIELDS = (
+    "tile_id",
+    "zoom",
+    "lat",
+    "lon",
+    "north",
+    "south",
+    "west",
+    "east",
+    "source",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "path",
+    "ground_m",
+)
 
 
 @dataclasses.dataclass
@@ -33,7 +55,9 @@ class GeoRaster:
         if img is None:
             raise ConfigurationError(f"cannot read map image {self.path}")
         if (img.shape[1], img.shape[0]) != (self.geo.width, self.geo.height):
-            self.geo = GeoImage(img.shape[1], img.shape[0], (self.geo.lat0, self.geo.lon0), (self.geo.lat1, self.geo.lon1))
+            self.geo = GeoImage(
+                img.shape[1], img.shape[0], (self.geo.lat0, self.geo.lon0), (self.geo.lat1, self.geo.lon1)
+            )
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -96,45 +120,105 @@ class TileRecord:
     x1: int
     y1: int
     path: str
+    ground_m: float = 0.0  # tile side on the ground (metres); 0 in tables written before it was recorded
 
     def tile(self) -> TileId:
         return TileId(self.zoom, self.lat, self.lon, self.tile_id)
 
 
-def cut_tiles(rasters: list[GeoRaster], out_dir, tile_m: float = 60.0, overlap: float = 0.5,
-              tile_px: int | None = None, progress: bool = True) -> list[TileRecord]:
-    """Cut every raster into square tiles of `tile_m` metres with fractional `overlap`; write the corpus."""
+@dataclasses.dataclass
+class TilePlan:
+    """Tile ground sizes and centre spacings of a corpus, and why (written as corpus.json)."""
+
+    scales: list[tuple[float, float]]  # (tile ground size m, stride m)
+    reason: str = "explicit"
+    camera: dict | None = None
+    altitude_m: tuple[float, float] | None = None
+    radius_m: float | None = None
+
+    @classmethod
+    def single(cls, tile_m: float = 60.0, overlap: float = 0.5) -> "TilePlan":
+        if not 0.0 <= overlap < 1.0:
+            raise ConfigurationError(f"tile overlap must be in [0, 1), got {overlap}")
+        return cls(
+            [(float(tile_m), float(tile_m) * (1.0 - overlap))], reason=f"explicit: {tile_m:g} m, overlap {overlap:g}"
+        )
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, corpus_dir) -> "TilePlan | None":
+        p = pathlib.Path(corpus_dir) / "corpus.json"
+        if not p.is_file():
+            return None
+        d = json.loads(p.read_text())
+        d["scales"] = [tuple(x) for x in d["scales"]]
+        d["altitude_m"] = tuple(d["altitude_m"]) if d.get("altitude_m") else None
+        return cls(**d)
+
+
+def plan_for_camera(camera, altitude_min_m: float, altitude_max_m: float, radius_m: float = 25.0,
+                    max_scale_step: float = 1.5) -> TilePlan:
+    """Tiles matched to the camera's ground footprint over the planned altitude range (camera.py)."""
+    from .camera import stride_for_radius, tile_sizes_for_altitudes
+    sizes = tile_sizes_for_altitudes(camera, altitude_min_m, altitude_max_m, max_scale_step)
+    lo, hi = camera.square_footprint_m(altitude_min_m), camera.square_footprint_m(altitude_max_m)
+    return TilePlan(
+        [(t, stride_for_radius(t, radius_m)) for t in sizes],
+        reason=f"camera footprint {lo:.1f}-{hi:.1f} m at {altitude_min_m:g}-{altitude_max_m:g} m "
+        f"(hfov {camera.hfov_deg:.1f} deg, {camera.width_px}x{camera.height_px}); scales at most "
+        f"x{max_scale_step:g} apart; stride keeps every point within 0.85 x {radius_m:g} m of a centre",
+        camera={
+            "width_px": camera.width_px,
+            "height_px": camera.height_px,
+            "fx": camera.fx,
+            "hfov_deg": round(camera.hfov_deg, 3),
+        },
+        altitude_m=(float(altitude_min_m), float(altitude_max_m)),
+        radius_m=float(radius_m),
+    )
+
+
+def cut_corpus(rasters: list[GeoRaster], out_dir, plan: TilePlan, tile_px: int | None = 320,
+               progress: bool = True) -> list[TileRecord]:
+    """Cut every raster at every scale of the plan; write tiles/, tiles.csv and corpus.json."""
     from tqdm import tqdm
 
     out_dir = pathlib.Path(out_dir)
     (out_dir / "tiles").mkdir(parents=True, exist_ok=True)
-    if not 0.0 <= overlap < 1.0:
-        raise ConfigurationError(f"tile overlap must be in [0, 1), got {overlap}")
+    multi = len(plan.scales) > 1
     records: list[TileRecord] = []
     for r in tqdm(rasters, desc="cutting tiles", disable=not progress, unit="map"):
         img = r.read_rgb()
-        side = int(round(tile_m / r.geo.gsd_m))
-        if side > min(img.shape[:2]):
-            raise ConfigurationError(f"tile size {tile_m} m ({side} px) is larger than map {r.path.name}")
-        stride = max(1, int(round(side * (1.0 - overlap))))
-        zoom = slippy_zoom_for_gsd(tile_m / (tile_px or side), (r.geo.lat0 + r.geo.lat1) / 2)
-        ys = list(range(0, img.shape[0] - side + 1, stride))
-        xs = list(range(0, img.shape[1] - side + 1, stride))
-        for y0 in ys:
-            for x0 in xs:
-                crop = img[y0:y0 + side, x0:x0 + side]
-                if tile_px:
-                    crop = cv2.resize(crop, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
-                (lat, lon) = (float(v) for v in r.geo.pixel_to_latlon(x0 + side / 2, y0 + side / 2))
-                north, west = (float(v) for v in r.geo.pixel_to_latlon(x0, y0))
-                south, east = (float(v) for v in r.geo.pixel_to_latlon(x0 + side, y0 + side))
-                tid = f"{r.path.stem}_{y0:05d}_{x0:05d}"
-                rel = f"tiles/{tid}.png"
-                cv2.imwrite(str(out_dir / rel), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-                records.append(TileRecord(tid, zoom, lat, lon, north, south, west, east, r.path.name,
-                                          x0, y0, x0 + side, y0 + side, rel))
+        for tile_m, stride_m in plan.scales:
+            side = int(round(tile_m / r.geo.gsd_m))
+            if side > min(img.shape[:2]):
+                raise ConfigurationError(f"tile size {tile_m} m ({side} px) is larger than map {r.path.name}")
+            stride = max(1, int(round(stride_m / r.geo.gsd_m)))
+            zoom = slippy_zoom_for_gsd(tile_m / (tile_px or side), (r.geo.lat0 + r.geo.lat1) / 2)
+            for y0 in range(0, img.shape[0] - side + 1, stride):
+                for x0 in range(0, img.shape[1] - side + 1, stride):
+                    crop = img[y0:y0 + side, x0:x0 + side]
+                    if tile_px:
+                        crop = cv2.resize(crop, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
+                    (lat, lon) = (float(v) for v in r.geo.pixel_to_latlon(x0 + side / 2, y0 + side / 2))
+                    north, west = (float(v) for v in r.geo.pixel_to_latlon(x0, y0))
+                    south, east = (float(v) for v in r.geo.pixel_to_latlon(x0 + side, y0 + side))
+                    tid = f"{r.path.stem}{f'_m{tile_m:g}' if multi else ''}_{y0:05d}_{x0:05d}"
+                    rel = f"tiles/{tid}.png"
+                    cv2.imwrite(str(out_dir / rel), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                    records.append(TileRecord(tid, zoom, lat, lon, north, south, west, east, r.path.name,
+                                              x0, y0, x0 + side, y0 + side, rel, float(tile_m)))
     write_tile_table(out_dir / "tiles.csv", records)
+    (out_dir / "corpus.json").write_text(json.dumps(plan.to_json(), indent=2) + "\n")
     return records
+
+
+def cut_tiles(rasters: list[GeoRaster], out_dir, tile_m: float = 60.0, overlap: float = 0.5,
+              tile_px: int | None = None, progress: bool = True) -> list[TileRecord]:
+    """One scale: square tiles of `tile_m` metres with fractional `overlap`."""
+    return cut_corpus(rasters, out_dir, TilePlan.single(tile_m, overlap), tile_px, progress)
 
 
 def write_tile_table(path, records: list[TileRecord]) -> None:
@@ -161,8 +245,11 @@ class TileCorpus:
         self.root = pathlib.Path(root)
         table = self.root / "tiles.csv"
         if not table.is_file():
-            raise ConfigurationError(f"{self.root} is not a tile corpus (no tiles.csv); build one with `vpr make-corpus`")
+            raise ConfigurationError(
+                f"{self.root} is not a tile corpus (no tiles.csv); build one with `vpr make-corpus`"
+            )
         self.records = read_tile_table(table)
+        self.plan = TilePlan.read(self.root)
 
     def __len__(self):
         return len(self.records)

@@ -15,9 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import IndexUnavailableError, VprBackboneError, VprError, VprPreprocessError
+from .errors import VprBackboneError, VprError, VprPreprocessError
 from .frame_queue import FrameQueue
 from .logs import StructuredLogger
+from .priors import PriorApplier
 from .recorder import FlightDataRecorder
 from .strategy import RetrievalStrategy
 from .types import VprResult
@@ -42,6 +43,7 @@ class EngineStats:
         self.frames_in = 0
         self.results_out = 0
         self.errors = collections.Counter()
+        self.prior_states = collections.Counter()  # "heading:ok", "position:stale", ... per result
         self.latency_ms = collections.deque(maxlen=window)
         self.result_times = collections.deque(maxlen=window)
 
@@ -52,6 +54,7 @@ class EngineStats:
             rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
             return {"frames_in": self.frames_in, "results_out": self.results_out, "drops": drops,
                     "errors": dict(self.errors), "errors_total": sum(self.errors.values()),
+                    "prior_states": dict(self.prior_states),
                     "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
                     "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0, "rate_hz": rate}
 
@@ -59,8 +62,10 @@ class EngineStats:
 class VprEngine:
     def __init__(self, strategy: RetrievalStrategy, on_result: Callable[[VprResult], None], top_k: int = 10,
                  queue_depth: int = 1, warn_distance: float = 1.5, logger: StructuredLogger | None = None,
-                 recorder: FlightDataRecorder | None = None, clock_ns: Callable[[], int] = time.time_ns):
+                 recorder: FlightDataRecorder | None = None, clock_ns: Callable[[], int] = time.time_ns,
+                 priors: PriorApplier | None = None):
         self.strategy, self.on_result, self.top_k = strategy, on_result, int(top_k)
+        self.priors = priors  # heading / altitude / position priors applied before embedding (priors.py)
         self.clock_ns = clock_ns  # stamps retrieved_at; the ROS node passes its clock (sim time when replaying)
         self.warn_distance = float(warn_distance)
         self.log = logger or StructuredLogger()
@@ -124,8 +129,15 @@ class VprEngine:
         frame = inflight[0]
         if self._hang_reported != frame.uuid:
             self._hang_reported = frame.uuid
-            self._fail(frame, VprBackboneError(f"{self.strategy.label}: frame in flight for more than {timeout_s:.1f} s "
-                                               "(backbone or runtime hung?)", kind_detail="hang"), kind="vpr.backbone_hang")
+            self._fail(
+                frame,
+                VprBackboneError(
+                    f"{self.strategy.label}: frame in flight for more than {timeout_s:.1f} s "
+                    "(backbone or runtime hung?)",
+                    kind_detail="hang",
+                ),
+                kind="c2.vpr.backbone_hang",
+            )
         return True
 
     # --- inference thread ------------------------------------------------------------------
@@ -135,11 +147,11 @@ class VprEngine:
         try:
             self.strategy.warm_up()
         except Exception as exc:  # noqa: BLE001 - a failing warm-up is reported; real frames get typed errors
-            self.log.warn("vpr.warm_up_failed", f"{type(exc).__name__}: {exc}")
+            self.log.warn("c2.vpr.warm_up_failed", f"{type(exc).__name__}: {exc}")
             return
         finally:
             self._inflight = None
-        self.log.info("vpr.warmed_up", "inference thread warmed up", ms=round((time.perf_counter() - t0) * 1e3, 1))
+        self.log.info("c2.vpr.warmed_up", "inference thread warmed up", ms=round((time.perf_counter() - t0) * 1e3, 1))
 
     def _loop(self, warm_up: bool = False, warmed: threading.Event | None = None) -> None:
         if warm_up:
@@ -155,6 +167,15 @@ class VprEngine:
                 self.process(frame, dropped)
             finally:
                 self._inflight = None
+
+    def report(self, exc: VprError, level: str = "WARN", **context) -> None:
+        """A typed error outside a frame (e.g. a malformed prior sample): log line, recorder record, count."""
+        with self.stats.lock:
+            self.stats.errors[exc.kind] += 1
+        rec = {**context, **exc.to_record()}
+        self.log.event(level, exc.kind, str(exc), **{k: v for k, v in rec.items() if k not in ("kind", "message")})
+        if self.recorder:
+            self.recorder.record(exc.kind, **{k: v for k, v in rec.items() if k != "kind"})
 
     def _fail(self, frame: Frame, exc: VprError, level: str = "ERROR", kind: str | None = None) -> None:
         kind = kind or exc.kind
@@ -175,17 +196,14 @@ class VprEngine:
                 raise
             except Exception as exc:  # noqa: BLE001 - any decoder failure is a preprocess error
                 raise VprPreprocessError(f"frame could not be decoded: {type(exc).__name__}: {exc}") from exc
+            allowed, prior_state = None, None
+            if self.priors is not None:
+                rgb, allowed, prior_state = self.priors.apply(rgb, frame.stamp_ns)
             descriptor = self.strategy.embed_query(rgb)
             t1 = time.perf_counter()
-            candidates = self.strategy.retrieve_topk(descriptor, self.top_k)
+            candidates = self.strategy.retrieve_topk(descriptor, self.top_k, allowed)
             t2 = time.perf_counter()
-        except VprPreprocessError as exc:
-            self._fail(frame, exc)
-            return None
-        except (VprBackboneError, IndexUnavailableError) as exc:
-            self._fail(frame, exc)
-            return None
-        except VprError as exc:
+        except VprError as exc:  # preprocess, backbone, index: typed, logged, recorded, counted
             self._fail(frame, exc)
             return None
         except Exception as exc:  # noqa: BLE001 - never let the thread die on an unexpected error
@@ -195,28 +213,47 @@ class VprEngine:
                            retrieved_at_ns=self.clock_ns(), backbone_label=self.strategy.label,
                            descriptor_dim=self.strategy.descriptor_dim, candidates=candidates,
                            embed_latency_ms=(t1 - t0) * 1e3, search_latency_ms=(t2 - t1) * 1e3,
-                           frames_dropped=int(dropped))
+                           frames_dropped=int(dropped), priors=prior_state)
         total_ms = (time.monotonic_ns() - frame.received_ns) / 1e6
         with self.stats.lock:
             self.stats.results_out += 1
             self.stats.latency_ms.append(total_ms)
             self.stats.result_times.append(time.monotonic())
+            if prior_state is not None:
+                self.stats.prior_states.update(prior_state.label().split())
+        if prior_state is not None and prior_state.position == "outside_map":
+            self.log.warn(
+                "c2.vpr.prior_outside_map",
+                "no tile within k sigma of the position prior: whole map searched",
+                frame_uuid=frame.uuid,
+                sigma_m=prior_state.position_sigma_m,
+            )
         top = candidates[0] if candidates else None
         if self.recorder:
-            self.recorder.record("vpr.embed_query", frame_uuid=frame.uuid, frame_id=frame.frame_id,
-                                 stamp_ns=frame.stamp_ns, backbone=self.strategy.label,
-                                 embed_ms=round(result.embed_latency_ms, 3), search_ms=round(result.search_latency_ms, 3),
-                                 latency_ms=round(total_ms, 3),
-                                 top1=top.tile.name if top else None, top1_distance=top.distance if top else None,
-                                 dropped=int(dropped))
+            self.recorder.record(
+                "c2.vpr.embed_query",
+                frame_uuid=frame.uuid,
+                frame_id=frame.frame_id,
+                stamp_ns=frame.stamp_ns,
+                backbone=self.strategy.label,
+                embed_ms=round(result.embed_latency_ms, 3),
+                search_ms=round(result.search_latency_ms, 3),
+                latency_ms=round(total_ms, 3),
+                top1=top.tile.name if top else None,
+                top1_distance=top.distance if top else None,
+                dropped=int(dropped),
+                priors=prior_state.label() if prior_state is not None else None,
+            )
         if top is not None and top.distance > self.warn_distance:
-            self.log.warn("vpr.low_confidence", "top-1 descriptor distance above warn threshold",
+            self.log.warn("c2.vpr.low_confidence", "top-1 descriptor distance above warn threshold",
                           frame_uuid=frame.uuid, top1_distance=round(top.distance, 4), warn_distance=self.warn_distance)
             if self.recorder:
-                self.recorder.record("vpr.low_confidence", frame_uuid=frame.uuid, top1_distance=top.distance)
-        self.log.debug("vpr.result", frame_uuid=frame.uuid, distances=[round(c.distance, 4) for c in candidates[:10]])
+                self.recorder.record("c2.vpr.low_confidence", frame_uuid=frame.uuid, top1_distance=top.distance)
+        self.log.debug(
+            "c2.vpr.result", frame_uuid=frame.uuid, distances=[round(c.distance, 4) for c in candidates[:10]]
+        )
         try:
             self.on_result(result)
         except Exception as exc:  # noqa: BLE001
-            self.log.error("vpr.publish_error", f"result callback failed: {exc}", frame_uuid=frame.uuid)
+            self.log.error("c2.vpr.publish_error", f"result callback failed: {exc}", frame_uuid=frame.uuid)
         return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 class VprError(Exception):
     """Base class: every error the pipeline raises on purpose."""
 
-    kind = "vpr.error"
+    kind = "c2.vpr.error"
 
     def __init__(self, message: str, **context):
         super().__init__(message)
@@ -18,22 +18,29 @@ class VprError(Exception):
 class VprPreprocessError(VprError):
     """The input frame could not be decoded or preprocessed (corrupt bytes, bad encoding/size)."""
 
-    kind = "vpr.preprocess_error"
+    kind = "c2.vpr.preprocess_error"
 
 
 class VprBackboneError(VprError):
     """The backbone forward pass failed or produced an invalid descriptor (NaN/inf, wrong shape)."""
 
-    kind = "vpr.backbone_error"
+    kind = "c2.vpr.backbone_error"
 
 
 class IndexUnavailableError(VprError):
     """The descriptor index is missing, truncated or corrupt, or a search failed."""
 
-    kind = "vpr.index_error"
+    kind = "c2.vpr.index_error"
 
 
 class ConfigurationError(VprError):
     """Misconfiguration: raised at configure/activate with a message that says what to fix."""
 
-    kind = "vpr.configuration_error"
+    kind = "c2.vpr.configuration_error"
+
+
+class VprPriorError(VprError):
+    """A heading, altitude or position prior sample was malformed (NaN, zero-norm quaternion, ...): the
+    frame is still served, without that prior."""
+
+    kind = "c2.vpr.prior_error"

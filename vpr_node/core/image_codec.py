@@ -24,26 +24,40 @@ def decode_raw(encoding: str, width: int, height: int, step: int, data, is_bigen
     """Decode a sensor_msgs/Image payload to RGB uint8 (H, W, 3)."""
     enc = (encoding or "").lower()
     if enc not in _CHANNELS and enc not in ("mono16", "16uc1"):
-        raise VprPreprocessError(f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}",
-                                 encoding=encoding)
+        raise VprPreprocessError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}", encoding=encoding
+        )
     if width <= 0 or height <= 0:
         raise VprPreprocessError(f"image has zero size ({width}x{height})", width=width, height=height)
     if width * height > MAX_PIXELS:
-        raise VprPreprocessError(f"image {width}x{height} exceeds the {MAX_PIXELS}-pixel limit", width=width, height=height)
+        raise VprPreprocessError(
+            f"image {width}x{height} exceeds the {MAX_PIXELS}-pixel limit", width=width, height=height
+        )
     bytes_per_px = 2 if enc in ("mono16", "16uc1") else _CHANNELS[enc]
     row = width * bytes_per_px
     if step < row:
         raise VprPreprocessError(f"step {step} is smaller than width*bytes_per_pixel = {row}", step=step, width=width)
-    buf = np.frombuffer(memoryview(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
+    buf = (
+        np.frombuffer(memoryview(data), dtype=np.uint8)
+        if not isinstance(data, np.ndarray)
+        else data.reshape(-1).view(np.uint8)
+    )
     if buf.size < step * (height - 1) + row:
-        raise VprPreprocessError(f"image data has {buf.size} bytes; {encoding} {width}x{height} step {step} needs {step * height}",
-                                 size=int(buf.size), expected=step * height)
+        raise VprPreprocessError(
+            f"image data has {buf.size} bytes; {encoding} {width}x{height} step {step} needs {step * height}",
+            size=int(buf.size),
+            expected=step * height,
+        )
     rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row), strides=(step, 1))
     if enc in ("mono16", "16uc1"):
         img16 = rows.copy().view(">u2" if is_bigendian else "<u2").reshape(height, width)
         mono = (img16 >> 8).astype(np.uint8)
         return cv2.cvtColor(mono, cv2.COLOR_GRAY2RGB)
-    img = np.ascontiguousarray(rows).reshape(height, width, _CHANNELS[enc]) if _CHANNELS[enc] > 1 else np.ascontiguousarray(rows)
+    img = (
+        np.ascontiguousarray(rows).reshape(height, width, _CHANNELS[enc])
+        if _CHANNELS[enc] > 1
+        else np.ascontiguousarray(rows)
+    )
     if enc in ("rgb8", "8uc3"):
         return img.copy()
     if enc == "bgr8":

@@ -51,8 +51,10 @@ def make_faiss_index(descriptors: np.ndarray, kind: str = "flat", params: dict |
         quantiser = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFPQ(quantiser, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         if len(x) < max(nlist, 2 ** nbits):
-            raise ConfigurationError(f"ivfpq needs at least {max(nlist, 2 ** nbits)} descriptors to train, got {len(x)}; "
-                                     f"use index type flat or hnsw for small corpora")
+            raise ConfigurationError(
+                f"ivfpq needs at least {max(nlist, 2**nbits)} descriptors to train, got {len(x)}; "
+                f"use index type flat or hnsw for small corpora"
+            )
         index.train(x)
         index.nprobe = int(params.get("nprobe", min(nlist, 16)))
     else:
@@ -96,7 +98,9 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
         "tile_count": len(records),
         "entry_count": int(len(entries)),
         "build_seconds": round(build_s, 3),
-        "files": {name: sha256_file(out_dir / name) for name in INDEX_FILES + OPTIONAL_FILES if (out_dir / name).exists()},
+        "files": {
+            name: sha256_file(out_dir / name) for name in INDEX_FILES + OPTIONAL_FILES if (out_dir / name).exists()
+        },
         **(extra or {}),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -119,9 +123,11 @@ class DescriptorIndex:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise IndexUnavailableError(f"manifest {mpath} is corrupt: {exc}", index_dir=str(self.root)) from exc
         if self.manifest.get("format_version") != FORMAT_VERSION:
-            raise ConfigurationError(f"index manifest field 'format_version' is {self.manifest.get('format_version')!r}, "
-                                     f"this build reads {FORMAT_VERSION}; rebuild the index with `vpr build-index`",
-                                     field="format_version")
+            raise ConfigurationError(
+                f"index manifest field 'format_version' is {self.manifest.get('format_version')!r}, "
+                f"this build reads {FORMAT_VERSION}; rebuild the index with `vpr build-index`",
+                field="format_version",
+            )
         for name in INDEX_FILES:
             p = self.root / name
             if not p.is_file():
@@ -130,9 +136,11 @@ class DescriptorIndex:
                 want = self.manifest.get("files", {}).get(name)
                 got = sha256_file(p)
                 if want != got:
-                    raise IndexUnavailableError(f"index file {p} is corrupt or was changed after the build "
-                                                f"(sha256 {got[:12]}... != manifest {str(want)[:12]}...); rebuild the index",
-                                                file=name)
+                    raise IndexUnavailableError(
+                        f"index file {p} is corrupt or was changed after the build "
+                        f"(sha256 {got[:12]}... != manifest {str(want)[:12]}...); rebuild the index",
+                        file=name,
+                    )
         if expect:
             self.verify(expect)
         try:
@@ -145,10 +153,13 @@ class DescriptorIndex:
         if self.index.d != self.manifest["descriptor_dim"] or self.index.ntotal != len(self.entries):
             raise IndexUnavailableError(f"index in {self.root} is inconsistent with its manifest "
                                         f"(d={self.index.d}, ntotal={self.index.ntotal}, entries={len(self.entries)})")
-        if len(self.records) != self.manifest["tile_count"] or (len(self.entries) and self.entries.max() >= len(self.records)):
+        if len(self.records) != self.manifest["tile_count"] or (
+            len(self.entries) and self.entries.max() >= len(self.records)
+        ):
             raise IndexUnavailableError(f"tile table in {self.root} does not match the index entries")
         self.index_id = self.manifest["files"]["index.faiss"][:16]
         self._tiles = [r.tile() for r in self.records]
+        self._columns: dict[str, np.ndarray] = {}
 
     def verify(self, expect: ManifestExpectation) -> None:
         for field in ("backbone_label", "descriptor_dim", "weights_sha256", "preprocessing"):
@@ -173,22 +184,44 @@ class DescriptorIndex:
     def __len__(self) -> int:
         return len(self.records)
 
-    def search(self, descriptor: np.ndarray, k: int) -> list[Candidate]:
-        """Top-k tiles, ascending distance (squared L2 between unit vectors = 2 - 2 cos)."""
+    def tile_array(self, field: str) -> np.ndarray:
+        """One tile-table column as an array (lat, lon, ground_m, ...), cached."""
+        if field not in self._columns:
+            self._columns[field] = np.array([getattr(r, field) for r in self.records])
+        return self._columns[field]
+
+    def _search_params(self, rows: np.ndarray):
+        """FAISS search parameters restricting the search to these index rows (their own selector type per index)."""
+        sel = faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
+        base = self.index
+        if isinstance(base, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=max(base.hnsw.efSearch, 128)), sel
+        if isinstance(base, faiss.IndexIVF):
+            return faiss.SearchParametersIVF(sel=sel, nprobe=base.nprobe), sel
+        return faiss.SearchParameters(sel=sel), sel
+
+    def search(self, descriptor: np.ndarray, k: int, allowed_tiles: np.ndarray | None = None) -> list[Candidate]:
+        """Top-k tiles, ascending distance (squared L2 between unit vectors = 2 - 2 cos). `allowed_tiles`
+        (tile rows) restricts the search to them (a position prior, one scale of a multi-scale index)."""
         q = np.asarray(descriptor, np.float32).reshape(1, -1)
         if q.shape[1] != self.descriptor_dim:
             raise IndexUnavailableError(f"query descriptor has dim {q.shape[1]}, index has {self.descriptor_dim}")
         if not np.all(np.isfinite(q)):
             raise IndexUnavailableError("query descriptor contains NaN or inf")
-        k = max(1, min(int(k), len(self.records)))
+        n_tiles = len(self.records) if allowed_tiles is None else len(allowed_tiles)
+        k = max(1, min(int(k), n_tiles))
         per_tile = max(1, len(self.entries) // max(1, len(self.records)))
         fetch = min(len(self.entries), k * per_tile + per_tile)
         try:
-            sims, ids = self.index.search(q, fetch)
+            if allowed_tiles is None:
+                sims, ids = self.index.search(q, fetch)
+            else:
+                params, _sel = self._search_params(np.flatnonzero(np.isin(self.entries, allowed_tiles)))
+                sims, ids = self.index.search(q, fetch, params=params)
         except Exception as exc:  # noqa: BLE001
             raise IndexUnavailableError(f"FAISS search failed: {exc}") from exc
         seen: dict[int, float] = {}
-        for s, i in zip(sims[0], ids[0]):
+        for s, i in zip(sims[0], ids[0], strict=True):
             if i < 0:
                 continue
             tile = int(self.entries[i])
@@ -200,9 +233,3 @@ class DescriptorIndex:
         dim, label = self.descriptor_dim, self.backbone_label
         return [Candidate(rank=r, tile=self._tiles[t], distance=max(0.0, 2.0 - 2.0 * s), descriptor_dim=dim,
                           backbone_label=label) for r, (t, s) in enumerate(ranked)]
-
-    def tile_index(self, name: str) -> int:
-        for i, t in enumerate(self._tiles):
-            if t.name == name:
-                return i
-        raise KeyError(name)

@@ -23,9 +23,17 @@ def rotated_views(img: np.ndarray, rotations: int) -> list[np.ndarray]:
     return views
 
 
-def embed_corpus(strategy: RetrievalStrategy, corpus: TileCorpus, rotations: int = 1, batch_size: int = 16,
+def default_batch_size(strategy: RetrievalStrategy) -> int:
+    """1 on CPU (per image 2.5x faster than batches of 16 with 2 threads: 43 vs 109 ms for the default at
+    320 px, BENCHMARKS.md), 32 on CUDA."""
+    device = getattr(strategy.runtime, "device", None)
+    return 32 if device is not None and getattr(device, "type", "cpu") == "cuda" else 1
+
+
+def embed_corpus(strategy: RetrievalStrategy, corpus: TileCorpus, rotations: int = 1, batch_size: int | None = None,
                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Descriptors (rows, D) and the tile row of each descriptor."""
+    batch_size = batch_size or default_batch_size(strategy)
     descs, entries, batch, batch_ids = [], [], [], []
     bar = tqdm(total=len(corpus) * rotations, desc=f"embedding tiles ({strategy.label})", unit="view",
                disable=not progress)
@@ -52,8 +60,56 @@ def embed_corpus(strategy: RetrievalStrategy, corpus: TileCorpus, rotations: int
 CORPUS_FITTED_WEIGHTS = "backbone_weights.pt"
 
 
-def build_index(strategy: RetrievalStrategy, corpus: TileCorpus, out_dir, kind: str = "flat", params: dict | None = None,
-                rotations: int = 1, batch_size: int = 16, progress: bool = True, weights_file: str | None = None) -> dict:
+def hubness_report(descriptors: np.ndarray, entries: np.ndarray, k: int = 10, probes: int = 2000,
+                   seed: int = 0) -> dict:
+    """How much a few tiles dominate the index's neighbourhoods, from the tiles themselves as probes
+    (each probe's own tile excluded): the share of probes whose top-1 is the single most frequent tile
+    (`max_share`; a hub tile makes it large), and the skewness of N_k, the number of probes that have a
+    tile in their top-k (Radovanovic et al. 2010; about 0 for an even spread, > 1 with hubs)."""
+    import faiss
+
+    from .whitening import top1_hubness
+
+    entries = np.asarray(entries)
+    n_tiles = int(entries.max()) + 1 if len(entries) else 0
+    if n_tiles < 2:
+        return {"probes": 0}
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(entries), size=min(probes, len(entries)), replace=False)
+    per_tile = max(1, len(entries) // n_tiles)
+    index = faiss.IndexFlatIP(descriptors.shape[1])
+    index.add(np.ascontiguousarray(descriptors, np.float32))
+    _, ids = index.search(
+        np.ascontiguousarray(descriptors[rows], np.float32), min(len(entries), (k + 1) * per_tile + 1)
+    )
+    top1, nk = [], np.zeros(n_tiles)
+    for probe, hits in zip(rows, ids, strict=True):
+        seen: list[int] = []
+        for i in hits:
+            t = int(entries[i])
+            if i >= 0 and t != entries[probe] and t not in seen:
+                seen.append(t)
+                if len(seen) == k:
+                    break
+        if seen:
+            top1.append(seen[0])
+            nk[seen] += 1
+    sd = nk.std()
+    return {**top1_hubness(np.asarray(top1), n_tiles), "k": k,
+            "n_k_skewness": round(float(((nk - nk.mean()) ** 3).mean() / sd ** 3), 3) if sd > 0 else 0.0}
+
+
+def build_index(
+    strategy: RetrievalStrategy,
+    corpus: TileCorpus,
+    out_dir,
+    kind: str = "flat",
+    params: dict | None = None,
+    rotations: int = 1,
+    batch_size: int | None = None,
+    progress: bool = True,
+    weights_file: str | None = None,
+) -> dict:
     """Embed the corpus and write the index folder. `weights_file` (a file inside out_dir) is recorded
     in the manifest when the backbone's weights were fitted to this corpus (see build_index_for)."""
     descriptors, entries = embed_corpus(strategy, corpus, rotations, batch_size, progress)
@@ -61,28 +117,28 @@ def build_index(strategy: RetrievalStrategy, corpus: TileCorpus, out_dir, kind: 
             "preprocessing": strategy.preprocessor.describe(),
             "provenance": strategy.backbone.describe()["provenance"]}
     return write_index(out_dir, descriptors, entries, corpus.records, info, kind, params,
-                       extra={"rotations": rotations, "corpus": str(corpus.root), "weights_file": weights_file})
+                       extra={"rotations": rotations, "corpus": str(corpus.root), "weights_file": weights_file,
+                              "tile_plan": corpus.plan.to_json() if corpus.plan else None,
+                              "hubness": hubness_report(descriptors, entries)})
 
 
 def build_index_for(backbone: str, corpus: TileCorpus, out_dir, weights: str | None = None, backbone_options=None,
                     runtime: str = "pytorch", precision: str = "fp32", device: str = "cpu", **build_kw) -> dict:
-    """build-index for a backbone by name. A backbone whose weights are fitted to the corpus
-    (efficientnet_lite0_netvlad: k-means centroids) gets them fitted here when `weights` is not
-    given; they are saved in the index folder and named in the manifest."""
+    """build-index for a backbone by name. A backbone that needs weights fitted to the corpus (its
+    spec's fit_to_corpus, e.g. NetVLAD centroids by k-means) gets them fitted here when `weights` is
+    not given; they are saved in the index folder and named in the manifest."""
     import pathlib
 
-    from .backbones.efficientnet import EfficientNetLite0Vpr
+    from .backbones import get_spec
     from .strategy import load_strategy
-    from .vlad_init import init_vlad
 
     opts = dict(backbone_options or {})
+    spec = get_spec(backbone)
     weights_file = None
-    if backbone == "efficientnet_lite0_netvlad" and not weights:
+    if spec.weights_required and spec.fit_to_corpus and not weights:
         out = pathlib.Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        model = EfficientNetLite0Vpr("netvlad", **{k: v for k, v in opts.items()
-                                                   if k in ("input_size", "stages", "num_clusters")}).eval()
-        weights = str(init_vlad(model, corpus, out / CORPUS_FITTED_WEIGHTS))
+        weights = str(spec.fit_to_corpus(corpus, out / CORPUS_FITTED_WEIGHTS, **opts))
         weights_file = CORPUS_FITTED_WEIGHTS
     strategy = load_strategy(backbone, weights=weights, runtime=runtime, precision=precision, device=device,
                              backbone_options=opts)

@@ -37,7 +37,9 @@ class BackbonePreprocessor:
         """Crop + resize + normalise one frame; returns float32 (3, H, W)."""
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             shape = getattr(rgb, "shape", None)
-            raise VprPreprocessError(f"expected an RGB uint8 HxWx3 image, got shape={shape} dtype={getattr(rgb, 'dtype', None)}")
+            raise VprPreprocessError(
+                f"expected an RGB uint8 HxWx3 image, got shape={shape} dtype={getattr(rgb, 'dtype', None)}"
+            )
         h, w = rgb.shape[:2]
         if h < 8 or w < 8:
             raise VprPreprocessError(f"image {w}x{h} is too small to embed (minimum 8x8)", width=w, height=h)
@@ -59,14 +61,6 @@ class BackbonePreprocessor:
             images = [images]
         batch = np.stack([self.to_array(im, principal_point) for im in images])
         return torch.from_numpy(batch).to(self.dtype)
-
-    def decode_bytes(self, data: bytes) -> np.ndarray:
-        """Decode encoded image bytes (JPEG/PNG) to RGB; corrupt bytes -> VprPreprocessError."""
-        buf = np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8)
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-        if img is None:
-            raise VprPreprocessError(f"could not decode {len(data) if data else 0} image bytes")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def rotate_to_north_up(rgb: np.ndarray, yaw_deg: float) -> np.ndarray:

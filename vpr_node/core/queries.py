@@ -1,8 +1,12 @@
 """Synthesise drone-like nav-camera frames from georeferenced maps, with ground-truth positions.
 
-Each query: random position, yaw 0-360 deg, altitude/scale +-30 %, camera tilt up to 10 deg
-(perspective warp), photometric change (brightness, contrast, hue/season shift, blur, noise, JPEG).
-Deterministic by seed. Written as images + queries.csv.
+Each query: random position, yaw 0-360 deg, a ground footprint (from an altitude range and the camera
+model, or a nominal footprint +-30 %), camera tilt (perspective warp), photometric change (a profile of
+`augment`). Deterministic by seed. Written as images + queries.csv.
+
+`QuerySpec.benchmark()` is the developer benchmark's protocol: 1280x720 camera with 86 deg horizontal
+field of view at 55-110 m above ground (the centred square crop sees 58-115 m), unknown yaw, tilt up
+to 15 deg, `strong` photometric change (another season, time of day and sensor than the map).
 """
 from __future__ import annotations
 
@@ -14,17 +18,42 @@ import pathlib
 import cv2
 import numpy as np
 
+from . import augment
+from .camera import CameraModel
 from .corpus import GeoRaster
 
 
 @dataclasses.dataclass
 class QuerySpec:
     camera: tuple[int, int] = (1280, 720)  # (width, height) px
-    footprint_m: float = 60.0  # ground extent of the frame's SHORT side at nominal altitude
-    scale_jitter: float = 0.30
+    footprint_m: float = 60.0  # without altitude_m: ground extent of the frame's SHORT side at nominal altitude
+    scale_jitter: float = 0.30  # without altitude_m: footprint x U(1 - j, 1 + j)
     yaw_deg: tuple[float, float] = (0.0, 360.0)
     max_tilt_deg: float = 10.0
-    photometric: bool = True
+    photometric: bool | str = True  # True = "standard", False = "none", or an `augment` profile name
+    altitude_m: tuple[float, float] | None = None  # altitude above ground, uniform in this range
+    hfov_deg: float = 86.0  # with altitude_m: the camera's horizontal field of view
+
+    @classmethod
+    def benchmark(cls, **over) -> "QuerySpec":
+        """The developer benchmark's query protocol (module docstring)."""
+        return cls(**{"altitude_m": (55.0, 110.0), "max_tilt_deg": 15.0, "photometric": "strong", **over})
+
+    @property
+    def profile(self) -> str:
+        if isinstance(self.photometric, str):
+            return self.photometric
+        return "standard" if self.photometric else "none"
+
+    def camera_model(self) -> CameraModel:
+        return CameraModel.from_hfov(self.hfov_deg, *self.camera)
+
+    def footprint_range_m(self) -> tuple[float, float]:
+        """Smallest and largest ground side of the frames' centred square crop."""
+        if self.altitude_m:
+            cam = self.camera_model()
+            return cam.square_footprint_m(self.altitude_m[0]), cam.square_footprint_m(self.altitude_m[1])
+        return self.footprint_m * (1 - self.scale_jitter), self.footprint_m * (1 + self.scale_jitter)
 
 
 @dataclasses.dataclass
@@ -37,23 +66,8 @@ class Query:
     tilt_deg: float
     source: str
     image: np.ndarray | None = None
-
-
-def _photometric(rng, img: np.ndarray) -> np.ndarray:
-    out = img.astype(np.float32)
-    out = (out - 128.0) * rng.uniform(0.75, 1.25) + 128.0 + rng.uniform(-30, 30)  # contrast, brightness
-    hsv = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
-    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-8, 8)) % 180  # hue / season shift
-    hsv[..., 1] *= rng.uniform(0.7, 1.3)
-    out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
-    sigma = rng.uniform(0, 1.5)
-    if sigma > 0.3:
-        out = cv2.GaussianBlur(out, (0, 0), sigma)
-    out += rng.normal(0, rng.uniform(0, 6), out.shape)
-    out = np.clip(out, 0, 255).astype(np.uint8)
-    q = int(rng.integers(55, 95))
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    altitude_m: float | None = None  # above ground, when the spec had an altitude range
+    footprint_m: float | None = None  # ground side of the frame's centred square crop
 
 
 def render_view(map_rgb: np.ndarray, cx: float, cy: float, yaw_deg: float, side_px: float, camera: tuple[int, int],
@@ -67,9 +81,15 @@ def render_view(map_rgb: np.ndarray, cx: float, cy: float, yaw_deg: float, side_
     rx, ry = -uy, ux  # 'right'
     # camera corners (tl, tr, br, bl) in map coordinates
     hw, hh = cw / 2 * s, ch / 2 * s
-    corners = np.array([[cx - rx * hw + ux * hh, cy - ry * hw + uy * hh], [cx + rx * hw + ux * hh, cy + ry * hw + uy * hh],
-                        [cx + rx * hw - ux * hh, cy + ry * hw - uy * hh], [cx - rx * hw - ux * hh, cy - ry * hw - uy * hh]],
-                       np.float32)
+    corners = np.array(
+        [
+            [cx - rx * hw + ux * hh, cy - ry * hw + uy * hh],
+            [cx + rx * hw + ux * hh, cy + ry * hw + uy * hh],
+            [cx + rx * hw - ux * hh, cy + ry * hw - uy * hh],
+            [cx - rx * hw - ux * hh, cy - ry * hw - uy * hh],
+        ],
+        np.float32,
+    )
     if tilt_deg:
         # an oblique view sees a trapezoid on the ground: stretch the far edge by tan(tilt)
         k = math.tan(math.radians(tilt_deg))
@@ -92,6 +112,7 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
     """Yield n Query objects (with image) whose whole footprint lies inside one map raster."""
     spec = spec or QuerySpec()
     rng = np.random.default_rng(seed)
+    cam = spec.camera_model() if spec.altitude_m else None
     images = {}
     made = 0
     attempts = 0
@@ -103,29 +124,37 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         if r.path not in images:
             images[r.path] = r.read_rgb()
         img = images[r.path]
-        scale = float(rng.uniform(1 - spec.scale_jitter, 1 + spec.scale_jitter))
+        if cam is not None:
+            altitude = float(rng.uniform(*spec.altitude_m))
+            footprint = cam.square_footprint_m(altitude)
+        else:
+            altitude, footprint = (
+                None,
+                spec.footprint_m * float(rng.uniform(1 - spec.scale_jitter, 1 + spec.scale_jitter)),
+            )
         tilt = float(rng.uniform(0, spec.max_tilt_deg))
-        side_px = spec.footprint_m * scale / r.geo.gsd_m
+        side_px = footprint / r.geo.gsd_m
         rad = footprint_radius_px(side_px, spec.camera, tilt)
         h, w = img.shape[:2]
         if 2 * rad >= min(w, h):
             # the rotated frame cannot fit: clamp to what fits (rather than loop forever)
             rad_allowed = min(w, h) / 2 - 1
             side_px *= rad_allowed / rad
-            scale = side_px * r.geo.gsd_m / spec.footprint_m
+            footprint = side_px * r.geo.gsd_m
+            altitude = cam.altitude_for_footprint(footprint) if cam is not None else None
             rad = rad_allowed
         cx = float(rng.uniform(rad, w - rad))
         cy = float(rng.uniform(rad, h - rad))
         yaw = float(rng.uniform(*spec.yaw_deg))
         view = render_view(img, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
-        if spec.photometric:
-            view = _photometric(rng, view)
+        view = augment.apply(spec.profile, rng, view)
         lat, lon = (float(v) for v in r.geo.pixel_to_latlon(cx, cy))
-        yield Query(f"q{made:05d}", lat, lon, yaw, scale, tilt, r.path.name, view)
+        yield Query(f"q{made:05d}", lat, lon, yaw, footprint / spec.footprint_m, tilt, r.path.name, view, altitude,
+                    footprint)
         made += 1
 
 
-QUERY_FIELDS = ("name", "path", "lat", "lon", "yaw_deg", "scale", "tilt_deg", "source")
+QUERY_FIELDS = ("name", "path", "lat", "lon", "yaw_deg", "scale", "tilt_deg", "source", "altitude_m", "footprint_m")
 
 
 def write_queries(queries, out_dir) -> pathlib.Path:
@@ -141,7 +170,8 @@ def write_queries(queries, out_dir) -> pathlib.Path:
             cv2.imwrite(str(out_dir / rel), cv2.cvtColor(q.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
             w.writerow({"name": q.name, "path": rel, "lat": f"{q.lat:.8f}", "lon": f"{q.lon:.8f}",
                         "yaw_deg": f"{q.yaw_deg:.2f}", "scale": f"{q.scale:.4f}", "tilt_deg": f"{q.tilt_deg:.2f}",
-                        "source": q.source})
+                        "source": q.source, "altitude_m": "" if q.altitude_m is None else f"{q.altitude_m:.2f}",
+                        "footprint_m": "" if q.footprint_m is None else f"{q.footprint_m:.2f}"})
     return csv_path
 
 
@@ -154,6 +184,7 @@ def read_queries(csv_path, with_images: bool = True) -> list[Query]:
             if with_images:
                 bgr = cv2.imread(str(csv_path.parent / row["path"]), cv2.IMREAD_COLOR)
                 img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            opt = {k: float(row[k]) if row.get(k) else None for k in ("altitude_m", "footprint_m")}
             out.append(Query(row["name"], float(row["lat"]), float(row["lon"]), float(row["yaw_deg"]),
-                             float(row["scale"]), float(row["tilt_deg"]), row["source"], img))
+                             float(row["scale"]), float(row["tilt_deg"]), row["source"], img, **opt))
     return out

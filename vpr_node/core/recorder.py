@@ -59,7 +59,9 @@ def read_records(path, include_rotated: bool = True) -> list[dict]:
     path = pathlib.Path(path)
     files = []
     if include_rotated:
-        rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+        rotated = sorted(
+            path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0
+        )
         files += [p for p in rotated if p.suffix[1:].isdigit()]
     if path.exists():
         files.append(path)

@@ -23,11 +23,14 @@ def installed_runtimes() -> frozenset[str]:
     """Runtimes whose library is importable. VPR_DISABLE_RUNTIMES=a,b removes some (to emulate a
     binary built without them, e.g. on a target image that ships ONNX Runtime only)."""
     disabled = {s.strip() for s in os.environ.get("VPR_DISABLE_RUNTIMES", "").split(",") if s.strip()}
-    return frozenset(n for n, mod in _MODULES.items() if n not in disabled and importlib.util.find_spec(mod) is not None)
+    return frozenset(
+        n for n, mod in _MODULES.items() if n not in disabled and importlib.util.find_spec(mod) is not None
+    )
 
 
 def build_flag(runtime: str, installed: frozenset[str]) -> str:
-    return f"BUILD_{runtime.upper() if runtime != 'onnxruntime' else 'ONNX'}_RUNTIME={'ON' if runtime in installed else 'OFF'}"
+    name = runtime.upper() if runtime != "onnxruntime" else "ONNX"
+    return f"BUILD_{name}_RUNTIME={'ON' if runtime in installed else 'OFF'}"
 
 
 class Runtime:
@@ -98,20 +101,22 @@ class OnnxRuntime(Runtime):
         return self.session.run(None, {self.input_name: batch.float().numpy()})[0]
 
 
-def create_runtime(name: str, model: torch.nn.Module, input_size: tuple[int, int], precision: str = "fp32",
-                   device: str = "cpu", installed: frozenset[str] | None = None, required: tuple[str, ...] = (),
-                   backbone_label: str = "") -> Runtime:
-    """Pick and build a runtime; every unavailable choice is a ConfigurationError that names it."""
+def create_runtime(name: str, model, precision: str = "fp32", device: str = "cpu",
+                   installed: frozenset[str] | None = None) -> Runtime:
+    """Pick and build a runtime for a backbone (the runtimes its spec requires are checked: create_backbone
+    copies them onto the model); every unavailable choice is a ConfigurationError that names it."""
     installed = installed_runtimes() if installed is None else installed
     if name not in RUNTIME_NAMES:
-        raise ConfigurationError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIME_NAMES)}", parameter="runtime")
+        raise ConfigurationError(
+            f"unknown runtime {name!r}; choose one of {', '.join(RUNTIME_NAMES)}", parameter="runtime"
+        )
+    required, pretty = tuple(model.required_runtimes), model.display_name or model.label
     for need in required:
         if need not in installed:
-            pretty = "NetVLAD" if backbone_label == "net_vlad" else (backbone_label or "this backbone")
             raise ConfigurationError(f"{pretty} requires {build_flag(need, frozenset({need}))}; this binary has "
                                      f"{build_flag(need, installed)}", runtime=need)
     if required and name not in required:
-        raise ConfigurationError(f"backbone {backbone_label} runs only on runtime(s) {', '.join(required)}, not {name!r}",
+        raise ConfigurationError(f"backbone {model.label} runs only on runtime(s) {', '.join(required)}, not {name!r}",
                                  parameter="runtime")
     if name not in installed:
         raise ConfigurationError(f"runtime {name!r} is not available here ({build_flag(name, installed)}); "
@@ -121,7 +126,7 @@ def create_runtime(name: str, model: torch.nn.Module, input_size: tuple[int, int
     if name == "onnxruntime":
         if precision != "fp32":
             raise ConfigurationError("the onnxruntime runtime runs fp32 here; set precision to fp32")
-        return OnnxRuntime(model, input_size)
+        return OnnxRuntime(model, model.preprocessor.input_shape())
     raise ConfigurationError("runtime 'tensorrt': engine building is not implemented in this release; "
                              "use pytorch or onnxruntime", runtime=name)
 

@@ -109,6 +109,16 @@ def write_sample_map(out_dir, seed: int = 7, gsd_m: float = 0.3, size_px: int = 
     csv_path = out_dir / "tiles.csv"
     with open(csv_path, "w", newline="") as f:
         wr = csv.writer(f)
-        wr.writerow(["filename", "top_left_lat", "top_left_lon", "bottom_right_lat", "bottom_right_lon", "width_px", "height_px"])
+        wr.writerow(
+            [
+                "filename",
+                "top_left_lat",
+                "top_left_lon",
+                "bottom_right_lat",
+                "bottom_right_lon",
+                "width_px",
+                "height_px",
+            ]
+        )
         wr.writerow([name, f"{lat0:.7f}", f"{lon0:.7f}", f"{br[0]:.7f}", f"{br[1]:.7f}", size_px, size_px])
     return csv_path

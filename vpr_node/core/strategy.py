@@ -1,7 +1,6 @@
 """VprStrategy: embed a frame with a backbone on a runtime, retrieve the top-K tiles from the index."""
 from __future__ import annotations
 
-import time
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -34,8 +33,6 @@ class RetrievalStrategy:
         self.label = backbone.label
         self.preprocessor = backbone.preprocessor
         self._dim = int(backbone.descriptor_dim)
-        self.last_embed_ms = 0.0
-        self.last_search_ms = 0.0
 
     @property
     def descriptor_dim(self) -> int:
@@ -61,18 +58,12 @@ class RetrievalStrategy:
             self.index.search(d, 1)
 
     def embed_query(self, image: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter()
-        d = self.embed_batch([image])[0]
-        self.last_embed_ms = (time.perf_counter() - t0) * 1e3
-        return d
+        return self.embed_batch([image])[0]
 
-    def retrieve_topk(self, descriptor: np.ndarray, k: int) -> list[Candidate]:
+    def retrieve_topk(self, descriptor: np.ndarray, k: int, allowed_tiles: np.ndarray | None = None) -> list[Candidate]:
         if self.index is None:
             raise ConfigurationError("no index loaded; set `index_dir`")
-        t0 = time.perf_counter()
-        out = self.index.search(np.asarray(descriptor, np.float32), k)
-        self.last_search_ms = (time.perf_counter() - t0) * 1e3
-        return out
+        return self.index.search(np.asarray(descriptor, np.float32), k, allowed_tiles)
 
     def close(self) -> None:
         self.runtime.close()
@@ -102,9 +93,17 @@ def weights_from_index(index_dir) -> str | None:
     return str(pathlib.Path(index_dir) / name) if name else None
 
 
-def load_strategy(backbone: str, weights: str | None = None, index_dir: str | None = None, runtime: str = "pytorch",
-                  precision: str = "fp32", device: str = "cpu", backbone_options: dict | None = None,
-                  installed_runtimes: frozenset[str] | None = None, verify_index_weights: bool = True) -> RetrievalStrategy:
+def load_strategy(
+    backbone: str,
+    weights: str | None = None,
+    index_dir: str | None = None,
+    runtime: str = "pytorch",
+    precision: str = "fp32",
+    device: str = "cpu",
+    backbone_options: dict | None = None,
+    installed_runtimes: frozenset[str] | None = None,
+    verify_index_weights: bool = True,
+) -> RetrievalStrategy:
     """Everything configure needs: backbone, runtime (checked), output-shape check, verified index.
 
     With no `weights`, an index whose manifest names a `weights_file` (corpus-fitted weights such as
@@ -112,8 +111,7 @@ def load_strategy(backbone: str, weights: str | None = None, index_dir: str | No
     if not weights and index_dir:
         weights = weights_from_index(index_dir)
     model = create_backbone(backbone, weights=weights or None, **(backbone_options or {}))
-    rt = create_runtime(runtime, model, model.preprocessor.input_shape(), precision, device, installed_runtimes,
-                        model.required_runtimes, model.label)
+    rt = create_runtime(runtime, model, precision, device, installed_runtimes)
     verify_output_shape(model, rt)
     index = None
     if index_dir:

@@ -11,6 +11,7 @@ starts (`ros2 bag play --clock` can drive the node as well where rosbag2 is inst
 the result bag and recall)."""
 from __future__ import annotations
 
+import collections
 import importlib
 import pathlib
 import queue
@@ -19,16 +20,19 @@ import time
 import numpy as np
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import serialize_message
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
-from vpr_node.core.bagio import FIX_TYPE, IMAGE_TYPES, read_camera_bag, typestore
-from vpr_node.core.evaluation import recall_from_distances
-from vpr_node.core.geo import haversine_m
+from vpr_node.core.bagio import FIX_TYPE, IMAGE_TYPES, ResultBagWriter, read_camera_bag
+from vpr_node.core.evaluation import recall_summary, truth_distances
+from vpr_node.core.prior_messages import MESSAGE_TYPES
 from vpr_node.msg import VprResult
 
 from .client_node import BackgroundNode
 from .conversions import ns_to_time, time_to_ns
+
+# besides the camera: ground truth and every message type a prior can come from
+PASS_THROUGH_TYPES = {FIX_TYPE} | {t for kinds in MESSAGE_TYPES.values() for t in kinds.values()}
 
 
 def _msg_class(msgtype: str):
@@ -44,7 +48,9 @@ class BagPlayer(BackgroundNode):
         self.bag, self.rate, self.clock_period = pathlib.Path(bag), float(rate), 1.0 / float(clock_hz)
         self.camera_topic = camera_topic
         super().__init__("vpr_bag_player", domain_id)
-        self.clock_pub = self.node.create_publisher(Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.clock_pub = self.node.create_publisher(
+            Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        )
         self.results: queue.Queue = queue.Queue()
         self.node.create_subscription(VprResult, result_topic, self.results.put, 50)
         self.start_spinning()
@@ -60,8 +66,10 @@ class BagPlayer(BackgroundNode):
             cams = [c for c in r.connections if c.msgtype in IMAGE_TYPES
                     and (self.camera_topic is None or c.topic == self.camera_topic)][:1]
             if not cams:
-                raise ValueError(f"bag {self.bag} has no camera topic" + (f" {self.camera_topic}" if self.camera_topic else ""))
-            conns = cams + [c for c in r.connections if c.msgtype == FIX_TYPE]
+                raise ValueError(
+                    f"bag {self.bag} has no camera topic" + (f" {self.camera_topic}" if self.camera_topic else "")
+                )
+            conns = cams + [c for c in r.connections if c.msgtype in PASS_THROUGH_TYPES]
             pubs = {c.id: self.node.create_publisher(_msg_class(c.msgtype), c.topic,
                                                      qos_profile_sensor_data if c.msgtype in IMAGE_TYPES else 10)
                     for c in conns}
@@ -109,13 +117,13 @@ class BagPlayer(BackgroundNode):
 
 def write_result_bag(results, path, topic: str = "/vpr/result") -> pathlib.Path:
     """rclpy VprResult messages -> rosbag2 (MCAP), logged at their header stamps."""
-    ts = typestore()
-    path = pathlib.Path(path)
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        conn = w.add_connection(topic, "vpr_node/msg/VprResult", typestore=ts)
+    writer = ResultBagWriter(path, topic)
+    try:
         for m in results:
-            w.write(conn, time_to_ns(m.header.stamp), serialize_message(m))
-    return path
+            writer.write_cdr(serialize_message(m), time_to_ns(m.header.stamp))
+    finally:
+        writer.close()
+    return writer.path
 
 
 def score_against_bag(results, bag, top_k: int = 10, camera_topic: str | None = None) -> dict:
@@ -126,13 +134,11 @@ def score_against_bag(results, bag, top_k: int = 10, camera_topic: str | None = 
         ll = truth.get(time_to_ns(m.header.stamp))
         if ll is None or not m.candidates:
             continue
-        d = haversine_m(ll[0], ll[1], np.array([c.latitude for c in m.candidates]),
-                        np.array([c.longitude for c in m.candidates]))
-        dists.append(np.pad(d, (0, max(0, top_k - len(d))), constant_values=np.inf)[:top_k])
+        dists.append(truth_distances(ll[0], ll[1], [c.latitude for c in m.candidates],
+                                     [c.longitude for c in m.candidates], top_k))
     out = {"with_ground_truth": len(dists)}
     if dists:
-        ns = tuple(n for n in (1, 5, 10) if n <= top_k)
-        out["recall_at_25m"] = {str(n): v for n, v in recall_from_distances(np.stack(dists), ns, 25.0).items()}
+        out["recall_at_25m"] = recall_summary(dists, top_k)
     return out
 
 
@@ -144,11 +150,16 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
     finally:
         player.close()
     results = run.pop("results")
-    summary = {**run, "results": len(results), "frames_without_result": run["frames_published"] - len(results),
-               "frames_dropped_by_node": sum(int(m.frames_dropped) for m in results),
-               "backbones": sorted({m.backbone_label for m in results}),
-               "retrieved_at_in_bag_time": bool(results) and all(
-                   run["bag_start_ns"] <= time_to_ns(m.retrieved_at) <= run["bag_end_ns"] + 120 * 10**9 for m in results)}
+    summary = {
+        **run,
+        "results": len(results),
+        "frames_without_result": run["frames_published"] - len(results),
+        "frames_dropped_by_node": sum(int(m.frames_dropped) for m in results),
+        "prior_states": dict(collections.Counter(t for m in results for t in m.prior_state.split())),
+        "backbones": sorted({m.backbone_label for m in results}),
+        "retrieved_at_in_bag_time": bool(results)
+        and all(run["bag_start_ns"] <= time_to_ns(m.retrieved_at) <= run["bag_end_ns"] + 120 * 10**9 for m in results),
+    }
     summary.update(score_against_bag(results, bag, top_k, camera_topic))
     if out_bag:
         summary["result_bag"] = str(write_result_bag(results, out_bag))

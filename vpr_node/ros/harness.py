@@ -25,6 +25,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from vpr_node.core import image_codec
+from vpr_node.core.resources import data_file
 from vpr_node.msg import VprResult
 
 from .client_node import BackgroundNode
@@ -39,14 +40,8 @@ TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transit
 
 def default_fastdds_profile() -> str | None:
     """config/fastdds_large_frames.xml from the source tree or the installed share folder."""
-    here = pathlib.Path(__file__).resolve().parents[2] / "config" / "fastdds_large_frames.xml"
-    if here.is_file():
-        return str(here)
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        p = pathlib.Path(prefix) / "share" / "vpr_node" / "config" / "fastdds_large_frames.xml"
-        if p.is_file():
-            return str(p)
-    return None
+    p = data_file("config", "fastdds_large_frames.xml")
+    return str(p) if p else None
 
 
 def _ros_env_defaults() -> None:
@@ -119,7 +114,9 @@ class VprClient(BackgroundNode):
         self.node.create_subscription(VprResult, result_topic, self.results.put, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.put, 10)
         self.compressed = compressed
-        self.pub = self.node.create_publisher(CompressedImage if compressed else Image, image_topic, qos_profile_sensor_data)
+        self.pub = self.node.create_publisher(
+            CompressedImage if compressed else Image, image_topic, qos_profile_sensor_data
+        )
         self.start_spinning()
 
     def _call(self, client, request, timeout: float):

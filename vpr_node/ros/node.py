@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.logging import LoggingSeverity
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.logging import LoggingSeverity
+from rclpy.publisher import Publisher
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
 
 from vpr_node.core.engine import Frame, VprEngine
-from vpr_node.core.errors import ConfigurationError, VprError
+from vpr_node.core.errors import VprError, VprPriorError
 from vpr_node.core.logs import StructuredLogger
+from vpr_node.core.priors import ALTITUDE, HEADING, POSITION, PriorApplier
 from vpr_node.core.recorder import FlightDataRecorder
-from vpr_node.core.strategy import load_strategy
+from vpr_node.core.strategy import RetrievalStrategy, load_strategy
 from vpr_node.msg import VprResult as VprResultMsg
 
 from .conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
 from .params import PARAMETERS, NodeConfig
+from .prior_inputs import message_class
 
 
 class VprLifecycleNode(LifecycleNode):
@@ -42,16 +46,18 @@ class VprLifecycleNode(LifecycleNode):
         if "VPR_LOG_LEVEL" in os.environ:  # rclpy filters at its own level (INFO unless --ros-args --log-level)
             self.get_logger().set_level(getattr(LoggingSeverity, "WARN" if level == "WARN" else level))
         self.config: NodeConfig | None = None
-        self.loaded_key = None
-        self.strategy = None
+        self.loaded_key: tuple | None = None
+        self.strategy: RetrievalStrategy | None = None
         self.engine: VprEngine | None = None
         self.recorder: FlightDataRecorder | None = None
-        self.result_pub = None
-        self.diag_pub = None
-        self.diag_timer = None
-        self.sub = None
-        self.state_label = "unconfigured"
-        self._lock = threading.Lock()
+        self.result_pub: Publisher | None = None
+        self.diag_pub: Publisher | None = None
+        self.diag_timer: Timer | None = None
+        self.sub: Subscription | None = None
+        self.prior_subs: list[Subscription] = []
+        self.prior_inputs = None  # core.prior_messages.PriorInputs while priors are configured
+        self.state_label: str = "unconfigured"
+        self._last_stats: dict = {}
 
     # --- helpers ---------------------------------------------------------------------------
     def _rosout(self, level: str, line: str) -> None:
@@ -135,17 +141,58 @@ class VprLifecycleNode(LifecycleNode):
             self.config = cfg
         except VprError as exc:
             return self._config_failed(exc, "activate")
+        try:
+            priors = self._make_priors(cfg)
+        except VprError as exc:
+            return self._config_failed(exc, "activate")
         self.engine = VprEngine(self.strategy, self._publish_result, top_k=cfg.top_k, queue_depth=cfg.queue_depth,
                                 warn_distance=cfg.warn_distance, logger=self.log, recorder=self.recorder,
-                                clock_ns=lambda: self.get_clock().now().nanoseconds)
+                                clock_ns=lambda: self.get_clock().now().nanoseconds, priors=priors)
         self.engine.start(warm_up=True, warm_up_timeout=cfg.hang_timeout)
         msg_type, decoder = (CompressedImage, compressed_decoder) if cfg.compressed else (Image, image_decoder)
         self.sub = self.create_subscription(msg_type, cfg.image_topic, lambda m: self._on_image(m, decoder),
                                             qos_profile_sensor_data)
+        self._subscribe_priors(cfg)
         self.state_label = "active"
-        self.log.info("vpr.activated", strategy=self.strategy.label, image_topic=cfg.image_topic,
+        self.log.info("c2.vpr.activated", strategy=self.strategy.label, image_topic=cfg.image_topic,
                       compressed=cfg.compressed)
         return super().on_activate(state)
+
+    def _make_priors(self, cfg: NodeConfig) -> PriorApplier | None:
+        made = cfg.priors()
+        if made is None:
+            return None
+        prior_cfg, self.prior_inputs = made
+        return PriorApplier(prior_cfg, self.strategy.index)
+
+    def _subscribe_priors(self, cfg: NodeConfig) -> None:
+        for kind, topic, type_name in ((HEADING, cfg.heading_topic, cfg.heading_type),
+                                       (ALTITUDE, cfg.altitude_topic, cfg.altitude_type),
+                                       (POSITION, cfg.prior_topic, cfg.prior_type)):
+            if topic:
+                self.prior_subs.append(
+                    self.create_subscription(
+                        message_class(kind, type_name),
+                        topic,
+                        lambda m, k=kind: self._on_prior(k, m),
+                        qos_profile_sensor_data,
+                    )
+                )
+        if self.prior_subs:
+            self.log.info("c2.vpr.priors", "prior topics subscribed", heading=cfg.heading_topic or None,
+                          altitude=cfg.altitude_topic or None, position=cfg.prior_topic or None)
+
+    def _on_prior(self, kind: str, msg) -> None:
+        engine = self.engine
+        if engine is None or engine.priors is None:
+            return
+        try:
+            sample = getattr(self.prior_inputs, kind)(msg)
+            engine.priors.buffer.add(kind, *sample)
+        except VprPriorError as exc:
+            stamp = time_to_ns(msg.header.stamp)
+            engine.priors.buffer.add_error(kind, stamp)
+            engine.report(exc, stamp_ns=stamp, topic_kind=kind)
 
     def _on_image(self, msg, decoder) -> None:
         engine = self.engine
@@ -157,9 +204,12 @@ class VprLifecycleNode(LifecycleNode):
         if self.sub is not None:
             self.destroy_subscription(self.sub)
             self.sub = None
+        for sub in self.prior_subs:
+            self.destroy_subscription(sub)
+        self.prior_subs = []
         if self.engine is not None:
             if not self.engine.stop(timeout=30.0):
-                self.log.error("vpr.thread_stuck", "inference thread did not stop within 30 s")
+                self.log.error("c2.vpr.thread_stuck", "inference thread did not stop within 30 s")
             self._last_stats = self.engine.snapshot()
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -209,12 +259,14 @@ class VprLifecycleNode(LifecycleNode):
             return
         engine = self.engine
         hung = engine.check_hang(self.config.hang_timeout) if engine is not None and self.config else False
-        stats = engine.snapshot() if engine is not None else getattr(self, "_last_stats", None) or {}
+        stats = engine.snapshot() if engine is not None else self._last_stats
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: visual place recognition"
         status.hardware_id = self.strategy.label if self.strategy else ""
         errors = stats.get("errors_total", 0)
-        status.level = DiagnosticStatus.ERROR if hung else (DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN)
+        status.level = (
+            DiagnosticStatus.ERROR if hung else (DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN)
+        )
         status.message = f"{self.state_label}; {stats.get('results_out', 0)} results, {errors} errors"
         values = {"state": self.state_label, "backbone": self.strategy.label if self.strategy else "",
                   "rate_hz": f"{stats.get('rate_hz', 0.0):.3f}", "frames_in": stats.get("frames_in", 0),
@@ -224,6 +276,8 @@ class VprLifecycleNode(LifecycleNode):
                   "inflight_ms": f"{stats.get('inflight_ms', 0.0):.0f}"}
         for kind, n in sorted(stats.get("errors", {}).items()):
             values[f"errors.{kind}"] = n
+        for state, n in sorted(stats.get("prior_states", {}).items()):
+            values[f"priors.{state}"] = n  # frames per prior state, e.g. priors.heading:stale
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()

@@ -1,98 +1,161 @@
-"""Node parameters: declared defaults, descriptions and validation (plain Python, no rclpy)."""
+"""Node parameters, declared once: each NodeConfig field carries its default, description and check.
+
+`PARAMETERS` (name -> (default, description)) is what the node declares to ROS; `NodeConfig.from_params`
+converts and validates the values read back (a ConfigurationError names the parameter and says what to
+fix). Plain Python, no rclpy.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 
 from vpr_node.core.backbones import available_backbones
 from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.runtimes import RUNTIME_NAMES
 
-PARAMETERS = {
-    "backbone": ("efficientnet_lite0_netvlad", "registry name of the backbone; a change takes effect at the next activation"),
-    "weights": ("", "path of converted backbone weights ('' = the index's corpus-fitted weights, else the packaged default)"),
-    "backbone_options": ("{}", "JSON object of backbone options (e.g. {\"descriptor_dim\": 512})"),
-    "index_dir": ("", "folder of the FAISS index built by `vpr build-index` for this backbone (required)"),
-    "verify_index_weights": (True, "refuse an index whose manifest weights SHA-256 differs from the loaded weights"),
-    "top_k": (10, "number of candidates per frame (1..1000)"),
-    "image_topic": ("/camera/image_raw", "nav-camera image topic"),
-    "compressed": (False, "subscribe to sensor_msgs/CompressedImage instead of sensor_msgs/Image"),
-    "result_topic": ("vpr/result", "VprResult output topic"),
-    "runtime": ("pytorch", "inference runtime: pytorch | onnxruntime | tensorrt"),
-    "precision": ("fp32", "fp32 | fp16"),
-    "device": ("cpu", "cpu | cuda | cuda:N"),
-    "queue_depth": (1, "frames buffered ahead of the inference thread (newest wins; drops are counted)"),
-    "warn_distance": (1.5, "WARN when the top-1 descriptor distance is above this (squared L2 on unit vectors, 0..4)"),
-    "recorder_path": ("", "flight-data recorder file ('' = off)"),
-    "recorder_max_bytes": (16 << 20, "recorder rotation size in bytes"),
-    "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
-    "hang_timeout": (10.0, "seconds a frame may stay in flight before it is reported as vpr.backbone_hang"),
-}
+
+def param(default, description: str, check=None, parse=None):
+    """A node parameter. check(value) -> None when valid, else why not; parse(ros_value) -> config value
+    (e.g. a JSON string -> dict) and may raise ValueError."""
+    return dataclasses.field(default=default, metadata={"description": description, "check": check, "parse": parse})
+
+
+def _one_of(choices):
+    return lambda v: None if v in choices else f"choose one of {', '.join(choices)}"
+
+
+def _between(lo, hi, what: str = ""):
+    return lambda v: None if lo <= v <= hi else f"must be {what or f'between {lo} and {hi}'}"
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _json_object(text: str) -> dict:
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
 class NodeConfig:
-    backbone: str
-    weights: str
-    backbone_options: dict
-    index_dir: str
-    verify_index_weights: bool
-    top_k: int
-    image_topic: str
-    compressed: bool
-    result_topic: str
-    runtime: str
-    precision: str
-    device: str
-    queue_depth: int
-    warn_distance: float
-    recorder_path: str
-    recorder_max_bytes: int
-    diagnostics_period: float
-    hang_timeout: float
+    backbone: str = param("efficientnet_lite0_netvlad",
+                          "registry name of the backbone; a change takes effect at the next activation",
+                          check=lambda v: None if v in available_backbones() else
+                          f"unknown backbone; choose one of {', '.join(available_backbones())}")
+    weights: str = param("", "path of backbone weights ('' = the index folder's fitted/adapted weights, else the "
+                             "packaged default)")
+    backbone_options: dict = param("{}", "JSON object of backbone options (e.g. {\"descriptor_dim\": 512})",
+                                   parse=_json_object)
+    index_dir: str = param("", "folder of the FAISS index built by `vpr build-index` / `vpr prepare-mission` "
+                               "(required)",
+                           check=lambda v: None if v else "is required: build an index with `vpr build-index` (or "
+                                                          "`vpr prepare-mission`) and set index_dir to its folder")
+    verify_index_weights: bool = param(True, "refuse an index whose manifest weights SHA-256 differs from the loaded "
+                                             "weights")
+    top_k: int = param(10, "number of candidates per frame (1..1000)", check=_between(1, 1000))
+    image_topic: str = param("/camera/image_raw", "nav-camera image topic",
+                             check=lambda v: None if v else "must not be empty")
+    compressed: bool = param(False, "subscribe to sensor_msgs/CompressedImage instead of sensor_msgs/Image")
+    result_topic: str = param("vpr/result", "VprResult output topic")
+    runtime: str = param("pytorch", "inference runtime: pytorch | onnxruntime | tensorrt", check=_one_of(RUNTIME_NAMES))
+    precision: str = param("fp32", "fp32 | fp16", check=_one_of(("fp32", "fp16")))
+    device: str = param("cpu", "cpu | cuda | cuda:N",
+                        check=lambda v: None if v == "cpu" or v.startswith("cuda") else "choose cpu, cuda or cuda:N")
+    queue_depth: int = param(1, "frames buffered ahead of the inference thread (newest wins; drops are counted)",
+                             check=_between(1, 100))
+    warn_distance: float = param(1.5, "WARN when the top-1 descriptor distance is above this (squared L2 on unit "
+                                      "vectors, 0..4)",
+                                 check=_between(0.0, 4.0, "in [0, 4] (squared L2 between unit vectors)"))
+    recorder_path: str = param("", "flight-data recorder file ('' = off)")
+    recorder_max_bytes: int = param(16 << 20, "recorder rotation size in bytes", check=_positive)
+    diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", check=_positive)
+    hang_timeout: float = param(10.0, "seconds a frame may stay in flight before it is reported as "
+                                      "c2.vpr.backbone_hang", check=_positive)
+    # --- priors (what the drone already knows); each is off while its topic is '' -----------------------
+    heading_topic: str = param("", "heading prior topic ('' = off): the frame is rotated north-up before embedding")
+    heading_type: str = param("imu", "heading message type: imu | odometry | pose | quaternion",
+                              check=_one_of(("imu", "odometry", "pose", "quaternion")))
+    heading_frame: str = param("enu", "world frame of the orientation: enu (REP 103) | ned",
+                               check=_one_of(("enu", "ned")))
+    heading_max_skew: float = param(0.2, "largest |sample stamp - frame stamp| (s) for a heading sample to be used",
+                                    check=_positive)
+    camera_yaw_offset_deg: float = param(0.0, "camera mounting yaw: image 'up' points this many degrees clockwise of "
+                                              "the body heading")
+    altitude_topic: str = param("", "altitude prior topic ('' = off): the frame is cropped to the tiles' ground size")
+    altitude_type: str = param("range", "altitude message type: range (above ground) | odometry (z) | navsatfix",
+                               check=_one_of(("range", "odometry", "navsatfix")))
+    ground_elevation_m: float = param(0.0, "ground elevation subtracted from odometry z / NavSatFix altitude")
+    altitude_max_skew: float = param(0.5, "largest |sample stamp - frame stamp| (s) for an altitude sample",
+                                     check=_positive)
+    camera_info_file: str = param("", "nav camera intrinsics (sensor_msgs/CameraInfo YAML) for the altitude prior")
+    camera_hfov_deg: float = param(0.0, "or the nav camera's horizontal field of view (deg; the frame gives its size)",
+                                   check=_between(0.0, 179.0))
+    prior_topic: str = param("", "position prior topic ('' = off): search only tiles within k sigma of it")
+    prior_type: str = param("navsatfix", "position message type: navsatfix | pose_cov (PoseWithCovarianceStamped, "
+                                         "local ENU) | odometry (local ENU)",
+                            check=_one_of(("navsatfix", "pose_cov", "odometry")))
+    prior_origin_lat: float = param(0.0, "latitude of the local ENU frame's origin (pose_cov / odometry priors)",
+                                    check=_between(-90.0, 90.0))
+    prior_origin_lon: float = param(0.0, "longitude of the local ENU frame's origin", check=_between(-180.0, 180.0))
+    prior_k_sigma: float = param(3.0, "search radius in prior sigmas", check=_positive)
+    prior_max_sigma_m: float = param(1000.0, "a prior with a larger 1-sigma error is 'uncertain': whole map searched",
+                                     check=_positive)
+    prior_max_age: float = param(2.0, "largest age (s) of a position prior sample at a frame's stamp", check=_positive)
 
     @classmethod
-    def from_params(cls, p: dict) -> "NodeConfig":
-        def bad(name, why):
-            raise ConfigurationError(f"parameter '{name}' = {p.get(name)!r}: {why}", parameter=name)
+    def from_params(cls, values: dict) -> "NodeConfig":
+        hints = typing.get_type_hints(cls)
+        out = {}
+        for f in dataclasses.fields(cls):
+            raw = values.get(f.name, f.default)
+            try:
+                value = f.metadata["parse"](raw) if f.metadata["parse"] else hints[f.name](raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"parameter '{f.name}' = {raw!r}: {exc}; {f.metadata['description']}",
+                                         parameter=f.name) from exc
+            why = f.metadata["check"](value) if f.metadata["check"] else None
+            if why:
+                raise ConfigurationError(f"parameter '{f.name}' = {raw!r}: {why}", parameter=f.name)
+            out[f.name] = value
+        cfg = cls(**out)
+        cfg.check_priors()
+        return cfg
 
-        if p["backbone"] not in available_backbones():
-            bad("backbone", f"unknown backbone; choose one of {', '.join(available_backbones())}")
-        try:
-            opts = json.loads(p["backbone_options"] or "{}")
-            if not isinstance(opts, dict):
-                raise ValueError
-        except ValueError:
-            bad("backbone_options", "must be a JSON object, e.g. '{\"descriptor_dim\": 512}'")
-        if not p["index_dir"]:
-            bad("index_dir", "is required: build an index with `vpr build-index` and set index_dir to its folder")
-        if not 1 <= int(p["top_k"]) <= 1000:
-            bad("top_k", "must be between 1 and 1000")
-        if p["runtime"] not in RUNTIME_NAMES:
-            bad("runtime", f"choose one of {', '.join(RUNTIME_NAMES)}")
-        if p["precision"] not in ("fp32", "fp16"):
-            bad("precision", "choose fp32 or fp16")
-        if not (p["device"] == "cpu" or str(p["device"]).startswith("cuda")):
-            bad("device", "choose cpu, cuda or cuda:N")
-        if not 1 <= int(p["queue_depth"]) <= 100:
-            bad("queue_depth", "must be between 1 and 100")
-        if not 0.0 <= float(p["warn_distance"]) <= 4.0:
-            bad("warn_distance", "must be in [0, 4] (squared L2 between unit vectors)")
-        if not p["image_topic"]:
-            bad("image_topic", "must not be empty")
-        if float(p["diagnostics_period"]) <= 0:
-            bad("diagnostics_period", "must be > 0")
-        if float(p["hang_timeout"]) <= 0:
-            bad("hang_timeout", "must be > 0")
-        return cls(backbone=p["backbone"], weights=p["weights"], backbone_options=opts, index_dir=p["index_dir"],
-                   verify_index_weights=bool(p["verify_index_weights"]), top_k=int(p["top_k"]),
-                   image_topic=p["image_topic"], compressed=bool(p["compressed"]), result_topic=p["result_topic"],
-                   runtime=p["runtime"], precision=p["precision"], device=p["device"], queue_depth=int(p["queue_depth"]),
-                   warn_distance=float(p["warn_distance"]), recorder_path=p["recorder_path"],
-                   recorder_max_bytes=int(p["recorder_max_bytes"]), diagnostics_period=float(p["diagnostics_period"]),
-                   hang_timeout=float(p["hang_timeout"]))
+    def check_priors(self) -> None:
+        """Cross-parameter rules of the priors (configure/activate fail with what to fix)."""
+        if self.altitude_topic and not (self.camera_info_file or self.camera_hfov_deg > 0):
+            raise ConfigurationError("parameter 'altitude_topic' is set but the camera intrinsics are not: set "
+                                     "'camera_info_file' (a CameraInfo YAML) or 'camera_hfov_deg'",
+                                     parameter="camera_info_file")
+
+    def priors(self):
+        """(PriorConfig, PriorInputs) of the configured priors, or None when no prior topic is set (the node and
+        offline replay build them here, so both apply the priors the same way)."""
+        from vpr_node.core.camera import CameraModel
+        from vpr_node.core.prior_messages import PriorInputs
+        from vpr_node.core.priors import PriorConfig
+
+        if not (self.heading_topic or self.altitude_topic or self.prior_topic):
+            return None
+        camera = CameraModel.from_camera_info_yaml(self.camera_info_file) if self.camera_info_file else None
+        cfg = PriorConfig(heading=bool(self.heading_topic), altitude=bool(self.altitude_topic),
+                          position=bool(self.prior_topic), heading_max_skew_s=self.heading_max_skew,
+                          altitude_max_skew_s=self.altitude_max_skew, position_max_age_s=self.prior_max_age,
+                          camera_yaw_offset_deg=self.camera_yaw_offset_deg, camera=camera,
+                          hfov_deg=self.camera_hfov_deg, position_k_sigma=self.prior_k_sigma,
+                          position_max_sigma_m=self.prior_max_sigma_m)
+        inputs = PriorInputs(self.heading_type, self.heading_frame, self.altitude_type, self.ground_elevation_m,
+                             self.prior_type, self.prior_origin_lat, self.prior_origin_lon)
+        return cfg, inputs
 
     def model_key(self) -> tuple:
         """What requires a reload when it changes between configure and activate."""
         return (self.backbone, self.weights, json.dumps(self.backbone_options, sort_keys=True), self.index_dir,
                 self.runtime, self.precision, self.device, self.verify_index_weights)
+
+
+PARAMETERS: dict[str, tuple] = {f.name: (f.default, f.metadata["description"]) for f in dataclasses.fields(NodeConfig)}

@@ -27,8 +27,14 @@ def _pct(v, q):
 
 def machine() -> dict:
     import torch
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "python": platform.python_version()}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "python": platform.python_version(),
+    }
 
 
 # --- embed -------------------------------------------------------------------------------------
@@ -42,32 +48,22 @@ def bench_embed(cases=EMBED_CASES, reps: int = 20, device: str = "cpu", input_ov
     import torch
 
     from vpr_node.core.backbones import create_backbone
-    from vpr_node.core.backbones.efficientnet import EfficientNetLite0Vpr
     from vpr_node.core.runtimes import create_runtime
 
     out = []
     for name, precision in cases:
-        if name == "efficientnet_lite0_netvlad":  # centroids do not change the cost: skip fitting
-            model = EfficientNetLite0Vpr("netvlad").eval()
-        else:
-            model = create_backbone(name)
+        model = create_backbone(name, require_weights=False)  # weight values do not change the cost
         h, w = model.preprocessor.input_shape()
-        rt = create_runtime("pytorch", model, (h, w), precision, device, required=model.required_runtimes,
-                            backbone_label=model.label)
+        rt = create_runtime("pytorch", model, precision, device)
         frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
         if input_override:
             h = w = int(input_override)
-
-        def one():
-            rt.forward(torch.zeros(1, 3, h, w) if input_override else model.preprocessor(frame))
-
-        if warmup:
-            one()
         times = []
-        for _ in range(reps):
+        for i in range(reps + int(warmup)):  # preprocessing is part of the embed time, as in the node
             t0 = time.perf_counter()
-            one()
-            times.append((time.perf_counter() - t0) * 1e3)
+            rt.forward(torch.zeros(1, 3, h, w) if input_override else model.preprocessor(frame))
+            if i >= int(warmup):
+                times.append((time.perf_counter() - t0) * 1e3)
         out.append({"backbone": name, "precision": precision, "device": device, "input": [h, w],
                     "input_override": bool(input_override),
                     "descriptor_dim": model.descriptor_dim, "reps": reps,
@@ -134,7 +130,7 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
                     ids_all = np.stack(ids_all)
                     if kind == "flat":
                         exact = ids_all
-                    rec = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids_all, exact)]))
+                    rec = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids_all, exact, strict=True)]))
                     row = {"n": n, "dim": d, "index": kind, "params": {**params, **({"efSearch": ef} if ef else {})},
                            "build_s": round(build_s, 2), "memory_MiB": round(mem / 2**20, 1),
                            "search_ms_p50": _pct(times, 50), "search_ms_p95": _pct(times, 95),
@@ -149,37 +145,22 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
 
 
 # --- node --------------------------------------------------------------------------------------
-def _rss_peak_mib(pid: int) -> float | None:
-    try:
-        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
-
-
 def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"), frames: int = 30,
                rates=(3.0, 0.0)) -> list[dict]:
     """rate 0 = max rate (publish the next frame as soon as the previous result arrives... and also a burst)."""
-    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
-    from vpr_node.core.indexing import build_index_for
-    from vpr_node.core.queries import QuerySpec, synthesise_queries
-    from vpr_node.core.sample_map import write_sample_map
+    from vpr_node.core.procstats import rss_mib
+    from vpr_node.core.queries import QuerySpec
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
 
+    from .workspace import cached_corpus, cached_index, cached_queries, sample_maps
+
     workdir = pathlib.Path(workdir)
-    maps = write_sample_map(workdir / "map", size_px=700) if not (workdir / "map" / "tiles.csv").exists() \
-        else workdir / "map" / "tiles.csv"
-    if not (workdir / "corpus" / "tiles.csv").exists():
-        cut_tiles(load_corner_table(maps), workdir / "corpus", 60.0, 0.5, 320, progress=False)
-    corpus = TileCorpus(workdir / "corpus")
-    queries = list(synthesise_queries(load_corner_table(maps), frames, seed=1, spec=QuerySpec()))
+    maps = sample_maps(workdir, size_px=700)
+    corpus = cached_corpus(maps, workdir / "corpus", progress=False)
+    queries = cached_queries(maps, frames, seed=1, spec=QuerySpec())
     out = []
     for b in backbones:
-        idx = workdir / f"index_{b}"
-        if not (idx / "manifest.json").exists():
-            build_index_for(b, corpus, idx, rotations=1, progress=False)
+        idx = cached_index(b, corpus, workdir / f"index_{b}", rotations=1, progress=False)
         domain = 150 + len(out)
         params = write_params_file(workdir / f"params_{b}.yaml", {"backbone": b, "index_dir": str(idx), "top_k": 10})
         node = NodeProcess(params, workdir / f"node_{b}.log", domain)
@@ -222,10 +203,13 @@ def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_l
                        "e2e_ms_p50": _pct(e2e, 50), "e2e_ms_p95": _pct(e2e, 95),
                        "overhead_ms_p50": _pct(overhead, 50), "overhead_ms_p95": _pct(overhead, 95)}
                 out.append(row)
-                print(f"node   {b:28s} rate {str(row['rate_hz']):>4} Hz  results {got}/{len(queries)}  drops {drops}  "
-                      f"e2e p50 {row['e2e_ms_p50']} ms p95 {row['e2e_ms_p95']} ms  overhead p50 {row['overhead_ms_p50']} "
-                      f"ms p95 {row['overhead_ms_p95']} ms", flush=True)
-            rss = _rss_peak_mib(node.proc.pid)
+                print(
+                    f"node   {b:28s} rate {str(row['rate_hz']):>4} Hz  results {got}/{len(queries)}  drops {drops}  "
+                    f"e2e p50 {row['e2e_ms_p50']} ms p95 {row['e2e_ms_p95']} ms  overhead p50 {row['overhead_ms_p50']} "
+                    f"ms p95 {row['overhead_ms_p95']} ms",
+                    flush=True,
+                )
+            rss = rss_mib(node.proc.pid, "VmHWM")
             out.append({"backbone": b, "node_peak_rss_MiB": rss})
             print(f"node   {b:28s} peak RSS {rss} MiB", flush=True)
             client.transition("deactivate")
@@ -236,7 +220,8 @@ def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_l
 
 
 def _record(r, sent, e2e, overhead):
-    stamp = r.header.stamp.sec * 10**9 + r.header.stamp.nanosec
+    from vpr_node.core.types import stamp_to_ns
+    stamp = stamp_to_ns(r.header.stamp)
     t = sent.pop(stamp, None)
     if t is None:
         return

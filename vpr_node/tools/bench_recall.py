@@ -1,36 +1,64 @@
-"""`vpr bench-recall`: the developer recall benchmark on a georeferenced map (wildnav_turku by default).
+"""`vpr bench-recall`: the developer recall benchmark over every map in ../shared/data (or --maps).
 
-Cuts 60 m tiles (50 % overlap), synthesises drone queries (yaw 0-360, scale +-30 %, tilt <= 10 deg,
-photometric change; fixed seed), builds an index per configuration and evaluates recall@1/5/10/20 at
-25/50 m. Configurations: `default` (efficientnet_lite0_netvlad, 4 rotations, unknown yaw), `heading`
-(same index, queries rotated north-up by the known heading), `gem` (efficientnet_lite0_gem, 4 rot.).
-Opt-in `finetuned`: the default fine-tuned on the map itself (FINETUNE_RECIPE: synthesised views of
-random map positions, never the benchmark's queries; BatchNorm statistics frozen), then indexed and
-evaluated on the same queries as `default`."""
+Per map: synthesised drone queries of a fixed seed (never used by adaptation), tiles, an index per
+configuration, recall@1/5/10/20 at 25/50 m and top-1 hubness; then the mean over maps.
+
+Protocols: `benchmark` (default; QuerySpec.benchmark: 55-110 m, 86 deg hfov, unknown yaw, tilt <= 15
+deg, strong photometric change; tiles matched to that camera footprint) and `legacy` (the earlier
+README rows: 60 m footprint +-30 %, tilt <= 10 deg, standard photometrics, 60 m tiles at 50 % overlap).
+
+Configurations: `default` (efficientnet_lite0_netvlad, corpus k-means, no adaptation), `adapted`
+(`prepare-mission` on the map: learned whitening from synthesised map views, plus a fine-tune when
+--adapt-minutes > 0), `heading` (default index, queries rotated north-up by their true heading),
+`gem` (efficientnet_lite0_gem), `legacy_trunk` (default with the earlier symmetric-padding trunk).
+Priors (the node's PriorApplier, fed the truth plus noise: heading 10 deg, altitude 10 %, position
+200 m unless named): `adapted+heading`, `adapted+altitude`, `adapted+position`, `adapted+position50`,
+`adapted+position500`, `adapted+all` (the three together), `adapted_rot1+heading` (an index with one
+rotation per tile instead of four, for heading-known operation)."""
 from __future__ import annotations
 
 import json
 import pathlib
-import shutil
+import time
 
+import numpy as np
+
+DEFAULT_BACKBONE = "efficientnet_lite0_netvlad"
 CONFIGS = {
-    "default": dict(backbone="efficientnet_lite0_netvlad", rotations=4, heading_known=False),
-    "heading": dict(backbone="efficientnet_lite0_netvlad", rotations=4, heading_known=True),
-    "gem": dict(backbone="efficientnet_lite0_gem", rotations=4, heading_known=False),
-    "gem_heading": dict(backbone="efficientnet_lite0_gem", rotations=4, heading_known=True),
-    "finetuned": dict(backbone="efficientnet_lite0_netvlad", rotations=4, heading_known=False, finetune=True),
+    "default": dict(backbone=DEFAULT_BACKBONE),
+    "adapted": dict(backbone=DEFAULT_BACKBONE, adapt=True),
+    "heading": dict(backbone=DEFAULT_BACKBONE, heading_known=True),
+    "gem": dict(backbone="efficientnet_lite0_gem"),
+    "legacy_trunk": dict(backbone=DEFAULT_BACKBONE, options={"trunk": "efficientnet_lite0"}),
+    "adapted+heading": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(heading=True)),
+    "adapted+altitude": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(altitude=True)),
+    "adapted+position": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(position=True)),
+    "adapted+position50": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(position=True, position_sigma_m=50)),
+    "adapted+position500": dict(backbone=DEFAULT_BACKBONE, adapt=True,
+                                priors=dict(position=True, position_sigma_m=500)),
+    "adapted+all": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(heading=True, altitude=True, position=True)),
+    "adapted_rot1+heading": dict(backbone=DEFAULT_BACKBONE, adapt=True, rotations=1, priors=dict(heading=True)),
 }
-DEFAULT_CONFIGS = ("default", "heading", "gem", "gem_heading")
-# Measured on this benchmark (README "Fine-tuning the default"): ~20 min on 2 CPU cores.
-FINETUNE_RECIPE = dict(max_steps=640, batch_size=8, lr=1e-5, val_every=80, freeze_bn=True)
+DEFAULT_CONFIGS = ("default", "adapted")
+PRIOR_CONFIGS = ("adapted", "adapted+heading", "adapted+altitude", "adapted+position", "adapted+all")
+PROTOCOLS = ("benchmark", "legacy")
+
+
+def shared_data_dir() -> pathlib.Path:
+    return pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def developer_maps() -> list[pathlib.Path]:
+    """Every developer map (../shared/data/*/tiles.csv beside the checkout)."""
+    return sorted(shared_data_dir().glob("*/tiles.csv"))
 
 
 def default_maps_csv() -> pathlib.Path:
-    """The developer benchmark's map table: ../shared/data/wildnav_turku/tiles.csv beside the checkout."""
-    return pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "wildnav_turku" / "tiles.csv"
+    return shared_data_dir() / "wildnav_turku" / "tiles.csv"
 
 
 def resolve_maps(arg) -> str | None:
+    """compare-backbones' single map (default: wildnav_turku)."""
     maps = arg or str(default_maps_csv())
     if not pathlib.Path(maps).exists():
         print(f"map table {maps} not found; pass --maps")
@@ -38,83 +66,149 @@ def resolve_maps(arg) -> str | None:
     return maps
 
 
-def prepare_benchmark(maps_csv, workdir, n_queries: int, seed: int):
-    """60 m tiles at 50 % overlap (cached in workdir/corpus) and the seeded synthesised queries."""
-    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
-    from vpr_node.core.queries import QuerySpec, synthesise_queries
+def protocol_setup(protocol: str):
+    """(QuerySpec, TilePlan factory) of a protocol."""
+    from vpr_node.core.corpus import TilePlan, plan_for_camera
+    from vpr_node.core.queries import QuerySpec
+    if protocol == "legacy":
+        return QuerySpec(), TilePlan.single(60.0, 0.5)
+    if protocol != "benchmark":
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    spec = QuerySpec.benchmark()
+    return spec, plan_for_camera(spec.camera_model(), *spec.altitude_m)
 
-    workdir = pathlib.Path(workdir)
-    rasters = load_corner_table(maps_csv)
-    corpus_dir = workdir / "corpus"
-    if not (corpus_dir / "tiles.csv").exists():
-        cut_tiles(rasters, corpus_dir, tile_m=60.0, overlap=0.5, tile_px=320)
-    return TileCorpus(corpus_dir), list(synthesise_queries(rasters, n_queries, seed=seed, spec=QuerySpec()))
+
+def prepare_benchmark(maps_csv, workdir, n_queries: int, seed: int, protocol: str = "benchmark"):
+    """The map's tiles for the protocol (cached in workdir/corpus) and the seeded synthesised queries."""
+    from .workspace import cached_corpus, cached_queries
+    spec, plan = protocol_setup(protocol)
+    corpus = cached_corpus(maps_csv, pathlib.Path(workdir) / "corpus", plan)
+    return corpus, cached_queries(maps_csv, n_queries, seed, spec)
 
 
-def run_recall_benchmark(maps_csv, workdir, n_queries: int = 100, seed: int = 0, report_dir=None,
-                         configs=DEFAULT_CONFIGS):
+def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 100, report_dir=None,
+                         configs=DEFAULT_CONFIGS, protocol: str = "benchmark", adapt_minutes: float = 0.0,
+                         device: str = "auto") -> list:
+    """One map: an EvalResult per configuration (their `extra` holds the adaptation time)."""
     from vpr_node.core.evaluation import evaluate, write_report
-    from vpr_node.core.indexing import build_index_for
+    from vpr_node.core.priors import PriorNoise
     from vpr_node.core.strategy import load_strategy
 
+    from .workspace import cached_index
+
     workdir = pathlib.Path(workdir)
-    corpus, queries = prepare_benchmark(maps_csv, workdir, n_queries, seed)
-    results, built = [], {}
-    first_index = None
+    corpus, queries = prepare_benchmark(maps_csv, workdir, n_queries, seed, protocol)
+    results, first_index = [], None
     for name in configs:
         cfg = CONFIGS[name]
-        weights = finetune_default(maps_csv, corpus, workdir, built) if cfg.get("finetune") else None
-        key = (cfg["backbone"], cfg["rotations"], weights)
-        idx = workdir / f"index_{cfg['backbone']}{'_finetuned' if weights else ''}_rot{cfg['rotations']}"
-        if key not in built:
-            build_index_for(cfg["backbone"], corpus, idx, weights=weights, rotations=cfg["rotations"])
-            built[key] = idx
-        s = load_strategy(cfg["backbone"], weights=weights, index_dir=str(idx))
+        opts = cfg.get("options", {})
+        extra = {}
+        if cfg.get("adapt"):
+            rot = cfg.get("rotations", 4)
+            idx, extra = adapted_index(maps_csv, workdir / ("mission" if rot == 4 else f"mission_rot{rot}"), protocol,
+                                       adapt_minutes, device, rot)
+        else:
+            tag = "_".join(f"{k}-{v}" for k, v in opts.items())
+            idx = cached_index(cfg["backbone"], corpus, workdir / f"index_{cfg['backbone']}{'_' + tag if tag else ''}",
+                               rotations=4, backbone_options=opts)
+        s = load_strategy(cfg["backbone"], index_dir=str(idx), backbone_options=opts)
         first_index = first_index or s.index
-        r = evaluate(s, queries, k=20, heading_known=cfg["heading_known"])
-        r.backbone = (f"{cfg['backbone']}{' finetuned' if weights else ''}{' +heading' if cfg['heading_known'] else ''}"
-                      f" (rot{cfg['rotations']})")
+        noise = PriorNoise(**cfg["priors"], seed=seed) if cfg.get("priors") else None
+        r = evaluate(s, queries, k=20, heading_known=cfg.get("heading_known", False), priors=noise,
+                     camera=protocol_setup(protocol)[0].camera_model())
+        r.backbone = name
+        r.extra.update(extra)
+        r.extra["index_MiB"] = round(sum(f.stat().st_size for f in pathlib.Path(idx).glob("*.*")) / 2**20, 2)
         results.append(r)
     if report_dir:
         write_report(results, report_dir, queries, first_index)
     return results
 
 
-def finetune_default(maps_csv, corpus, workdir, built: dict) -> str:
-    """Fine-tune the default from its corpus-fitted weights (the `default` index's, built here if
-    missing) with FINETUNE_RECIPE; returns the trained weights file."""
-    from vpr_node.core.indexing import CORPUS_FITTED_WEIGHTS, build_index_for
-    from vpr_node.core.training.train import TrainConfig, train
+def adapted_index(maps_csv, mission_dir, protocol: str, adapt_minutes: float, device: str, rotations: int = 4):
+    """prepare-mission on the map with the protocol's camera and altitudes (no report: the benchmark's own
+    queries are the report). Returns (index folder, adaptation facts)."""
+    from vpr_node.core.adaptation import AdaptConfig
+    from vpr_node.core.mission import MissionConfig, prepare_mission
+    spec, plan = protocol_setup(protocol)
+    if protocol == "legacy":
+        raise ValueError("the adapted configuration runs with the benchmark protocol (camera + altitudes)")
+    t0 = time.perf_counter()
+    summary = prepare_mission(MissionConfig(
+        maps=str(maps_csv), out=str(mission_dir), altitude_m=spec.altitude_m, camera=spec.camera_model(),
+        report_queries=0, rotations=rotations, adapt=AdaptConfig(minutes=adapt_minutes, altitude_m=spec.altitude_m,
+                                            hfov_deg=spec.hfov_deg, device=device)), log=lambda *_: None)
+    adaptation = summary.get("adaptation") or {}
+    return pathlib.Path(mission_dir), {"prepare_mission_s": round(time.perf_counter() - t0, 1), **adaptation}
 
-    out = pathlib.Path(workdir) / "finetune_efficientnet_lite0_netvlad"
-    shutil.rmtree(out, ignore_errors=True)  # a fresh run, never an older recipe's checkpoint
-    key = ("efficientnet_lite0_netvlad", 4, None)
-    base = pathlib.Path(workdir) / "index_efficientnet_lite0_netvlad_rot4"
-    if key not in built:
-        build_index_for("efficientnet_lite0_netvlad", corpus, base, rotations=4)
-        built[key] = base
-    return train(TrainConfig(backbone="efficientnet_lite0_netvlad", weights=str(base / CORPUS_FITTED_WEIGHTS),
-                             maps=str(maps_csv), corpus=str(corpus.root), out=str(out), **FINETUNE_RECIPE))["weights"]
+
+def run_all(maps: list, workdir, n_queries: int, seed: int, configs, protocol: str, adapt_minutes: float,
+            device: str) -> dict:
+    workdir = pathlib.Path(workdir)
+    per_map = {}
+    for m in maps:
+        area = pathlib.Path(m).parent.name
+        res = run_recall_benchmark(m, workdir / area, n_queries, seed, workdir / area / "report", configs, protocol,
+                                   adapt_minutes, device)
+        per_map[area] = {r.backbone: {**r.to_json(), "extra": r.extra} for r in res}
+        (workdir / "results_partial.json").write_text(json.dumps(per_map, indent=2, default=str) + "\n")
+    mean = {c: {radius: {n: float(np.mean([per_map[a][c]["recall"][radius][n] for a in per_map]))
+                         for n in per_map[next(iter(per_map))][c]["recall"][radius]}
+                for radius in ("25", "50")} for c in configs}
+    return {"protocol": protocol, "n_queries": n_queries, "seed": seed, "adapt_minutes": adapt_minutes,
+            "per_map": per_map, "mean": mean}
+
+
+def format_markdown(summary: dict) -> str:
+    lines = ["| area | configuration | R@1 | R@5 | R@10 | R@20 | R@1 50 m | wrong-hub share | top-1 / truth max share "
+             "| embed / search p50 ms | index MiB | adaptation time |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for area, rows in summary["per_map"].items():
+        for c, r in rows.items():
+            rc = r["recall"]
+            ex = r.get("extra") or {}
+            t = ""
+            if ex.get("prepare_mission_s") is not None:
+                t = f"{ex.get('prepare_mission_s', 0):.0f} s prepare-mission"
+                if ex.get("fine_tune"):
+                    t += f" ({ex['fine_tune']['steps']} fine-tune steps on {ex['fine_tune']['device']})"
+            hub = r.get("hubness", {})
+            lines.append(f"| {area} | {c} | {rc['25']['1']:.3f} | {rc['25']['5']:.3f} | {rc['25']['10']:.3f} | "
+                         f"{rc['25']['20']:.3f} | {rc['50']['1']:.3f} | {hub.get('wrong_hub_share', '')} | "
+                         f"{hub.get('max_share', '')} / {hub.get('truth_max_share', '')} | "
+                         f"{r['embed_ms_p50']:.1f} / {r['search_ms_p50']:.2f} | {ex.get('index_MiB', '')} | {t} |")
+    for c, rc in summary["mean"].items():
+        lines.append(f"| **mean** | {c} | {rc['25']['1']:.3f} | {rc['25']['5']:.3f} | {rc['25']['10']:.3f} | "
+                     f"{rc['25']['20']:.3f} | {rc['50']['1']:.3f} | | | | | |")
+    return "\n".join(lines)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench-recall", help="recall benchmark on a georeferenced map (default: ../shared wildnav)")
-    p.add_argument("--maps", default=None, help="corner-coordinates CSV (default ../shared/data/wildnav_turku/tiles.csv)")
+    p = sub.add_parser("bench-recall", help="recall benchmark over every developer map: default vs adapted, per area "
+                                            "and mean")
+    p.add_argument(
+        "--maps", nargs="+", default=None, help="corner-coordinates CSVs (default: ../shared/data/*/tiles.csv)"
+    )
     p.add_argument("--workdir", default="artifacts/bench_recall")
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), choices=list(CONFIGS),
-                   help="`finetuned` (opt-in, ~20 min on 2 cores) fine-tunes the default on the map first")
+    p.add_argument("--n", type=int, default=200, help="queries per map")
+    p.add_argument("--seed", type=int, default=100, help="query seed (adaptation uses other seeds)")
+    p.add_argument("--protocol", default="benchmark", choices=PROTOCOLS)
+    p.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--adapt-minutes", type=float, default=0.0, help="`adapted`: fine-tuning budget per map")
+    p.add_argument("--device", default="auto")
     p.set_defaults(fn=_cmd)
 
 
-def _cmd(args):
-    from vpr_node.core.evaluation import format_table
-    maps = resolve_maps(args.maps)
-    if maps is None:
+def _cmd(a):
+    maps = a.maps or [str(m) for m in developer_maps()]
+    if not maps:
+        print(f"no developer maps under {shared_data_dir()}; pass --maps")
         return 2
-    results = run_recall_benchmark(maps, args.workdir, args.n, args.seed, report_dir=pathlib.Path(args.workdir) / "report",
-                                   configs=args.configs)
-    print(format_table(results))
-    (pathlib.Path(args.workdir) / "results.json").write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    summary = run_all(maps, a.workdir, a.n, a.seed, a.configs, a.protocol, a.adapt_minutes, a.device)
+    table = format_markdown(summary)
+    print(table)
+    out = pathlib.Path(a.workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(table + "\n")
     return 0

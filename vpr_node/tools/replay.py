@@ -9,18 +9,46 @@ import pathlib
 import numpy as np
 
 
+def prior_params(bag, hfov_deg: float = 86.0) -> dict:
+    """Node parameters that subscribe to the prior topics a synthesised bag carries (bagio.PRIOR_TOPICS)."""
+    from rosbags.rosbag2 import Reader
+
+    from vpr_node.core.bagio import PRIOR_TOPICS
+    with Reader(bag) as r:
+        present = {c.topic for c in r.connections}
+    keys = {"heading": "heading_topic", "altitude": "altitude_topic", "position": "prior_topic"}
+    params = {keys[k]: topic for k, (topic, _) in PRIOR_TOPICS.items() if topic in present}
+    if "altitude_topic" in params:
+        params["camera_hfov_deg"] = hfov_deg
+    return params
+
+
 def replay_offline(bag, backbone: str, index_dir: str, out_bag=None, top_k: int = 10, weights=None,
-                   camera_topic=None, backbone_options: dict | None = None) -> dict:
+                   camera_topic=None, backbone_options: dict | None = None, priors: dict | None = None) -> dict:
+    """`priors`: node parameters of the priors (e.g. prior_params(bag)); applied exactly as the node does."""
     from vpr_node.core.bagio import ResultBagWriter, read_camera_bag
     from vpr_node.core.engine import Frame, VprEngine
-    from vpr_node.core.evaluation import recall_from_distances
-    from vpr_node.core.geo import haversine_m
+    from vpr_node.core.evaluation import recall_summary, truth_distances
     from vpr_node.core.logs import StructuredLogger
     from vpr_node.core.strategy import load_strategy
 
     s = load_strategy(backbone, weights=weights, index_dir=index_dir, backbone_options=backbone_options)
     writer = ResultBagWriter(out_bag) if out_bag else None
-    eng = VprEngine(s, lambda r: None, top_k=top_k, logger=StructuredLogger(level="ERROR"))
+    applier = None
+    if priors:
+        from vpr_node.core.bagio import read_prior_samples
+        from vpr_node.core.priors import PriorApplier, PriorBuffer
+        from vpr_node.ros.params import NodeConfig
+
+        made = NodeConfig.from_params({"index_dir": str(index_dir), **priors}).priors()
+        if made is not None:
+            topic_params = {"heading": "heading_topic", "altitude": "altitude_topic", "position": "prior_topic"}
+            topics = {k: priors[t] for k, t in topic_params.items() if priors.get(t)}
+            samples = read_prior_samples(bag, made[1], topics)
+            applier = PriorApplier(made[0], s.index, PriorBuffer(keep=len(samples) + 1))
+            for kind, stamp, values in samples:
+                applier.buffer.add(kind, stamp, *values) if values else applier.buffer.add_error(kind, stamp)
+    eng = VprEngine(s, lambda r: None, top_k=top_k, logger=StructuredLogger(level="ERROR"), priors=applier)
     dists, n_frames, embed = [], 0, []
     try:
         for f in read_camera_bag(bag, camera_topic):
@@ -32,30 +60,41 @@ def replay_offline(bag, backbone: str, index_dir: str, out_bag=None, top_k: int 
             if writer:
                 writer.write(res, f.log_ns, s.index.index_id)
             if f.lat is not None:
-                lat = np.array([c.tile.lat for c in res.candidates])
-                lon = np.array([c.tile.lon for c in res.candidates])
-                d = haversine_m(f.lat, f.lon, lat, lon)
-                dists.append(np.pad(d, (0, max(0, top_k - len(d))), constant_values=np.inf)[:top_k])
+                dists.append(truth_distances(f.lat, f.lon, [c.tile.lat for c in res.candidates],
+                                             [c.tile.lon for c in res.candidates], top_k))
     finally:
         if writer:
             writer.close()
     snap = eng.snapshot()
     out = {"backbone": s.label, "frames": n_frames, "results": snap["results_out"], "errors": snap["errors"],
+           "prior_states": snap["prior_states"],
            "embed_ms_p50": float(np.percentile(embed, 50)) if embed else None, "with_ground_truth": len(dists)}
     if dists:
-        ns = tuple(n for n in (1, 5, 10) if n <= top_k)
-        out["recall_at_25m"] = {str(n): v for n, v in recall_from_distances(np.stack(dists), ns, 25.0).items()}
+        out["recall_at_25m"] = recall_summary(dists, top_k)
     return out
 
 
 def register(sub) -> None:
-    p = sub.add_parser("replay", help="offline replay of a rosbag2 (MCAP/sqlite3): result bag + recall vs NavSatFix")
+    _register_offline(sub)
+    _register_ros(sub)
+
+
+def _add_replay_args(p) -> None:
+    """What both replays take: the bag, backbone(s) and index(es), result bag, camera topic, priors."""
     p.add_argument("bag")
     p.add_argument("--backbone", nargs="+", default=["efficientnet_lite0_netvlad"])
     p.add_argument("--index", nargs="+", required=True, help="one index folder per backbone")
     p.add_argument("--out", default=None, help="result bag folder (one per backbone: <out>_<backbone>)")
     p.add_argument("--camera-topic", default=None)
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--priors", action="store_true", help="use the priors the bag carries (/imu, /rangefinder, "
+                                                         "/prior/fix) the way the node does")
+    p.add_argument("--hfov", type=float, default=86.0, help="with --priors: camera horizontal field of view (deg)")
+
+
+def _register_offline(sub) -> None:
+    p = sub.add_parser("replay", help="offline replay of a rosbag2 (MCAP/sqlite3): result bag + recall vs NavSatFix")
+    _add_replay_args(p)
     p.set_defaults(fn=_cmd)
 
 
@@ -64,17 +103,20 @@ def _cmd(a):
         print("give one --index per --backbone")
         return 2
     rows = []
-    for b, idx in zip(a.backbone, a.index):
+    for b, idx in zip(a.backbone, a.index, strict=True):
         out_bag = f"{a.out}_{b}" if a.out else None
-        rows.append(replay_offline(a.bag, b, idx, out_bag, a.top_k, camera_topic=a.camera_topic))
+        rows.append(replay_offline(a.bag, b, idx, out_bag, a.top_k, camera_topic=a.camera_topic,
+                                   priors=prior_params(a.bag, a.hfov) if a.priors else None))
         print(json.dumps(rows[-1]))
     return 0
 
 
 def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: float = 1.0, top_k: int = 10,
-               weights=None, backbone_options: dict | None = None, camera_topic=None, domain_id: int = 77) -> dict:
+               weights=None, backbone_options: dict | None = None, camera_topic=None, domain_id: int = 77,
+               priors: dict | None = None) -> dict:
     """Start the lifecycle node (use_sim_time: true) as its own process, configure + activate it over its
-    lifecycle services, publish the bag into ROS at recorded timing with /clock, collect the results."""
+    lifecycle services, publish the bag into ROS at recorded timing with /clock, collect the results.
+    `priors`: node parameters of the prior topics (prior_params(bag)); the player publishes those topics."""
     from vpr_node.ros.bag_player import replay_into_ros
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
 
@@ -82,7 +124,7 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
     workdir.mkdir(parents=True, exist_ok=True)
     params = {"backbone": backbone, "index_dir": str(index_dir), "top_k": top_k, "use_sim_time": True,
               "backbone_options": json.dumps(backbone_options or {}), "weights": weights or "",
-              "recorder_path": str(workdir / f"fdr_{backbone}.jsonl")}
+              "recorder_path": str(workdir / f"fdr_{backbone}.jsonl"), **(priors or {})}
     from rosbags.rosbag2 import Reader
 
     from vpr_node.core.bagio import IMAGE_TYPES
@@ -105,16 +147,11 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
     return {"backbone": backbone, **out}
 
 
-def register_ros(sub) -> None:
+def _register_ros(sub) -> None:
     p = sub.add_parser("replay-ros", help="publish a rosbag2 into ROS at recorded timing (/clock, use_sim_time) "
                                           "through the running node; result bag + recall per backbone")
-    p.add_argument("bag")
-    p.add_argument("--backbone", nargs="+", default=["efficientnet_lite0_netvlad"])
-    p.add_argument("--index", nargs="+", required=True, help="one index folder per backbone")
-    p.add_argument("--out", default=None, help="result bag folder (one per backbone: <out>_<backbone>)")
+    _add_replay_args(p)
     p.add_argument("--rate", type=float, default=1.0, help="playback speed (1.0 = recorded timing)")
-    p.add_argument("--camera-topic", default=None)
-    p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--workdir", default="artifacts/replay_ros", help="params, node logs, flight-data records")
     p.add_argument("--domain-id", type=int, default=77)
     p.set_defaults(fn=_cmd_ros)
@@ -124,8 +161,9 @@ def _cmd_ros(a):
     if len(a.backbone) != len(a.index):
         print("give one --index per --backbone")
         return 2
-    for b, idx in zip(a.backbone, a.index):
+    for b, idx in zip(a.backbone, a.index, strict=True):
         row = replay_ros(a.bag, b, idx, a.workdir, f"{a.out}_{b}" if a.out else None, a.rate, a.top_k,
-                         camera_topic=a.camera_topic, domain_id=a.domain_id)
+                         camera_topic=a.camera_topic, domain_id=a.domain_id,
+                         priors=prior_params(a.bag, a.hfov) if a.priors else None)
         print(json.dumps(row))
     return 0

@@ -14,16 +14,6 @@ import random
 import time
 
 
-def _rss_mib(pid: int, field: str = "VmRSS") -> float | None:
-    try:
-        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
-
-
 def _corrupt(client, rng: random.Random, stamp_ns: int, compressed: bool):
     from sensor_msgs.msg import CompressedImage, Image
 
@@ -56,7 +46,9 @@ def run_soak(workdir, frames: int = 10_000, rate_hz: float = 20.0, corrupt_fract
              compressed: bool = False, log=print) -> dict:
     from tqdm import tqdm
 
+    from vpr_node.core.procstats import rss_mib
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
+
     from .demo import DEFAULT_BACKBONE, prepare_sample
 
     workdir = pathlib.Path(workdir).resolve()
@@ -81,7 +73,7 @@ def run_soak(workdir, frames: int = 10_000, rate_hz: float = 20.0, corrupt_fract
             client.next_result(timeout=30)
         client.drain(client.results)
         base = client.latest_diagnostics(5) or {}
-        rss_start = _rss_mib(node.proc.pid)
+        rss_start = rss_mib(node.proc.pid)
         period, t_next = 1.0 / rate_hz, time.monotonic()
         for i in tqdm(range(frames), desc="soak", unit="frame", mininterval=2.0):
             stamp = time.time_ns()
@@ -95,13 +87,13 @@ def run_soak(workdir, frames: int = 10_000, rate_hz: float = 20.0, corrupt_fract
             client.publish(msg)
             results += len(client.drain(client.results))
             if i % 500 == 0:
-                rss_samples.append(_rss_mib(node.proc.pid))
+                rss_samples.append(rss_mib(node.proc.pid))
             t_next += period
             time.sleep(max(0.0, t_next - time.monotonic()))
         time.sleep(3.0)
         results += len(client.drain(client.results))
         diag = client.latest_diagnostics(5) or {}
-        rss_end, rss_peak = _rss_mib(node.proc.pid), _rss_mib(node.proc.pid, "VmHWM")
+        rss_end, rss_peak = rss_mib(node.proc.pid), rss_mib(node.proc.pid, "VmHWM")
         client.publish(client.make_image(images[0], time.time_ns()))  # still serving?
         still_serving = client.next_result(timeout=30) is not None
         alive = node.alive()

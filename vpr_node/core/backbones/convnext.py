@@ -4,8 +4,6 @@
 convnext_tiny state_dict as `trunk_weights`, or a project checkpoint from `vpr train` as `weights`."""
 from __future__ import annotations
 
-import pathlib
-
 import timm
 import torch
 import torch.nn as nn
@@ -13,7 +11,16 @@ import torch.nn as nn
 from ..errors import ConfigurationError
 from ..normalise import DescriptorNormaliser
 from ..preprocess import BackbonePreprocessor
-from .base import Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
+from .base import (
+    BackboneSpec,
+    Provenance,
+    VprBackbone,
+    load_project_weights,
+    load_state_dict_strict,
+    register,
+    sha256_file,
+    torch_load,
+)
 from .layers import GeM
 
 
@@ -37,11 +44,10 @@ class ConvNextTinyVpr(VprBackbone):
         self.provenance = Provenance(source="random initialisation", trained=False,
                                      notes="untrained: train with `vpr train` or load trunk weights")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         return DescriptorNormaliser.l2_normalise(self.head(self.pool(self.trunk(x))))
 
 
-@register("convnext_tiny_gem")
 def _convnext(weights=None, trunk_weights=None, pooling: str = "gem", descriptor_dim: int = 512,
               input_size: int = 224, **_):
     model = ConvNextTinyVpr(pooling, int(descriptor_dim), input_size=int(input_size))
@@ -51,7 +57,7 @@ def _convnext(weights=None, trunk_weights=None, pooling: str = "gem", descriptor
         load_state_dict_strict(model.trunk, state, "convnext_tiny trunk (timm layout)")
         model.provenance = Provenance(source=f"trunk {trunk_weights}", sha256=sha256_file(trunk_weights), trained=False,
                                       notes="trunk weights loaded; projection head untrained")
-    if weights:
-        load_state_dict_strict(model, torch_load(weights, "convnext_tiny_gem"), "convnext_tiny_gem")
-        model.provenance = Provenance.read(pathlib.Path(weights)) or Provenance(source=str(weights))
-    return model
+    return load_project_weights(model, weights, "convnext_tiny_gem") if weights else model
+
+
+register(BackboneSpec("convnext_tiny_gem", _convnext, display_name="ConvNeXt-Tiny + GeM", weights_hint="`vpr train`"))

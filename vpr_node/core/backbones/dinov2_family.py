@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from ..errors import ConfigurationError
 from ..normalise import DescriptorNormaliser
 from ..preprocess import BackbonePreprocessor
-from .base import Provenance, VprBackbone, register
+from .base import BackboneSpec, Provenance, VprBackbone, register
+from .published import convert_by_loading, load_published_weights
 
 DINOV2_VARIANTS = {"dinov2_vits14": ("vit_small_patch14_dinov2", 384),
                    "dinov2_vitb14": ("vit_base_patch14_dinov2", 768),
@@ -48,7 +49,9 @@ class DinoV2Trunk(nn.Module):
     def __init__(self, variant: str = "dinov2_vitb14", attr: str = "model", final_norm: bool = True):
         super().__init__()
         if variant not in DINOV2_VARIANTS:
-            raise ConfigurationError(f"DINOv2 variant {variant!r} not supported; choose one of {', '.join(DINOV2_VARIANTS)}")
+            raise ConfigurationError(
+                f"DINOv2 variant {variant!r} not supported; choose one of {', '.join(DINOV2_VARIANTS)}"
+            )
         timm_name, self.num_channels = DINOV2_VARIANTS[variant]
         vit = timm.create_model(timm_name, pretrained=False, dynamic_img_size=True, num_classes=0)
         vit.mask_token = nn.Parameter(torch.zeros(1, self.num_channels))  # hub layout; unused at inference
@@ -168,7 +171,9 @@ class BoQAggregator(nn.Module):
         super().__init__()
         self.proj_c = nn.Conv2d(in_channels, proj_channels, kernel_size=3, padding=1)
         self.norm_input = nn.LayerNorm(proj_channels)
-        self.boqs = nn.ModuleList([BoQBlock(proj_channels, num_queries, proj_channels // 64) for _ in range(num_layers)])
+        self.boqs = nn.ModuleList(
+            [BoQBlock(proj_channels, num_queries, proj_channels // 64) for _ in range(num_layers)]
+        )
         self.fc = nn.Linear(num_layers * num_queries, row_dim)
         self.out_dim = proj_channels * row_dim
 
@@ -201,7 +206,7 @@ class SaladNet(_DinoV2Vpr):
         self.aggregator = SaladAggregator(self.backbone.num_channels, num_clusters, cluster_dim, token_dim)
         self.descriptor_dim = self.aggregator.out_dim
 
-    def forward(self, x):
+    def descriptor(self, x):
         return DescriptorNormaliser.l2_normalise(self.aggregator(self.backbone(x)))
 
 
@@ -214,7 +219,7 @@ class MegaLocNet(_DinoV2Vpr):
                                              token_dim, mlp_dim)
         self.descriptor_dim = int(feat_dim)
 
-    def forward(self, x):
+    def descriptor(self, x):
         return DescriptorNormaliser.l2_normalise(self.aggregator(self.backbone(x)))
 
 
@@ -226,23 +231,25 @@ class BoQNet(_DinoV2Vpr):
         self.aggregator = BoQAggregator(self.backbone.num_channels, proj_channels, num_queries, num_layers, row_dim)
         self.descriptor_dim = self.aggregator.out_dim
 
-    def forward(self, x):
+    def descriptor(self, x):
         feats, _ = self.backbone(x)
         return DescriptorNormaliser.l2_normalise(self.aggregator(feats))
 
 
-_BUILDERS = {"salad": SaladNet, "megaloc": MegaLocNet, "boq": BoQNet}
+def _dinov2_model(name: str, cls):
+    def factory(weights=None, **opts) -> VprBackbone:
+        try:
+            model = cls(**opts)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"{name}: bad backbone_options {opts}: {exc}", parameter="backbone_options"
+            ) from exc
+        return load_published_weights(model, weights, name, ("backbone.", "aggregator.")) if weights else model
+    return factory
 
 
-def build_dinov2_model(name: str, weights=None, **opts) -> VprBackbone:
-    from .published import load_published_weights
-
-    try:
-        model = _BUILDERS[name](**opts)
-    except TypeError as exc:
-        raise ConfigurationError(f"{name}: bad backbone_options {opts}: {exc}", parameter="backbone_options") from exc
-    return load_published_weights(model, weights, name, ("backbone.", "aggregator.")) if weights else model
-
-
-for _name in _BUILDERS:
-    register(_name)(lambda weights=None, _n=_name, **o: build_dinov2_model(_n, weights, **o))
+register(BackboneSpec("salad", _dinov2_model("salad", SaladNet), display_name="SALAD",
+                      convert=convert_by_loading("salad")))
+register(BackboneSpec("megaloc", _dinov2_model("megaloc", MegaLocNet), display_name="MegaLoc",
+                      convert=convert_by_loading("megaloc")))
+register(BackboneSpec("boq", _dinov2_model("boq", BoQNet), display_name="BoQ", convert=convert_by_loading("boq")))

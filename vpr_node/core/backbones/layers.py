@@ -60,5 +60,7 @@ class NetVLADPool(nn.Module):
         soft_assign = F.softmax(self.conv(x).view(n, self.num_clusters, -1), dim=1)  # (N, K, HW)
         x_flat = x.view(n, c, -1)  # (N, C, HW)
         # sum_i a_k(x_i) (x_i - c_k) = A @ X^T - (sum_i a_k(x_i)) c_k
-        vlad = torch.bmm(soft_assign, x_flat.transpose(1, 2)) - soft_assign.sum(-1, keepdim=True) * self.centroids.unsqueeze(0)
+        vlad = torch.bmm(soft_assign, x_flat.transpose(1, 2)) - soft_assign.sum(
+            -1, keepdim=True
+        ) * self.centroids.unsqueeze(0)
         return DescriptorNormaliser.intra_cluster_normalise(vlad)

@@ -23,7 +23,7 @@ import torchvision
 from ..errors import ConfigurationError
 from ..normalise import DescriptorNormaliser
 from ..preprocess import BackbonePreprocessor
-from .base import Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
+from .base import BackboneSpec, Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
 from .layers import NetVLADPool
 
 NUM_CLUSTERS = 64
@@ -33,7 +33,6 @@ VLAD_DIM = NUM_CLUSTERS * ENCODER_DIM  # 32768
 
 class NetVladVgg16(VprBackbone):
     label = "net_vlad"
-    required_runtimes = ("pytorch",)
 
     def __init__(self, descriptor_dim: int = 4096, conv_bias: bool = False):
         super().__init__()
@@ -61,7 +60,7 @@ class NetVladVgg16(VprBackbone):
             vlad = self.pca(vlad)
         return DescriptorNormaliser.l2_normalise(vlad)  # global L2 (second stage), exactly once
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         return self.aggregate(self.features(x))
 
 
@@ -94,29 +93,65 @@ def convert_nanne_checkpoint(state: dict) -> dict:
     return out
 
 
+def netvlad_from_state(state: dict, what: str = "net_vlad", drop_pca: bool = False) -> NetVladVgg16:
+    """A NetVladVgg16 holding a project-format state_dict, strictly loaded. The layout decides the shape:
+    `pool.conv.bias` present = vladv2, `pca.weight` rows = descriptor dim (32768 = no PCA). drop_pca
+    keeps the encoder and pool only (32768-D), e.g. to refit centroids or PCA on a converted model."""
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if drop_pca:
+        state = {k: v for k, v in state.items() if not k.startswith("pca.")}
+    dim = state["pca.weight"].shape[0] if "pca.weight" in state else VLAD_DIM
+    model = NetVladVgg16(dim, conv_bias="pool.conv.bias" in state)
+    model.prepare_for_state(state)
+    load_state_dict_strict(model, state, what)
+    return model
+
+
 def load_netvlad(weights: str | None, descriptor_dim: int = 4096) -> NetVladVgg16:
     """Project-format checkpoint (state_dict + <file>.provenance.json) or a scaffold without weights."""
     if not weights:
         return NetVladVgg16(descriptor_dim)
-    state = torch_load(weights, "net_vlad")
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    conv_bias = "pool.conv.bias" in state
-    pca_rows = state["pca.weight"].shape[0] if "pca.weight" in state else VLAD_DIM
-    if pca_rows != descriptor_dim:
-        raise ConfigurationError(f"engine output shape mismatch: expected (1, {descriptor_dim}), got (1, {pca_rows})",
+    model = netvlad_from_state(torch_load(weights, "net_vlad"))
+    got = model.pca.out_features if model.pca is not None else VLAD_DIM
+    if got != descriptor_dim:
+        raise ConfigurationError(f"engine output shape mismatch: expected (1, {descriptor_dim}), got (1, {got})",
                                  weights=str(weights))
-    model = NetVladVgg16(descriptor_dim, conv_bias=conv_bias)
-    load_state_dict_strict(model, state, "net_vlad")
     prov = Provenance.read(pathlib.Path(weights))
     model.provenance = prov or Provenance(source=str(weights), sha256=sha256_file(weights), trained=False,
                                           notes="no provenance sidecar: origin unknown")
     return model
 
 
-@register("net_vlad")
 def _net_vlad(weights=None, descriptor_dim: int = 4096, **_):
     return load_netvlad(weights, int(descriptor_dim))
+
+
+def _fit_net_vlad(corpus, out_path, weights=None, n_images: int = 200, seed: int = 0, **_):
+    """`vpr init-vlad --backbone net_vlad`: k-means centroids over conv5_3 features; the encoder (and the
+    conv layout) come from a converted checkpoint when given (its PCA is dropped: 32768-D result; run
+    fit-pca afterwards for 4096/512-D), else from random initialisation (an untrained scaffold)."""
+    from ..vlad_init import init_vlad
+    model, trained = NetVladVgg16(VLAD_DIM), False
+    if weights:
+        model = netvlad_from_state(torch_load(weights, "net_vlad"), drop_pca=True)
+        prov = Provenance.read(pathlib.Path(weights))
+        trained = bool(prov and prov.trained)
+    return init_vlad(model.eval(), corpus, out_path, n_images=n_images, seed=seed,
+                     trunk=f"VGG16 encoder from {weights or 'random initialisation'}", trunk_trained=trained)
+
+
+def _convert_nanne(checkpoint, **_):
+    """The Pittsburgh-30k checkpoint of Nanne/pytorch-NetVlad -> NetVladVgg16 (provenance says whether
+    the pool looks trained)."""
+    model = netvlad_from_state(convert_nanne_checkpoint(torch_load(checkpoint, "net_vlad (Nanne checkpoint)")))
+    align = pool_alignment(model.state_dict())
+    trained = align >= UNTRAINED_POOL_ALIGNMENT
+    model.provenance = Provenance(source=f"Nanne/pytorch-NetVlad checkpoint {checkpoint}", trained=trained,
+                                  notes=(f"converted from Nanne/pytorch-NetVlad layout; pool alignment {align:.3f}"
+                                         + ("" if trained else "; untrained pool: assignment conv not aligned with "
+                                                               "centroids")))
+    return model
 
 
 @torch.inference_mode()
@@ -185,3 +220,6 @@ def pool_alignment(state: dict) -> float:
 
 
 UNTRAINED_POOL_ALIGNMENT = 0.2
+
+register(BackboneSpec("net_vlad", _net_vlad, display_name="NetVLAD", required_runtimes=("pytorch",),
+                      fit_to_corpus=_fit_net_vlad, convert=_convert_nanne, weights_hint="`vpr convert-checkpoint`"))

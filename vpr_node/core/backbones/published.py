@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import pathlib
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
@@ -24,7 +23,7 @@ import torchvision
 from ..errors import ConfigurationError
 from ..normalise import DescriptorNormaliser
 from ..preprocess import BackbonePreprocessor
-from .base import Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
+from .base import BackboneSpec, Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
 from .layers import GeM
 
 # --- CosPlace / EigenPlaces -------------------------------------------------------------------
@@ -61,13 +60,14 @@ class GeoLocalizationNet(VprBackbone):
         super().__init__()
         self.label = label
         self.backbone = _trunk(trunk)
-        self.aggregation = nn.Sequential(_L2Norm(), _GeM4d(p=3.0), _Flatten(), nn.Linear(_TRUNK_DIMS[trunk], fc_output_dim),
-                                         _L2Norm())
+        self.aggregation = nn.Sequential(
+            _L2Norm(), _GeM4d(p=3.0), _Flatten(), nn.Linear(_TRUNK_DIMS[trunk], fc_output_dim), _L2Norm()
+        )
         self.descriptor_dim = int(fc_output_dim)
         self.preprocessor = BackbonePreprocessor(size=(input_size, input_size))
         self.provenance = Provenance(source="random initialisation", trained=False, notes="no published weights loaded")
 
-    def forward(self, x):
+    def descriptor(self, x):
         h = self.aggregation[3](self.aggregation[2](self.aggregation[1](self.aggregation[0](self.backbone(x)))))
         return DescriptorNormaliser.l2_normalise(h)
 
@@ -127,7 +127,7 @@ class MixVPRNet(VprBackbone):
         self.preprocessor = BackbonePreprocessor(size=(input_size, input_size), crop="center_square")
         self.provenance = Provenance(source="random initialisation", trained=False, notes="no published weights loaded")
 
-    def forward(self, x):
+    def descriptor(self, x):
         return DescriptorNormaliser.l2_normalise(self.aggregator(self.backbone(x)))
 
 
@@ -138,7 +138,7 @@ def normalise_published_state(state: dict, keep_prefixes: tuple[str, ...]) -> tu
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    kept = {k: v for k, v in state.items() if k.startswith(keep_prefixes)}
+    kept = {k: v for k, v in state.items() if k.startswith(keep_prefixes + ("whiten.",))}
     if not kept:
         raise ConfigurationError(f"checkpoint has none of the expected key prefixes {keep_prefixes}")
     return kept, sorted(set(state) - set(kept))
@@ -148,6 +148,7 @@ def load_published_weights(model: VprBackbone, weights, what: str, prefixes: tup
     """Strict load of an authors' file (plain or Lightning/DataParallel-wrapped) + provenance."""
     raw = torch_load(weights, what)
     state, dropped = normalise_published_state(raw, prefixes)
+    model.prepare_for_state(state)
     load_state_dict_strict(model, state, what)
     model.provenance = Provenance.read(pathlib.Path(weights)) or Provenance(
         source=f"published {what} checkpoint {weights}", sha256=sha256_file(weights), trained=True,
@@ -156,17 +157,28 @@ def load_published_weights(model: VprBackbone, weights, what: str, prefixes: tup
     return model
 
 
-def build_published(name: str, weights=None, **opts) -> VprBackbone:
-    if name in ("cosplace", "eigenplaces"):
-        m = GeoLocalizationNet(name, opts.get("trunk", "resnet50"), int(opts.get("descriptor_dim", 2048)),
-                               int(opts.get("input_size", 512)))
+def _geolocalization_net(name: str):
+    def factory(weights=None, trunk: str = "resnet50", descriptor_dim: int = 2048, input_size: int = 512, **_):
+        m = GeoLocalizationNet(name, trunk, int(descriptor_dim), int(input_size))
         return load_published_weights(m, weights, name, ("backbone.", "aggregation.")) if weights else m
-    if name == "mixvpr":
-        m = MixVPRNet(int(opts.get("input_size", 320)), int(opts.get("out_channels", 1024)),
-                      int(opts.get("out_rows", 4)), int(opts.get("mix_depth", 4)))
-        return load_published_weights(m, weights, name, ("backbone.", "aggregator.")) if weights else m
-    raise ConfigurationError(f"no published-checkpoint converter for {name!r}")
+    return factory
 
 
-for _name in ("cosplace", "eigenplaces", "mixvpr"):
-    register(_name)(lambda weights=None, _n=_name, **o: build_published(_n, weights, **o))
+def _mixvpr(weights=None, input_size: int = 320, out_channels: int = 1024, out_rows: int = 4, mix_depth: int = 4, **_):
+    m = MixVPRNet(int(input_size), int(out_channels), int(out_rows), int(mix_depth))
+    return load_published_weights(m, weights, "mixvpr", ("backbone.", "aggregator.")) if weights else m
+
+
+def convert_by_loading(spec_name: str):
+    """Converter for layouts this module declares exactly: loading the authors' file IS the conversion."""
+    def convert(checkpoint, **options):
+        from .base import create_backbone
+        return create_backbone(spec_name, weights=str(checkpoint), **options)
+    return convert
+
+
+register(BackboneSpec("cosplace", _geolocalization_net("cosplace"), display_name="CosPlace",
+                      convert=convert_by_loading("cosplace")))
+register(BackboneSpec("eigenplaces", _geolocalization_net("eigenplaces"), display_name="EigenPlaces",
+                      convert=convert_by_loading("eigenplaces")))
+register(BackboneSpec("mixvpr", _mixvpr, display_name="MixVPR", convert=convert_by_loading("mixvpr")))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import augment
 from ..corpus import GeoRaster, TileCorpus
 from ..geo import haversine_m
 from ..preprocess import BackbonePreprocessor
@@ -26,10 +27,12 @@ class CorpusTripletDataset(Dataset):
     """Deterministic (by seed and index) synthesised triplets over a corpus."""
 
     def __init__(self, corpus: TileCorpus, rasters: list[GeoRaster], preprocessor: BackbonePreprocessor, size: int,
-                 seed: int = 0, pos_m: float = 25.0, neg_m: float = 100.0, spec: QuerySpec | None = None):
+                 seed: int = 0, pos_m: float = 25.0, neg_m: float = 100.0, spec: QuerySpec | None = None,
+                 tile_profile: str = "none"):
         self.corpus, self.rasters, self.pre = corpus, rasters, preprocessor
         self.size, self.seed, self.pos_m, self.neg_m = size, seed, pos_m, neg_m
         self.spec = spec or QuerySpec(camera=(480, 270))
+        self.tile_profile = tile_profile
         self.lat = np.array([r.lat for r in corpus.records])
         self.lon = np.array([r.lon for r in corpus.records])
         self._maps = None
@@ -39,7 +42,7 @@ class CorpusTripletDataset(Dataset):
 
     def __getitem__(self, i):
         rng = np.random.default_rng((self.seed, i))
-        for attempt in range(20):
+        for _ in range(20):
             q = next(synthesise_queries(self.rasters, 1, seed=int(rng.integers(1 << 31)), spec=self.spec))
             d = haversine_m(q.lat, q.lon, self.lat, self.lon)
             pos = np.flatnonzero(d <= self.pos_m)
@@ -51,7 +54,13 @@ class CorpusTripletDataset(Dataset):
         p = int(pos[np.argmin(d[pos])]) if rng.random() < 0.5 else int(rng.choice(pos))
         n = int(rng.choice(neg))
         tile_p = np.ascontiguousarray(np.rot90(self.corpus.image(p), int(rng.integers(4))))
-        x = self.pre([q.image, tile_p, self.corpus.image(n)])
+        tile_n = self.corpus.image(n)
+        if self.tile_profile != "none":  # the map imagery varies too (another capture, season or sensor)
+            tile_p, tile_n = (
+                augment.apply(self.tile_profile, rng, tile_p),
+                augment.apply(self.tile_profile, rng, tile_n),
+            )
+        x = self.pre([q.image, tile_p, tile_n])
         return {"anchor": x[0], "positive": x[1], "negative": x[2], "place": p,
                 "anchor_latlon": torch.tensor([q.lat, q.lon], dtype=torch.float64),
                 "positive_latlon": torch.tensor([self.lat[p], self.lon[p]], dtype=torch.float64),
@@ -67,7 +76,9 @@ class TripletCsvDataset(Dataset):
             self.rows = list(csv.DictReader(f))
         missing = {"anchor", "positive", "negative", "place"} - set(self.rows[0] if self.rows else {})
         if missing:
-            raise ValueError(f"{csv_path}: triplet file needs columns anchor,positive,negative,place (missing {missing})")
+            raise ValueError(
+                f"{csv_path}: triplet file needs columns anchor,positive,negative,place (missing {missing})"
+            )
         self.pre = preprocessor
 
     def __len__(self):

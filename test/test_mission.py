@@ -1,0 +1,119 @@
+"""`vpr prepare-mission` on the procedural sample map: a short adaptation (fine-tune + learned whitening,
+chosen on held-out views), the adapted weights in the index folder, named and hashed in its manifest,
+loaded by the node process without a `weights` parameter; before/after recall on queries of a seed the
+adaptation never used; a rerun resumes (finished steps are skipped)."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vpr_node.core.adaptation import AdaptConfig
+from vpr_node.core.backbones import sha256_file
+from vpr_node.core.camera import DEFAULT_CAMERA
+from vpr_node.core.mission import MissionConfig, prepare_mission
+
+OPTS = {"input_size": 160, "num_clusters": 8}
+
+
+@pytest.fixture(scope="module")
+def whitened_mission(sample_maps, tmp_path_factory):
+    """Whitening only, accepted whenever it scores higher on the held-out views (tolerance 1.0)."""
+    out = tmp_path_factory.mktemp("mission_w") / "index"
+    cfg = MissionConfig(maps=str(sample_maps), out=str(out), backbone_options=OPTS, camera=DEFAULT_CAMERA, rotations=1,
+                        report_queries=0, progress=False,
+                        adapt=AdaptConfig(minutes=0, views=200, whiten_dim=64, validation_views=60, tolerance=1.0))
+    return cfg, prepare_mission(cfg, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def mission(sample_maps, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mission") / "index"
+    cfg = MissionConfig(maps=str(sample_maps), out=str(out), backbone_options=OPTS, altitude_m=(55.0, 110.0),
+                        camera=DEFAULT_CAMERA, rotations=2, report_queries=40, report_seed=2000, progress=False,
+                        adapt=AdaptConfig(minutes=0.2, batch_size=4, views=300, whiten_dim=128, seed=1000))
+    return cfg, prepare_mission(cfg, log=lambda *_: None)
+
+
+def test_adapted_weights_are_in_the_index_folder_named_and_hashed(mission):
+    cfg, summary = mission
+    out = summary["out"]
+    manifest = json.loads(open(f"{out}/manifest.json").read())
+    assert manifest["weights_file"] == "backbone_weights.pt"
+    assert manifest["files"]["backbone_weights.pt"] == sha256_file(f"{out}/backbone_weights.pt")
+    adaptation = manifest["adaptation"]
+    assert adaptation["fine_tune"]["steps"] >= 1
+    # every candidate was scored on held-out clean and hard views; the chosen one is recorded
+    cands = adaptation["validation"]["candidates"]
+    assert {c["model"] for c in cands} == {"corpus-fitted", "fine-tuned"} and len(cands) == 14
+    chosen = adaptation["validation"]["chosen"]
+    assert chosen["eligible"] and all(chosen["score"] >= c["score"] for c in cands if c["eligible"])
+    state = torch.load(f"{out}/backbone_weights.pt")
+    assert ("whiten.weight" in state) == (chosen["dim"] != 8 * 192)
+    assert manifest["descriptor_dim"] == chosen["dim"]
+    assert {s[0] for s in manifest["tile_plan"]["scales"]} == {68.6, 97.0}  # footprint of 55-110 m, 86 deg hfov
+    assert "max_share" in manifest["hubness"]
+
+
+def test_whitening_travels_with_the_weights(whitened_mission):
+    _, summary = whitened_mission
+    manifest = json.loads(open(f"{summary['out']}/manifest.json").read())
+    state = torch.load(f"{summary['out']}/backbone_weights.pt")
+    assert manifest["adaptation"]["whitening"]["pairs"] >= 100
+    dim = manifest["adaptation"]["whitening"]["dim"]
+    assert state["whiten.weight"].shape == (dim, 8 * 192) and manifest["descriptor_dim"] == dim
+
+
+def test_selection_keeps_the_unadapted_model_unless_every_condition_holds():
+    from vpr_node.core.adaptation import choose_candidate
+    ref = {"clean": {"r1": 0.9, "r5": 0.99}, "hard": {"r1": 0.3, "r5": 0.7}}
+    hurts_clean = {"clean": {"r1": 0.6, "r5": 0.90}, "hard": {"r1": 0.8, "r5": 0.97}}
+    helps_both = {"clean": {"r1": 0.92, "r5": 0.98}, "hard": {"r1": 0.6, "r5": 0.9}}
+    assert choose_candidate([dict(ref), dict(hurts_clean)], 0.02)["hard"]["r1"] == 0.3
+    assert choose_candidate([dict(ref), dict(hurts_clean), dict(helps_both)], 0.02)["hard"]["r1"] == 0.6
+
+
+def test_recall_on_an_unseen_seed_does_not_fall(mission):
+    _, summary = mission
+    rep = summary["report"]
+    assert rep["seed"] == 2000 and rep["queries"] == 40
+    before, after = rep["before"]["recall"]["25"], rep["after"]["recall"]["25"]
+    assert after["5"] >= before["5"] and after["10"] >= before["10"], (before, after)
+    assert set(rep["files"]) >= {"json", "plot", "mosaic"}
+
+
+def test_rerun_resumes_without_redoing_finished_steps(mission):
+    cfg, summary = mission
+    again = prepare_mission(cfg, log=lambda *_: None)
+    assert again["timings"] == {}  # corpus, weights, adaptation and index all reused
+    assert again["weights_sha256"] == summary["weights_sha256"]
+
+
+def test_node_loads_the_adapted_weights_from_the_index(whitened_mission, sample_queries, tmp_path):
+    from conftest import Running, node_params, send_frame
+    _, summary = whitened_mission
+    dim = json.loads(open(f"{summary['out']}/manifest.json").read())["descriptor_dim"]
+    r = Running(tmp_path, node_params(summary["out"], tmp_path, backbone="efficientnet_lite0_netvlad",
+                                      backbone_options=json.dumps(OPTS), weights=""))
+    try:
+        assert r.client.transition("configure"), r.node.log_text()[-3000:]
+        assert r.client.transition("activate")
+        r.client.wait_subscribed(10)
+        res = send_frame(r.client, sample_queries[0].image, 4242)
+        assert res is not None and res.descriptor_dim == dim < 8 * 192 and len(res.candidates) == 5
+    finally:
+        assert r.close() == 0
+
+
+def test_command_line(sample_maps, tmp_path):
+    """The command a user runs (whitening only, no fine-tune), with its summary line."""
+    out = tmp_path / "idx"
+    proc = subprocess.run([sys.executable, "-m", "vpr_node.tools.cli", "prepare-mission", "--maps", str(sample_maps),
+                           "--out", str(out), "--backbone-options", json.dumps(OPTS), "--rotations", "1",
+                           "--adapt-views", "120", "--adapt-whiten-dim", "32", "--adapt-minutes", "0",
+                           "--report-queries", "10"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "after  adaptation: recall@1/5/10 (25 m)" in proc.stdout
+    assert (out / "manifest.json").is_file() and (out / "report" / "recall_at_n.png").is_file()

@@ -1,0 +1,120 @@
+"""Heading, altitude and position priors in the core: conversions (REP 103/105), time matching, what each
+prior does to a frame and to the search, typed errors for malformed samples, and the offline benchmark
+path (evaluate with simulated priors) applying them the way the node does."""
+import math
+
+import numpy as np
+import pytest
+
+from vpr_node.core.camera import CameraModel
+from vpr_node.core.errors import VprPriorError
+from vpr_node.core.index import DescriptorIndex
+from vpr_node.core.preprocess import rotate_to_north_up
+from vpr_node.core.priors import (
+    ALTITUDE,
+    HEADING,
+    POSITION,
+    PriorApplier,
+    PriorBuffer,
+    PriorConfig,
+    PriorNoise,
+    crop_to_ground,
+    heading_from_yaw,
+    yaw_from_quaternion,
+)
+
+
+def quat_yaw(yaw):
+    return 0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)
+
+
+@pytest.mark.parametrize("heading", [0.0, 30.0, 90.0, 200.0, 359.0])
+def test_heading_from_enu_and_ned_orientations(heading):
+    enu_yaw = math.radians(90.0 - heading)  # REP 103: counter-clockwise from east
+    ned_yaw = math.radians(heading)  # NED: clockwise from north
+    assert heading_from_yaw(yaw_from_quaternion(*quat_yaw(enu_yaw)), "enu") == pytest.approx(heading % 360, abs=1e-6)
+    assert heading_from_yaw(yaw_from_quaternion(*quat_yaw(ned_yaw)), "ned") == pytest.approx(heading % 360, abs=1e-6)
+
+
+@pytest.mark.parametrize("q", [(float("nan"), 0, 0, 1), (0, 0, 0, 0), (0, 0, float("inf"), 1)])
+def test_malformed_quaternions_are_typed_errors(q):
+    with pytest.raises(VprPriorError) as e:
+        yaw_from_quaternion(*q)
+    assert e.value.kind == "c2.vpr.prior_error" and e.value.context["prior"] == "heading"
+
+
+def test_buffer_matches_by_stamp_and_reports_why_not():
+    b = PriorBuffer(max_skew_s=0.2)
+    assert b.nearest(HEADING, 10**9) == (None, "absent")
+    b.add(HEADING, 1_000_000_000, 45.0)
+    b.add(HEADING, 2_000_000_000, 50.0)
+    s, st = b.nearest(HEADING, 1_900_000_000)
+    assert st == "ok" and s.value == (50.0,)
+    assert b.nearest(HEADING, 1_500_000_000) == (None, "stale")
+    b.add_error(HEADING, 3_000_000_000)
+    assert b.nearest(HEADING, 3_050_000_000) == (None, "error")
+
+
+def test_crop_to_ground_keeps_the_centre():
+    img = np.zeros((720, 1280, 3), np.uint8)
+    assert crop_to_ground(img, footprint_m=120.0, target_m=60.0).shape == (360, 360, 3)
+    assert crop_to_ground(img, footprint_m=50.0, target_m=60.0).shape == (720, 720, 3)  # cannot zoom out
+
+
+@pytest.fixture(scope="module")
+def index(gem_index_dir):
+    return DescriptorIndex(gem_index_dir)
+
+
+def test_heading_prior_rotates_north_up_with_the_mounting_offset(index, sample_queries):
+    img = sample_queries[0].image
+    a = PriorApplier(PriorConfig(heading=True, camera_yaw_offset_deg=10.0), index)
+    a.buffer.add(HEADING, 5, 80.0)
+    out, allowed, state = a.apply(img, 5)
+    assert state.heading == "ok" and state.heading_deg == 90.0 and allowed is None
+    assert np.array_equal(out, rotate_to_north_up(img, 90.0))
+
+
+def test_altitude_prior_crops_to_the_tile_ground_size(index, sample_queries):
+    img = sample_queries[0].image  # 480x270 frames
+    cam = CameraModel.from_hfov(86.0, 480, 270)
+    a = PriorApplier(PriorConfig(altitude=True, camera=cam), index)
+    alt = cam.altitude_for_footprint(120.0)  # twice the index's 60 m tiles
+    a.buffer.add(ALTITUDE, 7, alt)
+    out, _, state = a.apply(img, 7)
+    assert state.altitude == "ok" and state.tile_scale_m == 60.0
+    assert out.shape[:2] == (135, 135)
+    no_cam = PriorApplier(PriorConfig(altitude=True), index)
+    no_cam.buffer.add(ALTITUDE, 7, alt)
+    assert no_cam.apply(img, 7)[2].altitude == "unusable"
+
+
+def test_position_prior_restricts_the_search_or_falls_back(index, gem_index_dir, sample_queries):
+    from vpr_node.core.strategy import load_strategy
+    s = load_strategy("efficientnet_lite0_gem", backbone_options={"input_size": 160}, index_dir=str(gem_index_dir))
+    q = sample_queries[0]
+    a = PriorApplier(PriorConfig(position=True, position_k_sigma=2.0), index)
+    a.buffer.add(POSITION, 1, q.lat, q.lon, 30.0)
+    _, allowed, state = a.apply(q.image, 1)
+    assert state.position == "ok" and 0 < len(allowed) < len(index)
+    lat, lon = index.tile_array("lat")[allowed], index.tile_array("lon")[allowed]
+    from vpr_node.core.geo import haversine_m
+    assert haversine_m(q.lat, q.lon, lat, lon).max() <= 60.0 + 1e-6  # max(50 m floor, 2 sigma)
+    cands = s.retrieve_topk(s.embed_query(q.image), 5, allowed)
+    row = {r.tile_id: i for i, r in enumerate(index.records)}
+    assert {row[c.tile.name] for c in cands} <= set(allowed.tolist())
+    a.buffer.add(POSITION, 2, q.lat + 1.0, q.lon, 30.0)  # 111 km away: nothing near it
+    _, allowed, state = a.apply(q.image, 2)
+    assert state.position == "outside_map" and allowed is None
+    a.buffer.add(POSITION, 3, q.lat, q.lon, 5000.0)
+    assert a.apply(q.image, 3)[2].position == "uncertain"
+
+
+def test_evaluate_with_an_exact_heading_prior_equals_the_heading_known_path(gem_index_dir, sample_queries):
+    from vpr_node.core.evaluation import evaluate
+    from vpr_node.core.strategy import load_strategy
+    s = load_strategy("efficientnet_lite0_gem", backbone_options={"input_size": 160}, index_dir=str(gem_index_dir))
+    known = evaluate(s, sample_queries, k=5, heading_known=True, progress=False)
+    prior = evaluate(s, sample_queries, k=5, progress=False, priors=PriorNoise(heading=True, heading_sigma_deg=0.0))
+    assert prior.recall == known.recall
+    assert prior.extra["priors"]["states"]["heading:ok"] == len(sample_queries)

@@ -1,0 +1,25 @@
+"""Model cards (models/<backbone>.yaml): where each backbone's weights come from and what it expects.
+
+Fields: name, summary, architecture, input_size, normalisation {mean, std}, descriptor_dim, weights
+{source, url, licence, sha256 (of the authors' file, where known), file}, convert (the command that
+makes project weights from the authors' file, or null), notes. `vpr backbones` prints them; the
+registry keeps only what code needs (factory, corpus fitting, converter, runtimes) and
+test/test_model_cards.py checks that every registered backbone has a card that agrees with its code.
+"""
+from __future__ import annotations
+
+import functools
+
+import yaml
+
+from .errors import ConfigurationError
+from .resources import data_dir
+
+
+@functools.lru_cache(maxsize=None)
+def read_card(name: str) -> dict:
+    d = data_dir("models")
+    path = d / f"{name}.yaml" if d is not None else None
+    if path is None or not path.is_file():
+        raise ConfigurationError(f"no model card for backbone {name!r} (models/{name}.yaml)", backbone=name)
+    return yaml.safe_load(path.read_text())

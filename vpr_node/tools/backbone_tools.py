@@ -1,0 +1,161 @@
+"""Backbone tools: `vpr backbones`, `convert-checkpoint` (any backbone whose spec has a converter;
+`convert-netvlad` is its net_vlad alias), `init-vlad` (any backbone whose spec fits weights to a
+corpus), `fit-pca` and `make-nanne-checkpoint` (net_vlad), `export-onnx`."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+from .common import add_backbone_args, print_json
+
+
+def convert_checkpoint(backbone: str, checkpoint, out, source: str | None = None, licence: str | None = None,
+                       options: dict | None = None) -> dict:
+    """Authors' released checkpoint -> project weights file + provenance sidecar."""
+    import torch
+
+    from vpr_node.core.backbones import get_spec
+    from vpr_node.core.backbones.base import Provenance, sha256_file
+    from vpr_node.core.errors import ConfigurationError
+
+    spec = get_spec(backbone)
+    if spec.convert is None:
+        raise ConfigurationError(f"backbone {backbone!r} has no published-checkpoint converter; its weights come from "
+                                 f"{spec.weights_hint}", parameter="backbone")
+    model = spec.convert(str(checkpoint), **(options or {}))
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out)
+    prov = model.provenance
+    Provenance(source=source or prov.source, licence=licence or prov.licence, sha256=sha256_file(out),
+               trained=prov.trained,
+               notes=f"converted from {checkpoint} (sha256 {sha256_file(checkpoint)[:16]}...); "
+                     f"options {json.dumps(options or {})}; {prov.notes}").write(out)
+    return {"out": str(out), "backbone": backbone, "descriptor_dim": model.descriptor_dim, "trained": prov.trained}
+
+
+def fit_pca(weights, corpus_dir, out, dim: int = 512, n_images: int = 600, progress: bool = True) -> pathlib.Path:
+    """PCA-whitening for net_vlad (NetVLAD paper recipe) on top of a converted checkpoint's encoder+pool."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from vpr_node.core.backbones.base import Provenance, torch_load
+    from vpr_node.core.backbones.netvlad import fit_pca_whitening, netvlad_from_state, save_project_checkpoint
+    from vpr_node.core.corpus import TileCorpus
+
+    model = netvlad_from_state(torch_load(weights, "net_vlad"), drop_pca=True).eval()
+    corpus = TileCorpus(corpus_dir)
+    ids = np.random.default_rng(0).permutation(len(corpus))[:n_images]
+    images = (corpus.image(int(i)) for i in tqdm(ids, desc="VLADs for PCA", disable=not progress))
+    lin = fit_pca_whitening(model, images, dim)
+    state = {**model.state_dict(), "pca.weight": lin.weight.detach(), "pca.bias": lin.bias.detach()}
+    out_model = netvlad_from_state(state)
+    old = Provenance.read(pathlib.Path(weights))
+    prov = Provenance(
+        source=f"{old.source if old else weights} + PCA-whitening to {dim}-D over {len(ids)} tiles of {corpus_dir}",
+        licence=old.licence if old else "unknown",
+        trained=old.trained if old else False,
+        notes=(old.notes if old else "") + f"; PCA-whitened {dim}-D",
+    )
+    with torch.no_grad():
+        return save_project_checkpoint(out_model, out, prov)
+
+
+def _backbones(a):
+    from vpr_node.core.backbones import available_backbones
+    from vpr_node.core.model_cards import read_card
+    for name in available_backbones():
+        card = read_card(name)
+        print(f"{name:28s} {card.get('summary', '')}" if not a.long else json.dumps(card))
+
+
+def _convert(a):
+    print_json(convert_checkpoint(a.backbone, a.checkpoint, a.out, a.source, a.licence, a.backbone_options))
+
+
+def _init_vlad(a):
+    from vpr_node.core.backbones import get_spec
+    from vpr_node.core.corpus import TileCorpus
+    opts = dict(a.backbone_options)
+    if a.backbone == "efficientnet_lite0_netvlad" and a.clusters:
+        opts["num_clusters"] = a.clusters
+    print(get_spec(a.backbone).fit_to_corpus(TileCorpus(a.corpus), a.out, weights=a.weights, n_images=a.images,
+                                              seed=a.seed, **opts))
+
+
+def _export_onnx(a):
+    from vpr_node.core.backbones import create_backbone
+    from vpr_node.core.runtimes import export_onnx
+    m = create_backbone(a.backbone, weights=a.weights, **a.backbone_options)
+    print(export_onnx(m, m.preprocessor.input_shape(), a.out))
+
+
+def _make_nanne(a):
+    from vpr_node.core.backbones.netvlad import make_nanne_layout_checkpoint
+    print(make_nanne_layout_checkpoint(a.out, a.wpca_dim))
+
+
+def register(sub) -> None:
+    from vpr_node.core.backbones import specs_with
+
+    p = sub.add_parser("backbones", help="list registered backbones (from their model cards)")
+    p.add_argument("--long", action="store_true", help="the whole model card of each, as JSON")
+    p.set_defaults(fn=_backbones)
+
+    convertible = specs_with("convert")
+    p = sub.add_parser(
+        "convert-checkpoint", help=f"convert an authors' published checkpoint ({', '.join(convertible)})"
+    )
+    p.add_argument("--backbone", required=True, choices=convertible)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--backbone-options", default="{}", type=json.loads,
+                   help='e.g. {"trunk": "resnet50", "descriptor_dim": 2048} or {"variant": "dinov2_vitb14"}')
+    p.add_argument("--source", default=None, help="provenance: where the file came from (URL)")
+    p.add_argument("--licence", default=None)
+    p.set_defaults(fn=_convert)
+
+    p = sub.add_parser(
+        "convert-netvlad", help="alias of `convert-checkpoint --backbone net_vlad` (Nanne/pytorch-NetVlad)"
+    )
+    p.add_argument("--checkpoint", required=True, help="e.g. vgg16_netvlad_checkpoint/checkpoints/checkpoint.pth.tar")
+    p.add_argument("--out", required=True)
+    p.add_argument("--source", default="Nanne/pytorch-NetVlad Pittsburgh-30k checkpoint (vladv2=False, WPCA 4096)")
+    p.add_argument("--licence", default="see the upstream repository's licence")
+    p.set_defaults(fn=_convert, backbone="net_vlad", backbone_options={})
+
+    fittable = specs_with("fit_to_corpus")
+    p = sub.add_parser(
+        "init-vlad", help="weights fitted to a corpus: NetVLAD centroids by k-means (NetVLAD paper recipe)"
+    )
+    p.add_argument("--backbone", default="efficientnet_lite0_netvlad", choices=fittable)
+    p.add_argument(
+        "--weights", default=None, help="start from these weights (net_vlad: a converted checkpoint's encoder)"
+    )
+    p.add_argument("--backbone-options", default="{}", type=json.loads)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--clusters", type=int, default=None, help="efficientnet_lite0_netvlad: number of clusters (16)")
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_init_vlad)
+
+    p = sub.add_parser("make-nanne-checkpoint", help="write a random checkpoint in Nanne's exact key layout "
+                                                     "(to test the converter; never for retrieval)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--wpca-dim", type=int, default=4096)
+    p.set_defaults(fn=_make_nanne)
+
+    p = sub.add_parser("fit-pca", help="fit PCA-whitening for net_vlad from corpus tiles (NetVLAD paper recipe)")
+    p.add_argument("--weights", required=True, help="project-format net_vlad checkpoint (any descriptor_dim)")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--images", type=int, default=600)
+    p.set_defaults(fn=lambda a: print(fit_pca(a.weights, a.corpus, a.out, a.dim, a.images)))
+
+    p = sub.add_parser("export-onnx", help="export a backbone to ONNX")
+    add_backbone_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=_export_onnx)

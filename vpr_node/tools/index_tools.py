@@ -1,0 +1,59 @@
+"""`vpr build-index` and `vpr evaluate`: embed a tile corpus into a FAISS index; recall of an index."""
+from __future__ import annotations
+
+import pathlib
+
+from .common import add_backbone_args, print_json, strategy_from_args
+
+
+def _build_index(a):
+    from vpr_node.core.corpus import TileCorpus
+    from vpr_node.core.indexing import build_index_for
+    m = build_index_for(a.backbone, TileCorpus(a.corpus), a.out, weights=a.weights, backbone_options=a.backbone_options,
+                        runtime=a.runtime, precision=a.precision, device=a.device, kind=a.index_type,
+                        params=a.index_params, rotations=a.rotations, batch_size=a.batch_size)
+    print_json({k: m.get(k) for k in ("backbone_label", "descriptor_dim", "index_type", "tile_count", "entry_count",
+                                      "build_seconds", "hubness")})
+
+
+def _evaluate(a):
+    from vpr_node.core.evaluation import evaluate, format_table, write_report
+    from vpr_node.core.queries import read_queries
+    qs = read_queries(a.queries)
+    if a.limit:
+        qs = qs[:a.limit]
+    results, first = [], None
+    for idx in a.index:
+        s = strategy_from_args(a, index_dir=idx)
+        first = first or s
+        r = evaluate(s, qs, k=20, heading_known=a.heading_known)
+        if len(a.index) > 1 or a.heading_known:
+            r.backbone = f"{r.backbone}{'+heading' if a.heading_known else ''}[{pathlib.Path(idx).name}]"
+        results.append(r)
+    print(format_table(results))
+    if a.out:
+        print_json(write_report(results, a.out, qs, first.index))
+
+
+def register(sub) -> None:
+    import json
+
+    p = sub.add_parser("build-index", help="embed a tile corpus and build the FAISS index + manifest")
+    add_backbone_args(p)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--index-type", default="flat", choices=("flat", "hnsw", "ivfpq"))
+    p.add_argument("--index-params", default="{}", type=json.loads, help='JSON, e.g. {"M": 32, "efSearch": 64}')
+    p.add_argument("--rotations", type=int, default=4, choices=(1, 2, 4, 8),
+                   help="embed each tile at this many headings (robustness to unknown yaw)")
+    p.add_argument("--batch-size", type=int, default=None, help="embedding batch (default: 1 on CPU, 32 on CUDA)")
+    p.set_defaults(fn=_build_index)
+
+    p = sub.add_parser("evaluate", help="recall@1/5/10/20 at 25/50 m, hubness, latency, plot and mosaic")
+    add_backbone_args(p)
+    p.add_argument("--queries", required=True, help="queries.csv from synth-queries")
+    p.add_argument("--index", required=True, nargs="+", help="index folder(s)")
+    p.add_argument("--out", default=None, help="report folder (JSON, PNG plot, PNG mosaic)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--heading-known", action="store_true", help="rotate each query north-up by its true heading")
+    p.set_defaults(fn=_evaluate)

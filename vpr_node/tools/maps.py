@@ -1,0 +1,111 @@
+"""`vpr sample-map`, `vpr make-corpus`, `vpr synth-queries`: the map side of the pre-flight tools."""
+from __future__ import annotations
+
+from .common import print_json, rasters_from
+
+
+def add_camera_args(p) -> None:
+    """Camera and planned altitudes: what the corpus builder matches tiles to (and queries are made with)."""
+    p.add_argument("--altitude", nargs=2, type=float, metavar=("MIN", "MAX"), default=None,
+                   help="planned altitude above ground (m); tiles are then matched to the camera's footprint")
+    p.add_argument("--hfov", type=float, default=86.0, help="camera horizontal field of view (deg)")
+    p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"), default=(1280, 720),
+                   help="camera image size (px)")
+    p.add_argument("--camera-info", default=None,
+                   help="sensor_msgs/CameraInfo calibration YAML (replaces --hfov/--image-size)")
+
+
+def camera_from_args(a):
+    from vpr_node.core.camera import CameraModel
+    if a.camera_info:
+        return CameraModel.from_camera_info_yaml(a.camera_info)
+    return CameraModel.from_hfov(a.hfov, *a.image_size)
+
+
+def tile_plan_from_args(a):
+    from vpr_node.core.corpus import TilePlan, plan_for_camera
+    if a.altitude:
+        return plan_for_camera(camera_from_args(a), a.altitude[0], a.altitude[1], a.radius, a.max_scale_step)
+    return TilePlan.single(a.tile_m, a.overlap)
+
+
+def add_tile_args(p) -> None:
+    add_camera_args(p)
+    p.add_argument("--tile-m", type=float, default=60.0, help="tile ground size in metres (without --altitude)")
+    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap (without --altitude)")
+    p.add_argument("--radius", type=float, default=25.0,
+                   help="with --altitude: recall radius (m) the tile spacing must support")
+    p.add_argument("--max-scale-step", type=float, default=1.5,
+                   help="with --altitude: a new tile scale whenever the footprint range exceeds this ratio")
+    p.add_argument("--tile-px", type=int, default=320, help="stored tile size in pixels")
+
+
+def _sample_map(a):
+    from vpr_node.core.sample_map import write_sample_map
+    print(write_sample_map(a.out, seed=a.seed))
+
+
+def _make_corpus(a):
+    from vpr_node.core.corpus import cut_corpus
+    plan = tile_plan_from_args(a)
+    recs = cut_corpus(rasters_from(a.maps), a.out, plan, a.tile_px)
+    print_json({"tiles": len(recs), "out": a.out, "scales": plan.scales, "plan": plan.reason})
+
+
+def _synth_queries(a):
+    from vpr_node.core.queries import QuerySpec, read_queries, synthesise_queries, write_queries
+    spec = QuerySpec.benchmark() if a.benchmark else QuerySpec(camera=tuple(a.image_size), footprint_m=a.footprint_m)
+    if a.altitude:
+        spec.altitude_m, spec.hfov_deg, spec.camera = tuple(a.altitude), a.hfov, tuple(a.image_size)
+    if a.north_up:
+        spec.yaw_deg = (0.0, 0.0)
+    if a.photometric:
+        spec.photometric = a.photometric
+    path = write_queries(synthesise_queries(rasters_from(a.maps), a.n, seed=a.seed, spec=spec), a.out)
+    print(path)
+    if a.bag:
+        from vpr_node.core.bagio import write_query_bag
+        from vpr_node.core.priors import PriorNoise
+        noise = None
+        if a.bag_priors:
+            noise = PriorNoise(**{k: True for k in a.bag_priors}, heading_sigma_deg=a.heading_sigma,
+                               altitude_sigma_pct=a.altitude_sigma, position_sigma_m=a.position_sigma, seed=a.seed)
+        print(write_query_bag(read_queries(path), a.bag, rate_hz=a.rate, priors=noise))
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sample-map", help="write the procedural sample map (+ corner table)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(fn=_sample_map)
+
+    p = sub.add_parser("make-corpus", help="cut georeferenced maps into a tile corpus (footprint-matched with "
+                                           "--altitude and the camera)")
+    p.add_argument("--maps", required=True, help="corner-coordinates CSV or XYZ z/x/y folder")
+    p.add_argument("--out", required=True)
+    add_tile_args(p)
+    p.set_defaults(fn=_make_corpus)
+
+    p = sub.add_parser("synth-queries", help="synthesise drone-like frames with ground truth")
+    p.add_argument("--maps", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--benchmark",
+        action="store_true",
+        help="the developer benchmark's protocol (55-110 m, 86 deg hfov, tilt <= 15 deg, strong photometrics)",
+    )
+    add_camera_args(p)
+    p.add_argument("--footprint-m", type=float, default=60.0, help="without --altitude: nominal footprint +-30 %%")
+    p.add_argument("--photometric", default=None, choices=("none", "standard", "strong", "adaptation"))
+    p.add_argument("--north-up", action="store_true", help="yaw 0 (heading-aligned frames)")
+    p.add_argument("--bag", default=None, help="also write a rosbag2 (MCAP) with Image + NavSatFix")
+    p.add_argument("--rate", type=float, default=3.0, help="frame rate in the bag")
+    p.add_argument("--bag-priors", nargs="+", default=(), choices=("heading", "altitude", "position"),
+                   help="also write the drone's priors into the bag: /imu (heading), /rangefinder (altitude above "
+                        "ground), /prior/fix (position with covariance), the truth plus noise")
+    p.add_argument("--heading-sigma", type=float, default=10.0, help="heading prior noise (deg, 1 sigma)")
+    p.add_argument("--altitude-sigma", type=float, default=10.0, help="altitude prior noise (%% of altitude)")
+    p.add_argument("--position-sigma", type=float, default=200.0, help="position prior noise (m, 1 sigma per axis)")
+    p.set_defaults(fn=_synth_queries)
