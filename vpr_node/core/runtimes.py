@@ -68,6 +68,8 @@ def export_onnx(model: torch.nn.Module, input_size: tuple[int, int], path, opset
     """Export a backbone to ONNX with a dynamic batch axis."""
     path = pathlib.Path(path)
     model = model.to("cpu", torch.float32).eval()
+    if hasattr(model, "export_module"):
+        model = model.export_module().eval()
     dummy = torch.zeros(1, 3, *input_size)
     torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["descriptor"],
                       dynamic_axes={"image": {0: "batch"}, "descriptor": {0: "batch"}}, opset_version=opset,

@@ -1,20 +1,17 @@
-"""Backbone registry. Adding a backbone = one new module that calls `register(BackboneSpec(...))`, plus
-its import line here (and its model card in models/)."""
-from . import (
-                   convnext,  # noqa: F401,E402  (convnext_tiny_gem)
-                   dinov2_family,  # noqa: F401,E402  (salad, megaloc, boq)
-                   efficientnet,  # noqa: F401,E402  (efficientnet_lite0_gem, efficientnet_lite0_netvlad)
-                   netvlad,  # noqa: F401,E402  (net_vlad)
-                   published,  # noqa: F401,E402  (cosplace, eigenplaces, mixvpr)
-)
+"""Backbone registry. Adding a backbone = one new module that calls `register(BackboneSpec(...))`, plus its
+name in the import line below (and its model card in models/). Who registers what: efficientnet
+(efficientnet_lite0_gem, efficientnet_lite0_netvlad), netvlad (net_vlad), convnext (convnext_tiny_gem),
+published (cosplace, eigenplaces, mixvpr), dinov2_family (salad, megaloc, boq), selavpr (selavpr),
+ultravpr (ultravpr)."""
+from . import convnext, dinov2_family, efficientnet, netvlad, published, selavpr, ultravpr  # noqa: F401
 from .base import (  # noqa: F401
-                   BackboneSpec,
-                   Provenance,
-                   VprBackbone,
-                   available_backbones,
-                   create_backbone,
-                   get_spec,
-                   register,
-                   sha256_file,
-                   specs_with,
+    BackboneSpec,
+    Provenance,
+    VprBackbone,
+    available_backbones,
+    create_backbone,
+    get_spec,
+    register,
+    sha256_file,
+    specs_with,
 )

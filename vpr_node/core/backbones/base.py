@@ -77,6 +77,10 @@ class VprBackbone(nn.Module):
             d = torch.nn.functional.normalize(self.whiten(d), p=2, dim=-1, eps=1e-12)
         return d
 
+    def export_module(self) -> nn.Module:
+        """What torch.onnx exports (the model itself unless its layers need converting, e.g. e2cnn's)."""
+        return self
+
     def set_whitening(self, layer: nn.Linear | None) -> None:
         """Install (or remove) a map-fitted whitening layer; the descriptor dimension follows it."""
         if self.whiten is not None:

@@ -37,24 +37,53 @@ DINOV2_VARIANTS = {"dinov2_vits14": ("vit_small_patch14_dinov2", 384),
                    "dinov2_vitl14": ("vit_large_patch14_dinov2", 1024)}
 
 
+PATCH = 14
+
+
+def hub_tokens(vit: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Patch embedding + class token + position embedding, resized the torch.hub DINOv2 way (bicubic with
+    scale factor (grid + 0.1) / 37, no antialias), for a timm DINOv2 ViT in the hub's parameter layout."""
+    b, _, h, w = x.shape
+    if h % PATCH or w % PATCH:
+        raise ConfigurationError(f"DINOv2 input {h}x{w} must be a multiple of {PATCH}")
+    c = vit.cls_token.shape[-1]
+    tokens = torch.cat([vit.cls_token.expand(b, -1, -1), vit.patch_embed(x).reshape(b, -1, c)], dim=1)
+    h0, w0 = h // PATCH, w // PATCH
+    pos = vit.pos_embed.float()
+    cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
+    m = int(round(patch_pos.shape[1] ** 0.5))
+    if (h0, w0) != (m, m):
+        grid = F.interpolate(patch_pos.reshape(1, m, m, -1).permute(0, 3, 1, 2), mode="bicubic", antialias=False,
+                             scale_factor=((h0 + 0.1) / m, (w0 + 0.1) / m))
+        if tuple(grid.shape[-2:]) != (h0, w0):
+            raise ConfigurationError(f"position-embedding resize gave {tuple(grid.shape[-2:])}, wanted {(h0, w0)}")
+        patch_pos = grid.permute(0, 2, 3, 1).reshape(1, h0 * w0, -1)
+    return tokens + torch.cat([cls_pos, patch_pos], dim=1).to(tokens.dtype)
+
+
+def timm_dinov2(variant: str) -> tuple[nn.Module, int]:
+    """A timm DINOv2 ViT with the hub's parameter names (+ the hub's unused mask_token) and its width."""
+    if variant not in DINOV2_VARIANTS:
+        raise ConfigurationError(
+            f"DINOv2 variant {variant!r} not supported; choose one of {', '.join(DINOV2_VARIANTS)}"
+        )
+    timm_name, channels = DINOV2_VARIANTS[variant]
+    vit = timm.create_model(timm_name, pretrained=False, dynamic_img_size=True, num_classes=0)
+    vit.mask_token = nn.Parameter(torch.zeros(1, channels))  # hub layout; unused at inference
+    return vit, channels
+
+
 class DinoV2Trunk(nn.Module):
     """DINOv2 ViT stored under `attr` (`model` for SALAD/MegaLoc, `dino` for BoQ).
 
     forward(x) -> (patch features (B, C, H/14, W/14), class token (B, C)), after the final LayerNorm
     when `final_norm` (SALAD, MegaLoc) and without it otherwise (BoQ)."""
 
-    PATCH = 14
-    INTERPOLATE_OFFSET = 0.1  # the hub model's default
+    PATCH = PATCH
 
     def __init__(self, variant: str = "dinov2_vitb14", attr: str = "model", final_norm: bool = True):
         super().__init__()
-        if variant not in DINOV2_VARIANTS:
-            raise ConfigurationError(
-                f"DINOv2 variant {variant!r} not supported; choose one of {', '.join(DINOV2_VARIANTS)}"
-            )
-        timm_name, self.num_channels = DINOV2_VARIANTS[variant]
-        vit = timm.create_model(timm_name, pretrained=False, dynamic_img_size=True, num_classes=0)
-        vit.mask_token = nn.Parameter(torch.zeros(1, self.num_channels))  # hub layout; unused at inference
+        vit, self.num_channels = timm_dinov2(variant)
         self._attr = attr
         setattr(self, attr, vit)
         self.final_norm = final_norm
@@ -63,27 +92,10 @@ class DinoV2Trunk(nn.Module):
     def vit(self) -> nn.Module:
         return getattr(self, self._attr)
 
-    def _pos_embed(self, h0: int, w0: int, dtype) -> torch.Tensor:
-        pos = self.vit.pos_embed.float()
-        cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
-        m = int(round(patch_pos.shape[1] ** 0.5))
-        if (h0, w0) != (m, m):
-            grid = patch_pos.reshape(1, m, m, -1).permute(0, 3, 1, 2)
-            grid = F.interpolate(grid, mode="bicubic", antialias=False,
-                                 scale_factor=((h0 + self.INTERPOLATE_OFFSET) / m, (w0 + self.INTERPOLATE_OFFSET) / m))
-            if tuple(grid.shape[-2:]) != (h0, w0):
-                raise ConfigurationError(f"position-embedding resize gave {tuple(grid.shape[-2:])}, wanted {(h0, w0)}")
-            patch_pos = grid.permute(0, 2, 3, 1).reshape(1, h0 * w0, -1)
-        return torch.cat([cls_pos, patch_pos], dim=1).to(dtype)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, h, w = x.shape
-        if h % self.PATCH or w % self.PATCH:
-            raise ConfigurationError(f"DINOv2 input {h}x{w} must be a multiple of {self.PATCH}")
         vit = self.vit
-        tokens = vit.patch_embed(x).reshape(b, -1, self.num_channels)
-        tokens = torch.cat([vit.cls_token.expand(b, -1, -1), tokens], dim=1)
-        tokens = tokens + self._pos_embed(h // self.PATCH, w // self.PATCH, tokens.dtype)
+        tokens = hub_tokens(vit, x)
         for blk in vit.blocks:
             tokens = blk(tokens)
         if self.final_norm:

@@ -135,8 +135,10 @@ class MixVPRNet(VprBackbone):
 def normalise_published_state(state: dict, keep_prefixes: tuple[str, ...]) -> tuple[dict, list[str]]:
     """Unwrap a Lightning/DataParallel container; keep the model's keys. Returns (state, dropped keys),
     dropped = training-only entries such as loss or miner buffers."""
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    for wrapper in ("state_dict", "model_state_dict"):  # Lightning / torch.save({"state_dict": ...}); SelaVPR
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
     state = {k.removeprefix("module."): v for k, v in state.items()}
     kept = {k: v for k, v in state.items() if k.startswith(keep_prefixes + ("whiten.",))}
     if not kept:
