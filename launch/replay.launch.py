@@ -6,12 +6,13 @@
 Starts the node with use_sim_time:=true (configured and activated at launch) and the package's
 `vpr_bag_player`, which publishes the bag's camera and NavSatFix messages at their recorded timing
 (scaled by `rate`) with /clock, writes the node's VprResult output to `out` and prints recall@1/5/10
-against the bag's GPS. The launch ends when the player is done. Mirrored here (no launch_ros on PyPI)
-by `vpr replay-ros`, which runs the same executables through the same lifecycle services.
+against the bag's GPS. The launch ends when the player is done (test/test_launch_replay.py runs it).
+`vpr replay-ros` runs the same executables through the same lifecycle services without `ros2 launch`.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler, SetEnvironmentVariable
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown, matches_action
@@ -21,20 +22,20 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from launch import LaunchDescription
+from vpr_node.ros.node_spec import EXECUTABLE, FASTDDS_PROFILE, NODE_ENV, NODE_NAME, PACKAGE
 
 
 def generate_launch_description():
-    share = get_package_share_directory("vpr_node")
+    share = get_package_share_directory(PACKAGE)
     arg = LaunchConfiguration
     node = LifecycleNode(
-        package="vpr_node", executable="vpr_lifecycle_node", name="vpr_node", namespace="", output="screen",
+        package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME, namespace="", output="screen", additional_env=NODE_ENV,
         parameters=[arg("params_file"), {"use_sim_time": True, "backbone": arg("backbone"),
                                          "index_dir": arg("index_dir"), "image_topic": arg("camera_topic"),
                                          "compressed": arg("compressed")}],
     )
     player = Node(
-        package="vpr_node", executable="vpr_bag_player", name="vpr_bag_player", output="screen",
+        package=PACKAGE, executable="vpr_bag_player", name="vpr_bag_player", output="screen",
         arguments=[arg("bag"), "--rate", arg("rate"), "--out", arg("out"), "--camera-topic", arg("camera_topic")],
     )
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
@@ -61,7 +62,7 @@ def generate_launch_description():
             DeclareLaunchArgument("out", default_value="vpr_results_bag", description="result bag folder"),
             DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "vpr.yaml")),
             SetEnvironmentVariable(
-                "FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds_large_frames.xml")
+                "FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, *FASTDDS_PROFILE)
             ),
             node,
             activate_when_configured,

@@ -32,6 +32,9 @@ NPINC=$(python -c 'import numpy; print(numpy.get_include())')
          -e "s#/opt/python/cp311-cp311/include/python3.11#${PYINC}#g" "$f"
 done
 
+# ros2 launch / lifecycle / topic and launch_testing from ../shared/vendor/ros2 where ROS 2 is not installed.
+command -v ros2 >/dev/null 2>&1 || bash "$ROOT/scripts/build_ros2_tools.sh"
+
 # Build the ROS package (custom messages + Python node) exactly as on a drone: colcon build.
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
 if [ ! -f "$ROOT/install/vpr_node/share/vpr_node/package.xml" ] || [ "${VPR_REBUILD:-0}" = 1 ] \

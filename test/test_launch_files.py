@@ -1,7 +1,7 @@
-"""The shipped launch files stay true to the package (launch/launch_ros are not installable here, so
-this checks them statically): every executable they start is installed by CMakeLists.txt from
-scripts/, every node parameter they set is one the node declares, and config/vpr.yaml only sets
-declared parameters."""
+"""The shipped launch files stay true to the package, checked statically (so also where the ROS 2 launch
+tools are absent; test_launch_*.py run them for real where they are): every executable they start is
+installed by CMakeLists.txt from scripts/, every node parameter they set is one the node declares, and
+config/vpr.yaml sets every declared parameter and nothing else."""
 import ast
 import pathlib
 import re
@@ -9,6 +9,7 @@ import re
 import pytest
 import yaml
 
+from vpr_node.ros import node_spec
 from vpr_node.ros.params import PARAMETERS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -28,8 +29,11 @@ def test_launch_file_executables_are_installed_and_parameters_declared(path):
     tree = ast.parse(path.read_text())
     executables, param_keys = set(), set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg == "executable" and isinstance(node.value, ast.Constant):
-            executables.add(node.value.value)
+        if isinstance(node, ast.keyword) and node.arg == "executable":
+            if isinstance(node.value, ast.Constant):
+                executables.add(node.value.value)
+            elif isinstance(node.value, ast.Name) and node.value.id == "EXECUTABLE":  # node_spec's
+                executables.add(node_spec.EXECUTABLE)
         if isinstance(node, ast.keyword) and node.arg == "parameters" and isinstance(node.value, ast.List):
             for elt in node.value.elts:
                 if isinstance(elt, ast.Dict):
@@ -46,3 +50,4 @@ def test_params_file_sets_only_declared_parameters():
     params = yaml.safe_load((ROOT / "config" / "vpr.yaml").read_text())
     (node_params,) = [v["ros__parameters"] for v in params.values()]
     assert set(node_params) <= set(PARAMETERS) | {"use_sim_time"}, set(node_params) - set(PARAMETERS)
+    assert set(PARAMETERS) <= set(node_params), f"config/vpr.yaml lacks {set(PARAMETERS) - set(node_params)}"

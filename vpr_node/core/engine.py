@@ -93,13 +93,22 @@ class VprEngine:
         warmed.wait(warm_up_timeout)
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop taking frames, drop queued ones, let the frame in flight finish. True if the thread ended."""
+        """Stop taking frames, drop queued ones, give the frame in flight up to `timeout` s to finish. True if
+        the thread ended; otherwise the frame in flight is abandoned and recorded (c2.vpr.frame_abandoned)."""
         self._stop.set()
         self.queue.close()
         if self._thread is not None:
             self._thread.join(timeout)
             alive = self._thread.is_alive()
             self._thread = None if not alive else self._thread
+            inflight = self._inflight
+            if alive and inflight is not None:
+                frame, started = inflight
+                fields = {"frame_uuid": frame.uuid, "frame_id": frame.frame_id, "stamp_ns": frame.stamp_ns,
+                          "inflight_ms": round((time.monotonic() - started) * 1e3, 1), "waited_s": timeout}
+                self.log.warn("c2.vpr.frame_abandoned", "frame in flight abandoned at stop", **fields)
+                if self.recorder:
+                    self.recorder.record("c2.vpr.frame_abandoned", **fields)
             return not alive
         return True
 

@@ -35,6 +35,7 @@ class MissionConfig:
     out: str  # the index folder the node's `index_dir` points at
     backbone: str = "efficientnet_lite0_netvlad"
     backbone_options: dict = dataclasses.field(default_factory=dict)
+    weights: str | None = None  # start from these (converted or trained) weights instead of fitted/packaged ones
     altitude_m: tuple[float, float] = (55.0, 110.0)
     camera: CameraModel = dataclasses.field(default_factory=lambda: CameraModel.from_hfov(86.0, 1280, 720))
     radius_m: float = 25.0
@@ -96,8 +97,8 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
 
     # 2. weights fitted to the corpus (NetVLAD centroids) when the backbone needs them
     spec = get_spec(cfg.backbone)
-    base = None
-    if spec.weights_required and spec.fit_to_corpus:
+    base = cfg.weights
+    if base is None and spec.weights_required and spec.fit_to_corpus:
         base = str(work / "base_weights.pt")
         if not state.done("base_weights", corpus_key) or not pathlib.Path(base).exists():
             log("[mission] fitting the backbone's corpus weights (k-means centroids)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pathlib
 import queue
-import shutil
 import signal
 import subprocess
 import time
@@ -30,6 +29,7 @@ from vpr_node.msg import VprResult
 
 from .client_node import BackgroundNode
 from .conversions import ns_to_time
+from .node_spec import FASTDDS_PROFILE, NODE_ENV, launch_command, node_command
 
 TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
                "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
@@ -40,7 +40,7 @@ TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transit
 
 def default_fastdds_profile() -> str | None:
     """config/fastdds_large_frames.xml from the source tree or the installed share folder."""
-    p = data_file("config", "fastdds_large_frames.xml")
+    p = data_file(*FASTDDS_PROFILE)
     return str(p) if p else None
 
 
@@ -51,18 +51,6 @@ def _ros_env_defaults() -> None:
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", profile)
 
 
-def node_executable() -> str:
-    """The installed node executable (colcon install tree), as `ros2 run vpr_node vpr_lifecycle_node` finds it."""
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        exe = pathlib.Path(prefix) / "lib" / "vpr_node" / "vpr_lifecycle_node"
-        if exe.is_file():
-            return str(exe)
-    found = shutil.which("vpr_lifecycle_node")
-    if found:
-        return found
-    raise FileNotFoundError("vpr_lifecycle_node not found: run `bash scripts/setup_env.sh` and `. scripts/env.sh`")
-
-
 def write_params_file(path, params: dict, node_name: str = "vpr_node") -> pathlib.Path:
     path = pathlib.Path(path)
     path.write_text(yaml.safe_dump({node_name: {"ros__parameters": params}}, sort_keys=True))
@@ -70,15 +58,16 @@ def write_params_file(path, params: dict, node_name: str = "vpr_node") -> pathli
 
 
 class NodeProcess:
-    """The node as a child process; stdout/stderr go to a log file."""
+    """The node as a child process (node_spec.py: the launch file's command and environment), directly or,
+    with via_launch, through `ros2 launch vpr_node vpr.launch.py auto_start:=false`; output to a log file."""
 
-    def __init__(self, params_file, log_path, domain_id: int, extra_env: dict | None = None):
+    def __init__(self, params_file, log_path, domain_id: int, extra_env: dict | None = None, via_launch: bool = False):
         self.log_path = pathlib.Path(log_path)
         _ros_env_defaults()
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1", **(extra_env or {}))
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), **NODE_ENV, **(extra_env or {}))
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([node_executable(), "--ros-args", "--params-file", str(params_file)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        cmd = launch_command(params_file) if via_launch else node_command(params_file)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

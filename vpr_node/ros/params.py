@@ -75,6 +75,9 @@ class NodeConfig:
     diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", check=_positive)
     hang_timeout: float = param(10.0, "seconds a frame may stay in flight before it is reported as "
                                       "c2.vpr.backbone_hang", check=_positive)
+    shutdown_timeout: float = param(1.0, "at cleanup/shutdown/SIGINT, seconds the frame in flight may take to finish "
+                                         "before it is abandoned (and recorded as c2.vpr.frame_abandoned)",
+                                    check=_between(0.0, 60.0))
     # --- priors (what the drone already knows); each is off while its topic is '' -----------------------
     heading_topic: str = param("", "heading prior topic ('' = off): the frame is rotated north-up before embedding")
     heading_type: str = param("imu", "heading message type: imu | odometry | pose | quaternion",

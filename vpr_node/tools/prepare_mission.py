@@ -18,10 +18,24 @@ def _run(a):
     altitude = tuple(a.altitude or (55.0, 110.0))
     camera = camera_from_args(a)
     adapt = dataclass_from_args(AdaptConfig, a, "adapt-", altitude_m=altitude, hfov_deg=camera.hfov_deg)
-    cfg = MissionConfig(maps=a.maps, out=a.out, backbone=a.backbone, backbone_options=a.backbone_options,
-                        altitude_m=altitude, camera=camera, radius_m=a.radius, max_scale_step=a.max_scale_step,
-                        tile_px=a.tile_px, rotations=a.rotations, index_type=a.index_type, index_params=a.index_params,
-                        report_queries=a.report_queries, report_seed=a.report_seed, adapt=adapt)
+    cfg = MissionConfig(
+        maps=a.maps,
+        out=a.out,
+        backbone=a.backbone,
+        backbone_options=a.backbone_options,
+        weights=a.weights,
+        altitude_m=altitude,
+        camera=camera,
+        radius_m=a.radius,
+        max_scale_step=a.max_scale_step,
+        tile_px=a.tile_px,
+        rotations=a.rotations,
+        index_type=a.index_type,
+        index_params=a.index_params,
+        report_queries=a.report_queries,
+        report_seed=a.report_seed,
+        adapt=adapt,
+    )
     summary = prepare_mission(cfg)
     rep = summary.get("report")
     if rep:
@@ -43,6 +57,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="index folder (set the node's index_dir to it)")
     p.add_argument("--backbone", default="efficientnet_lite0_netvlad")
     p.add_argument("--backbone-options", default="{}", type=json.loads)
+    p.add_argument("--weights", default=None, help="start from these weights (converted or `vpr train`ed); default: "
+                                                   "fitted to the corpus (NetVLAD centroids) or the packaged ones")
     add_camera_args(p)
     p.add_argument("--radius", type=float, default=25.0, help="recall radius (m) the tile spacing must support")
     p.add_argument("--max-scale-step", type=float, default=1.5, help="a new tile scale when footprints differ more")

@@ -1,0 +1,48 @@
+"""Inputs for the launch suites (launch_testing entry points cannot take pytest fixtures): a small GeM
+index over the procedural sample map, a params file, a synthesised flight and bag."""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+SKIP_REASON = ("ROS 2 launch tools not installed: scripts/setup_env.sh builds them from ../shared/vendor/ros2 "
+               "(scripts/build_ros2_tools.sh), or source a ROS 2 installation")
+GEM_OPTS = '{"input_size": 160}'
+
+
+def ros2_cli_available() -> bool:
+    return shutil.which("ros2") is not None
+
+
+def small_index(work: pathlib.Path) -> dict:
+    """Sample map (210 m), 60 m tiles, a GeM index (160 px, 1 rotation) and 6 synthesised frames; ~15 s."""
+    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
+    from vpr_node.core.indexing import build_index_for
+    from vpr_node.core.queries import QuerySpec, synthesise_queries
+    from vpr_node.core.sample_map import write_sample_map
+
+    work.mkdir(parents=True, exist_ok=True)
+    maps = write_sample_map(work / "map", seed=11, size_px=700)
+    cut_tiles(load_corner_table(maps), work / "corpus", tile_m=60.0, overlap=0.5, tile_px=160, progress=False)
+    build_index_for("efficientnet_lite0_gem", TileCorpus(work / "corpus"), work / "index",
+                    backbone_options={"input_size": 160}, rotations=1, progress=False)
+    queries = list(synthesise_queries(load_corner_table(maps), 6, seed=5,
+                                      spec=QuerySpec(camera=(480, 270), footprint_m=60.0)))
+    return {"maps": maps, "index": work / "index", "queries": queries}
+
+
+def node_params_file(work: pathlib.Path, index, **over) -> pathlib.Path:
+    from vpr_node.ros.harness import write_params_file
+    params = {"backbone": "efficientnet_lite0_gem", "backbone_options": GEM_OPTS, "index_dir": str(index),
+              "top_k": 5, "recorder_path": str(work / "fdr.jsonl"), "diagnostics_period": 0.5, **over}
+    return write_params_file(work / "params.yaml", params)
+
+
+def isolate_ros_domain(domain: int) -> None:
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from vpr_node.ros.harness import default_fastdds_profile
+    profile = default_fastdds_profile()
+    if profile:
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", profile)

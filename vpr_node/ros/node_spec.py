@@ -1,0 +1,43 @@
+"""How the vpr_node process is started: one description shared by launch/vpr.launch.py (and replay.launch.py),
+the process harness (tests, demo, benchmarks, replay-ros where `ros2 launch` is absent) and the demo's
+`ros2 launch` path. Plain Python (no rclpy)."""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+PACKAGE = "vpr_node"
+EXECUTABLE = "vpr_lifecycle_node"
+NODE_NAME = "vpr_node"
+LAUNCH_FILE = "vpr.launch.py"
+# the structured JSON line is the whole console message (it also goes to /rosout)
+NODE_ENV = {"RCUTILS_CONSOLE_OUTPUT_FORMAT": "{message}", "PYTHONUNBUFFERED": "1"}
+FASTDDS_PROFILE = ("config", "fastdds_large_frames.xml")  # share/vpr_node/<...>: large frames over shared memory
+
+
+def node_executable() -> str:
+    """The installed node executable (colcon install tree), as `ros2 run vpr_node vpr_lifecycle_node` finds it."""
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        exe = pathlib.Path(prefix) / "lib" / PACKAGE / EXECUTABLE
+        if exe.is_file():
+            return str(exe)
+    found = shutil.which(EXECUTABLE)
+    if found:
+        return found
+    raise FileNotFoundError(f"{EXECUTABLE} not found: run `bash scripts/setup_env.sh` and `. scripts/env.sh`")
+
+
+def node_command(params_file) -> list[str]:
+    """The node started directly (what the launch file's LifecycleNode action runs)."""
+    return [node_executable(), "--ros-args", "-r", f"__node:={NODE_NAME}", "--params-file", str(params_file)]
+
+
+def launch_command(params_file, auto_start: bool = False) -> list[str]:
+    """The node started through `ros2 launch` (where the ROS 2 launch tools are installed)."""
+    return ["ros2", "launch", PACKAGE, LAUNCH_FILE, f"params_file:={params_file}",
+            f"auto_start:={'true' if auto_start else 'false'}"]
+
+
+def ros2_cli_available() -> bool:
+    return shutil.which("ros2") is not None
