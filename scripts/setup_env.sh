@@ -18,7 +18,7 @@ fi
 
 STAMP="$VENV/.vpr_deps_$(sha256sum "$ROOT/requirements.txt" | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
-  python -m pip install -q --upgrade pip wheel setuptools
+  python -m pip install -q --upgrade pip wheel "setuptools<80"  # colcon-core needs < 80
   python -m pip install -q -r "$ROOT/requirements.txt"
   touch "$STAMP"
 fi

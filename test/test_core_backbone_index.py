@@ -164,3 +164,35 @@ def test_evaluate_on_sample_map(gem_index_dir, sample_queries, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())[0]["backbone"] == "efficientnet_lite0_gem"
     for key in ("plot", "mosaic"):
         assert (tmp_path / files[key].split("/")[-1]).stat().st_size > 1000
+
+
+def test_memory_budget_picks_the_most_exact_index_that_fits_and_measures_its_recall_cost(tmp_path):
+    """flat while float32 vectors fit, then 8-bit scalar quantisation, then IVF-PQ; the manifest records the
+    budget, the choice, the file size and recall@10 against exact search; too small a budget says what fits."""
+    from vpr_node.core.corpus import TileRecord
+    from vpr_node.core.index import choose_index_type, write_index
+
+    assert choose_index_type(1000, 256, 1.0)[0] == "flat"  # 1000 x 256 x 4 B = 0.98 MiB
+    assert choose_index_type(4000, 256, 1.0)[0] == "sq8"  # 4000 x 256 B
+    kind, params, need = choose_index_type(100_000, 256, 8.0)
+    assert kind == "ivfpq" and need <= 8 * 2**20 and 256 % params["m"] == 0
+    with pytest.raises(ConfigurationError, match="memory-budget"):
+        choose_index_type(1_000_000, 4096, 1.0)
+
+    rng = np.random.default_rng(0)
+    n, d = 3000, 64
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    recs = [TileRecord(f"t{i}", 18, 60.0 + i * 1e-5, 22.0, 0, 0, 0, 0, "m", 0, 0, 1, 1, f"t{i}.png") for i in range(n)]
+    info = {"label": "test", "weights_sha256": "0" * 64, "preprocessing": {}}
+    budgets = {"flat": n * d * 4 / 2**20 + 0.01, "sq8": n * d * 1.5 / 2**20, "ivfpq": n * d * 0.9 / 2**20}
+    for want, budget in budgets.items():
+        m = write_index(tmp_path / want, x, np.arange(n), recs, info, "auto", {"memory_budget_mib": budget})
+        assert m["index_type"] == want and m["memory_budget_mib"] == budget
+        assert m["index_bytes"] <= budget * 2**20 * 1.1
+        assert 0.0 < m["recall_at_10_vs_exact"] <= 1.0
+        assert json.loads((tmp_path / want / "manifest.json").read_text())["index_type"] == want
+        idx = DescriptorIndex(tmp_path / want)
+        top = idx.search(x[7], 5)
+        assert top[0].tile.name == "t7" or want == "ivfpq"
+    assert m["recall_at_10_vs_exact"] < 1.0  # IVF-PQ is approximate, and says by how much

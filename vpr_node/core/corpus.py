@@ -1,7 +1,8 @@
 """Tile corpora: cut georeferenced north-up rasters into square tiles of set ground sizes.
 
-Sources: a corner-coordinates table (filename, top-left lat/lon, bottom-right lat/lon, width/height
-px: the format of wildnav's tiles.csv) or an XYZ/slippy `z/x/y.png` folder. A corpus folder holds
+Sources (`load_maps`): a corner-coordinates table (filename, top-left lat/lon, bottom-right lat/lon,
+width/height px: the format of wildnav's tiles.csv), GeoTIFF/COG orthophotos in any CRS (geotiff.py:
+windowed reads, nodata, overviews) or an XYZ/slippy `z/x/y.png` folder (one zoom or several). A corpus folder holds
 `tiles/*.png`, `tiles.csv` (tile id, zoom, centre lat/lon, bounds, source, pixel box, ground size)
 and `corpus.json` (the tile plan: ground sizes and strides, and the camera/altitudes they came from).
 
@@ -40,6 +41,8 @@ TILE_FIELDS = (
     "y1",
     "path",
     "ground_m",
+    "src_crs",
+    "src_bounds",
 )
 
 
@@ -50,6 +53,8 @@ class GeoRaster:
     path: pathlib.Path
     geo: GeoImage
 
+    src_crs = ""  # the corner table's lat/lon
+
     def read_rgb(self) -> np.ndarray:
         img = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
         if img is None:
@@ -59,6 +64,22 @@ class GeoRaster:
                 img.shape[1], img.shape[0], (self.geo.lat0, self.geo.lon0), (self.geo.lat1, self.geo.lon1)
             )
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def read_window(self, x0: int, y0: int, side: int, out_px: int | None):
+        """(RGB tile, valid fraction 1.0); PNG/JPEG cannot be read by window, so the image is held until release()."""
+        img = getattr(self, "_cached", None)
+        if img is None:
+            img = self._cached = self.read_rgb()
+        crop = img[y0:y0 + side, x0:x0 + side]
+        if out_px:
+            crop = cv2.resize(crop, (out_px, out_px), interpolation=cv2.INTER_AREA)
+        return crop, 1.0
+
+    def source_bounds(self, north, south, west, east) -> tuple:
+        return ()
+
+    def release(self) -> None:
+        self._cached = None
 
 
 def load_corner_table(csv_path) -> list[GeoRaster]:
@@ -88,20 +109,41 @@ def slippy_tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, flo
     return lat(y), x / n * 360.0 - 180.0, lat(y + 1), (x + 1) / n * 360.0 - 180.0
 
 
-def load_xyz_folder(root) -> list[GeoRaster]:
-    """Every `z/x/y.(png|jpg)` tile under root as a georeferenced raster (256 px assumed, read lazily)."""
+def load_xyz_folder(root, zooms=None) -> list[GeoRaster]:
+    """Every `z/x/y.(png|jpg)` tile under root (at the given zoom levels, default all) as a georeferenced
+    raster (read lazily)."""
     root = pathlib.Path(root)
     out = []
     for p in sorted(root.glob("*/*/*")):
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             continue
         z, x, y = int(p.parent.parent.name), int(p.parent.name), int(p.stem)
+        if zooms and z not in zooms:
+            continue
         north, west, south, east = slippy_tile_bounds(z, x, y)
         h, w = cv2.imread(str(p)).shape[:2]
         out.append(GeoRaster(p, GeoImage(w, h, (north, west), (south, east))))
     if not out:
-        raise ConfigurationError(f"no z/x/y tiles under {root}")
+        raise ConfigurationError(f"no z/x/y tiles under {root}" + (f" at zoom {sorted(zooms)}" if zooms else ""))
     return out
+
+
+def load_maps(path, xyz_zooms=None) -> list:
+    """The mission map, whatever its form: a corner-coordinates .csv, a GeoTIFF (.tif/.tiff) or a folder of them,
+    or an XYZ z/x/y folder (optionally only some zoom levels)."""
+    from .geotiff import GEOTIFF_SUFFIXES, load_geotiffs
+
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise ConfigurationError(f"map {p} does not exist")
+    if p.is_file() and p.suffix.lower() == ".csv":
+        return load_corner_table(p)
+    if p.suffix.lower() in GEOTIFF_SUFFIXES or (p.is_dir() and any(
+            f.suffix.lower() in GEOTIFF_SUFFIXES for f in p.iterdir())):
+        return load_geotiffs(p)
+    if p.is_dir():
+        return load_xyz_folder(p, xyz_zooms)
+    raise ConfigurationError(f"map {p}: expected a corner-coordinates .csv, a GeoTIFF or an XYZ z/x/y folder")
 
 
 @dataclasses.dataclass
@@ -121,6 +163,8 @@ class TileRecord:
     y1: int
     path: str
     ground_m: float = 0.0  # tile side on the ground (metres); 0 in tables written before it was recorded
+    src_crs: str = ""  # GeoTIFF sources: the orthophoto's CRS ...
+    src_bounds: str = ""  # ... and the tile's "minx miny maxx maxy" in it
 
     def tile(self) -> TileId:
         return TileId(self.zoom, self.lat, self.lon, self.tile_id)
@@ -189,28 +233,37 @@ def cut_corpus(rasters: list[GeoRaster], out_dir, plan: TilePlan, tile_px: int |
     (out_dir / "tiles").mkdir(parents=True, exist_ok=True)
     multi = len(plan.scales) > 1
     records: list[TileRecord] = []
+    skipped = 0
     for r in tqdm(rasters, desc="cutting tiles", disable=not progress, unit="map"):
-        img = r.read_rgb()
+        width, height = r.geo.width, r.geo.height
         for tile_m, stride_m in plan.scales:
             side = int(round(tile_m / r.geo.gsd_m))
-            if side > min(img.shape[:2]):
+            if side > min(width, height):
                 raise ConfigurationError(f"tile size {tile_m} m ({side} px) is larger than map {r.path.name}")
             stride = max(1, int(round(stride_m / r.geo.gsd_m)))
             zoom = slippy_zoom_for_gsd(tile_m / (tile_px or side), (r.geo.lat0 + r.geo.lat1) / 2)
-            for y0 in range(0, img.shape[0] - side + 1, stride):
-                for x0 in range(0, img.shape[1] - side + 1, stride):
-                    crop = img[y0:y0 + side, x0:x0 + side]
-                    if tile_px:
-                        crop = cv2.resize(crop, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
+            for y0 in range(0, height - side + 1, stride):
+                for x0 in range(0, width - side + 1, stride):
+                    crop, valid = r.read_window(x0, y0, side, tile_px)
+                    if valid < getattr(r, "min_valid", 0.0):
+                        skipped += 1  # mostly nodata (outside the orthophoto's footprint)
+                        continue
                     (lat, lon) = (float(v) for v in r.geo.pixel_to_latlon(x0 + side / 2, y0 + side / 2))
                     north, west = (float(v) for v in r.geo.pixel_to_latlon(x0, y0))
                     south, east = (float(v) for v in r.geo.pixel_to_latlon(x0 + side, y0 + side))
                     tid = f"{r.path.stem}{f'_m{tile_m:g}' if multi else ''}_{y0:05d}_{x0:05d}"
                     rel = f"tiles/{tid}.png"
                     cv2.imwrite(str(out_dir / rel), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                    src_bounds = " ".join(f"{v:.3f}" for v in r.source_bounds(north, south, west, east))
                     records.append(TileRecord(tid, zoom, lat, lon, north, south, west, east, r.path.name,
-                                              x0, y0, x0 + side, y0 + side, rel, float(tile_m)))
+                                              x0, y0, x0 + side, y0 + side, rel, float(tile_m), r.src_crs,
+                                              src_bounds))
+        r.release()
+    if not records:
+        raise ConfigurationError(f"no tiles cut: every window was mostly nodata or the maps are smaller than "
+                                 f"{min(t for t, _ in plan.scales):g} m")
     write_tile_table(out_dir / "tiles.csv", records)
+    (out_dir / "skipped.json").write_text(json.dumps({"nodata_windows": skipped}) + "\n")
     (out_dir / "corpus.json").write_text(json.dumps(plan.to_json(), indent=2) + "\n")
     return records
 

@@ -28,7 +28,45 @@ from .types import Candidate
 FORMAT_VERSION = 1
 INDEX_FILES = ("index.faiss", "descriptors.npy", "entries.npy", "tiles.csv")
 OPTIONAL_FILES = ("backbone_weights.pt",)
-INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+INDEX_TYPES = ("flat", "sq8", "hnsw", "ivfpq")
+AUTO = "auto"  # chosen by a memory budget (choose_index_type)
+IVF_ID_BYTES = 8  # an inverted list stores a 64-bit id per vector
+
+
+def choose_index_type(n: int, d: int, budget_mib: float) -> tuple[str, dict, int]:
+    """The most exact index whose vectors fit `budget_mib`: flat float32 (4d bytes a vector), else 8-bit scalar
+    quantised (d bytes), else IVF-PQ with the most sub-quantisers that fit (m bytes + an id). Returns
+    (kind, params, expected bytes). Too small a budget is a ConfigurationError saying what would fit."""
+    budget = float(budget_mib) * 2**20
+    if n * d * 4 <= budget:
+        return "flat", {}, n * d * 4
+    if n * d <= budget:
+        return "sq8", {}, n * d
+    nlist = max(1, min(65536, int(4 * np.sqrt(n))))
+    for m in (128, 64, 48, 32, 24, 16, 8, 4):
+        need = n * (m + IVF_ID_BYTES) + nlist * d * 4 + 256 * d * 4  # codes + ids, coarse centroids, PQ codebooks
+        if d % m == 0 and m <= d and need <= budget:
+            return "ivfpq", {"nlist": nlist, "m": m, "nbits": 8, "nprobe": min(nlist, 32)}, need
+    least = n * (4 + IVF_ID_BYTES) + nlist * d * 4 + 256 * d * 4
+    raise ConfigurationError(f"{n} vectors of {d}-D do not fit a {budget_mib:g} MiB index: the smallest index "
+                             f"(IVF-PQ, 4 bytes a vector) needs {least / 2**20:.0f} MiB. Raise --memory-budget, reduce "
+                             f"the dimension (prepare-mission --adapt-whiten-dim) or use fewer rotations/scales")
+
+
+def recall_vs_exact(index: faiss.Index, x: np.ndarray, k: int = 10, n_queries: int = 200, seed: int = 0) -> float:
+    """Mean overlap of the index's top-k with exact search, for database vectors (plus a little noise) as queries."""
+    if isinstance(index, faiss.IndexFlat):
+        return 1.0
+    rng = np.random.default_rng(seed)
+    q = x[rng.choice(len(x), size=min(n_queries, len(x)), replace=False)]
+    q = q + 0.05 * rng.standard_normal(q.shape).astype(np.float32) / np.sqrt(x.shape[1])
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    k = min(k, len(x))
+    _, a = exact.search(q, k)
+    _, b = index.search(q, k)
+    return float(np.mean([len(set(r) & set(s)) / k for r, s in zip(a, b, strict=True)]))
 
 
 def make_faiss_index(descriptors: np.ndarray, kind: str = "flat", params: dict | None = None) -> faiss.Index:
@@ -38,6 +76,9 @@ def make_faiss_index(descriptors: np.ndarray, kind: str = "flat", params: dict |
     x = np.ascontiguousarray(descriptors, dtype=np.float32)
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
+    elif kind == "sq8":
+        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        index.train(x)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, int(params.get("M", 32)), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = int(params.get("efConstruction", 80))
@@ -58,7 +99,8 @@ def make_faiss_index(descriptors: np.ndarray, kind: str = "flat", params: dict |
         index.train(x)
         index.nprobe = int(params.get("nprobe", min(nlist, 16)))
     else:
-        raise ConfigurationError(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_TYPES)}")
+        raise ConfigurationError(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_TYPES)} "
+                                 f"(or {AUTO} with a memory budget)")
     index.add(x)
     return index
 
@@ -78,10 +120,22 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
     """Build the FAISS index and write the index folder + manifest. Returns the manifest."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    budget = None
+    if kind == AUTO:
+        params = dict(params or {})
+        budget = float(params.pop("memory_budget_mib", 0) or 0)
+        if budget <= 0:
+            raise ConfigurationError("index type auto needs a memory budget (--memory-budget MiB)")
+        kind, chosen, _ = choose_index_type(len(descriptors), descriptors.shape[1], budget)
+        params = {**chosen, **params}
     t0 = time.perf_counter()
     index = make_faiss_index(descriptors, kind, params)
     build_s = time.perf_counter() - t0
+    x = np.ascontiguousarray(descriptors, np.float32)
+    compression = {"memory_budget_mib": budget, "recall_at_10_vs_exact": round(recall_vs_exact(index, x), 4)} \
+        if budget is not None or kind != "flat" else {}  # the recall cost of a compressed index, measured
     faiss.write_index(index, str(out_dir / "index.faiss"))
+    compression["index_bytes"] = (out_dir / "index.faiss").stat().st_size
     np.save(out_dir / "descriptors.npy", np.ascontiguousarray(descriptors, np.float32))
     np.save(out_dir / "entries.npy", np.asarray(entries, np.int32))
     write_tile_table(out_dir / "tiles.csv", records)
@@ -98,6 +152,7 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
         "tile_count": len(records),
         "entry_count": int(len(entries)),
         "build_seconds": round(build_s, 3),
+        **compression,
         "files": {
             name: sha256_file(out_dir / name) for name in INDEX_FILES + OPTIONAL_FILES if (out_dir / name).exists()
         },

@@ -22,7 +22,7 @@ import time
 from .adaptation import AdaptConfig, adapt_backbone, device_for, save_adapted_weights
 from .backbones import create_backbone, get_spec
 from .camera import CameraModel
-from .corpus import TileCorpus, cut_corpus, load_corner_table, plan_for_camera
+from .corpus import TileCorpus, cut_corpus, load_maps, plan_for_camera
 from .index import write_index
 from .indexing import CORPUS_FITTED_WEIGHTS, hubness_report
 
@@ -31,7 +31,7 @@ STEPS = ("corpus", "base_weights", "adapt", "index", "report")
 
 @dataclasses.dataclass
 class MissionConfig:
-    maps: str  # corner-coordinates CSV of the mission map
+    maps: str  # the mission map: corner-coordinates CSV, GeoTIFF (or a folder of them), XYZ folder
     out: str  # the index folder the node's `index_dir` points at
     backbone: str = "efficientnet_lite0_netvlad"
     backbone_options: dict = dataclasses.field(default_factory=dict)
@@ -80,7 +80,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
     state = _State(work / "state.json")
     settings = cfg.settings()
     timings: dict = {}
-    rasters = load_corner_table(cfg.maps)
+    rasters = load_maps(cfg.maps)
 
     # 1. tiles matched to the camera footprint over the planned altitudes
     plan = plan_for_camera(cfg.camera, *cfg.altitude_m, cfg.radius_m, cfg.max_scale_step)
@@ -137,7 +137,8 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
     manifest = manifest or json.loads((out / "manifest.json").read_text())
     summary = {"out": str(out), "tiles": len(corpus), "tile_plan": plan.to_json(), "timings": timings,
                "adaptation": manifest.get("adaptation"), "hubness": manifest.get("hubness"),
-               "weights_file": manifest.get("weights_file"), "weights_sha256": manifest.get("weights_sha256")}
+               "weights_file": manifest.get("weights_file"), "weights_sha256": manifest.get("weights_sha256"),
+               **{k: manifest.get(k) for k in ("index_type", "index_params", "index_bytes", "recall_at_10_vs_exact")}}
 
     # 5. before/after report on synthesised queries of a seed the adaptation never used
     if cfg.report_queries > 0:
@@ -161,7 +162,7 @@ def mission_report(cfg: MissionConfig, corpus: TileCorpus, base_weights: str | N
     from .queries import QuerySpec, synthesise_queries
     from .strategy import RetrievalStrategy, load_strategy
 
-    rasters = load_corner_table(cfg.maps)
+    rasters = load_maps(cfg.maps)
     spec = QuerySpec.benchmark(altitude_m=tuple(cfg.altitude_m), hfov_deg=cfg.camera.hfov_deg,
                                camera=(cfg.camera.width_px, cfg.camera.height_px))
     queries = list(synthesise_queries(rasters, cfg.report_queries, seed=cfg.report_seed, spec=spec))

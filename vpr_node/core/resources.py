@@ -11,8 +11,12 @@ import sys
 
 
 def data_dir(name: str) -> pathlib.Path | None:
-    """The first existing <root>/<name> among: the source tree, AMENT_PREFIX_PATH share folders, sys.prefix share."""
-    candidates = [pathlib.Path(__file__).resolve().parents[2] / name]
+    """The first existing <root>/<name> among: the source tree, the install prefix's share folder,
+    AMENT_PREFIX_PATH share folders, sys.prefix share."""
+    here = pathlib.Path(__file__).resolve()
+    candidates = [here.parents[2] / name]
+    if len(here.parents) > 5:  # <prefix>/lib/pythonX.Y/site-packages/vpr_node/core: pip --prefix, colcon install
+        candidates.append(here.parents[5] / "share" / "vpr_node" / name)
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
             candidates.append(pathlib.Path(prefix) / "share" / "vpr_node" / name)

@@ -41,3 +41,31 @@ def launch_command(params_file, auto_start: bool = False) -> list[str]:
 
 def ros2_cli_available() -> bool:
     return shutil.which("ros2") is not None
+
+
+class Ros2Cli:
+    """The operator's tools, `ros2 lifecycle set/get`, `ros2 param set`, run as subprocesses in one ROS_DOMAIN_ID
+    (what the demo shows and the launch suites test). Without the daemon, retried: discovery can take a few
+    seconds on a loaded machine."""
+
+    def __init__(self, domain_id: int, tries: int = 5):
+        self.env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+        self.env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        self.tries = tries
+
+    def run(self, *args, timeout: float = 120.0) -> tuple[bool, str]:
+        import subprocess
+        import time
+        out = ""
+        for _ in range(self.tries):
+            p = subprocess.run(["ros2", *args, "--no-daemon", "--spin-time", "3"], capture_output=True, text=True,
+                               timeout=timeout, env=self.env)
+            out = (p.stdout + p.stderr).strip()
+            if p.returncode == 0 and "Node not found" not in out:
+                return True, out
+            time.sleep(1.0)
+        return False, out
+
+    def lifecycle_set(self, transition: str, node: str = f"/{NODE_NAME}") -> tuple[bool, str]:
+        ok, out = self.run("lifecycle", "set", node, transition, timeout=600.0)
+        return ok and "Transitioning successful" in out, out

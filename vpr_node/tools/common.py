@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import pathlib
 import typing
 
 
@@ -24,11 +23,33 @@ def strategy_from_args(args, index_dir=None):
                          precision=args.precision, device=args.device, backbone_options=args.backbone_options)
 
 
-def rasters_from(source):
-    """Georeferenced map rasters from a corner-coordinates CSV or an XYZ z/x/y folder."""
-    from vpr_node.core.corpus import load_corner_table, load_xyz_folder
-    p = pathlib.Path(source)
-    return load_corner_table(p) if p.suffix == ".csv" else load_xyz_folder(p)
+MAPS_HELP = ("the map: corner-coordinates CSV, GeoTIFF/COG orthophoto (any CRS) or a folder of them, or an XYZ "
+             "z/x/y folder")
+
+
+def add_index_type_args(p) -> None:
+    """--index-type / --index-params / --memory-budget (build-index, prepare-mission)."""
+    import json
+
+    from vpr_node.core.index import AUTO, INDEX_TYPES
+    p.add_argument("--index-type", default="flat", choices=(*INDEX_TYPES, AUTO),
+                   help="flat (exact), sq8 (8-bit scalar quantised), hnsw, ivfpq; auto = chosen by --memory-budget")
+    p.add_argument("--index-params", default="{}", type=json.loads, help='JSON, e.g. {"M": 32, "efSearch": 64}')
+    p.add_argument("--memory-budget", type=float, default=0.0,
+                   help="MiB the index may take in RAM: picks flat, sq8 or IVF-PQ (the recall cost vs exact search "
+                        "is measured into the manifest); implies --index-type auto")
+
+
+def index_type_from_args(a) -> tuple[str, dict]:
+    if a.memory_budget > 0:
+        return "auto", {**a.index_params, "memory_budget_mib": a.memory_budget}
+    return a.index_type, a.index_params
+
+
+def rasters_from(source, xyz_zooms=None):
+    """Georeferenced map rasters (core.corpus.load_maps: CSV, GeoTIFF, XYZ)."""
+    from vpr_node.core.corpus import load_maps
+    return load_maps(source, xyz_zooms)
 
 
 def print_json(obj) -> None:
@@ -45,7 +66,8 @@ def add_dataclass_options(p: argparse.ArgumentParser, cls, prefix: str = "", req
             continue
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw = {"help": f.metadata.get("help", ""), "default": default, "dest": prefix.replace("-", "_") + f.name}
+        kw = {"help": f.metadata.get("help", "").replace("%", "%%"),  # argparse formats help with %
+              "default": default, "dest": prefix.replace("-", "_") + f.name}
         args = typing.get_args(tp)
         if tp in (bool, bool | None):
             kw["action"] = argparse.BooleanOptionalAction

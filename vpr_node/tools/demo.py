@@ -63,6 +63,7 @@ def run_demo(args) -> int:
     from vpr_node.core.evaluation import recall_summary, truth_distances
     from vpr_node.core.types import stamp_to_ns
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
+    from vpr_node.ros.node_spec import Ros2Cli, launch_command, ros2_cli_available
 
     workdir = pathlib.Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -74,15 +75,29 @@ def run_demo(args) -> int:
         "backbone": DEFAULT_BACKBONE, "index_dir": str(sample["index"]), "top_k": args.top_k,
         "image_topic": "/camera/image_raw", "result_topic": "/vpr/result", "queue_depth": 1,
         "recorder_path": str(workdir / "fdr.jsonl")})
-    print(f"[demo] starting vpr_node (ROS_DOMAIN_ID={domain}); node log: {workdir / 'node.log'}")
-    node = NodeProcess(params, workdir / "node.log", domain)
+    tools = ros2_cli_available() and not args.no_ros2_tools
+    if tools:  # the operator's way: ros2 launch + ros2 lifecycle set
+        print(f"[demo] $ ROS_DOMAIN_ID={domain} {' '.join(launch_command(params))}   (log: {workdir / 'node.log'})")
+    else:
+        print(f"[demo] starting vpr_node (ROS_DOMAIN_ID={domain}; ros2 launch tools not installed, so the process "
+              f"harness and the lifecycle services directly); node log: {workdir / 'node.log'}")
+    node = NodeProcess(params, workdir / "node.log", domain, via_launch=tools)
     client = VprClient(domain)
+    cli = Ros2Cli(domain)
+
+    def transition(name: str) -> bool:
+        if not tools:
+            return client.transition(name)
+        ok, out = cli.lifecycle_set(name)
+        print(f"[demo] $ ros2 lifecycle set /vpr_node {name}  ->  {out.splitlines()[-1] if out else '?'}")
+        return ok
+
     dists, lat_ms, embed_ms = [], [], []
     try:
         client.wait_for_node(60)
         t0 = time.monotonic()
-        assert client.transition("configure"), "configure failed:\n" + node.log_text()[-3000:]
-        assert client.transition("activate"), "activate failed:\n" + node.log_text()[-3000:]
+        assert transition("configure"), "configure failed:\n" + node.log_text()[-3000:]
+        assert transition("activate"), "activate failed:\n" + node.log_text()[-3000:]
         print(f"[demo] node configured+activated in {time.monotonic() - t0:.1f} s; streaming {len(queries)} frames "
               f"at {args.rate} Hz")
         client.wait_subscribed(10)
@@ -108,8 +123,8 @@ def run_demo(args) -> int:
                   f"({d[0]:6.1f} m from truth) [{ok}]  top-{len(c)}: " + " ".join(f"{m:.0f}" for m in d) + " m")
             time.sleep(max(0.0, period - (time.monotonic() - sent)))
         diag = client.latest_diagnostics(5) or {}
-        client.transition("deactivate")
-        client.transition("shutdown")
+        transition("deactivate")
+        transition("shutdown")
     finally:
         client.close()
         node.stop()
@@ -135,4 +150,6 @@ def register(sub) -> None:
     p.add_argument("--rate", type=float, default=2.0, help="publish rate (Hz)")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--no-ros2-tools", action="store_true",
+                   help="drive the node through its lifecycle services from Python even where `ros2` is installed")
     p.set_defaults(fn=run_demo)

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import pathlib
 
-from .common import add_backbone_args, print_json, strategy_from_args
+from .common import add_backbone_args, add_index_type_args, index_type_from_args, print_json, strategy_from_args
 
 
 def _build_index(a):
     from vpr_node.core.corpus import TileCorpus
     from vpr_node.core.indexing import build_index_for
+    kind, params = index_type_from_args(a)
     m = build_index_for(a.backbone, TileCorpus(a.corpus), a.out, weights=a.weights, backbone_options=a.backbone_options,
-                        runtime=a.runtime, precision=a.precision, device=a.device, kind=a.index_type,
-                        params=a.index_params, rotations=a.rotations, batch_size=a.batch_size)
-    print_json({k: m.get(k) for k in ("backbone_label", "descriptor_dim", "index_type", "tile_count", "entry_count",
-                                      "build_seconds", "hubness")})
+                        runtime=a.runtime, precision=a.precision, device=a.device, kind=kind,
+                        params=params, rotations=a.rotations, batch_size=a.batch_size)
+    print_json({k: m.get(k) for k in ("backbone_label", "descriptor_dim", "index_type", "index_params", "tile_count",
+                                      "entry_count", "index_bytes", "recall_at_10_vs_exact", "build_seconds",
+                                      "hubness")})
 
 
 def _evaluate(a):
@@ -36,14 +38,12 @@ def _evaluate(a):
 
 
 def register(sub) -> None:
-    import json
 
     p = sub.add_parser("build-index", help="embed a tile corpus and build the FAISS index + manifest")
     add_backbone_args(p)
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--index-type", default="flat", choices=("flat", "hnsw", "ivfpq"))
-    p.add_argument("--index-params", default="{}", type=json.loads, help='JSON, e.g. {"M": 32, "efSearch": 64}')
+    add_index_type_args(p)
     p.add_argument("--rotations", type=int, default=4, choices=(1, 2, 4, 8),
                    help="embed each tile at this many headings (robustness to unknown yaw)")
     p.add_argument("--batch-size", type=int, default=None, help="embedding batch (default: 1 on CPU, 32 on CUDA)")

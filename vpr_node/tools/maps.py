@@ -1,7 +1,7 @@
 """`vpr sample-map`, `vpr make-corpus`, `vpr synth-queries`: the map side of the pre-flight tools."""
 from __future__ import annotations
 
-from .common import print_json, rasters_from
+from .common import MAPS_HELP, print_json, rasters_from
 
 
 def add_camera_args(p) -> None:
@@ -48,7 +48,7 @@ def _sample_map(a):
 def _make_corpus(a):
     from vpr_node.core.corpus import cut_corpus
     plan = tile_plan_from_args(a)
-    recs = cut_corpus(rasters_from(a.maps), a.out, plan, a.tile_px)
+    recs = cut_corpus(rasters_from(a.maps, a.xyz_zoom), a.out, plan, a.tile_px)
     print_json({"tiles": len(recs), "out": a.out, "scales": plan.scales, "plan": plan.reason})
 
 
@@ -81,13 +81,14 @@ def register(sub) -> None:
 
     p = sub.add_parser("make-corpus", help="cut georeferenced maps into a tile corpus (footprint-matched with "
                                            "--altitude and the camera)")
-    p.add_argument("--maps", required=True, help="corner-coordinates CSV or XYZ z/x/y folder")
+    p.add_argument("--maps", required=True, help=MAPS_HELP)
+    p.add_argument("--xyz-zoom", type=int, nargs="+", default=None, help="XYZ folder: only these zoom levels")
     p.add_argument("--out", required=True)
     add_tile_args(p)
     p.set_defaults(fn=_make_corpus)
 
     p = sub.add_parser("synth-queries", help="synthesise drone-like frames with ground truth")
-    p.add_argument("--maps", required=True)
+    p.add_argument("--maps", required=True, help=MAPS_HELP)
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)

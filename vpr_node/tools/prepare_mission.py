@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_dataclass_options, dataclass_from_args
+from .common import MAPS_HELP, add_dataclass_options, add_index_type_args, dataclass_from_args, index_type_from_args
 from .maps import add_camera_args, camera_from_args
 
 
@@ -18,6 +18,7 @@ def _run(a):
     altitude = tuple(a.altitude or (55.0, 110.0))
     camera = camera_from_args(a)
     adapt = dataclass_from_args(AdaptConfig, a, "adapt-", altitude_m=altitude, hfov_deg=camera.hfov_deg)
+    index_type, index_params = index_type_from_args(a)
     cfg = MissionConfig(
         maps=a.maps,
         out=a.out,
@@ -30,8 +31,8 @@ def _run(a):
         max_scale_step=a.max_scale_step,
         tile_px=a.tile_px,
         rotations=a.rotations,
-        index_type=a.index_type,
-        index_params=a.index_params,
+        index_type=index_type,
+        index_params=index_params,
         report_queries=a.report_queries,
         report_seed=a.report_seed,
         adapt=adapt,
@@ -44,7 +45,8 @@ def _run(a):
             print(f"[mission] {when:6s} adaptation: recall@1/5/10 (25 m) "
                   + "/".join(f"{r['recall']['25'][n]:.3f}" for n in ("1", "5", "10"))
                   + f"; wrong-hub share {r.get('hubness', {}).get('wrong_hub_share')}")
-    print(json.dumps({k: summary[k] for k in ("out", "tiles", "timings", "weights_file", "hubness")}, default=str))
+    print(json.dumps({k: summary.get(k) for k in ("out", "tiles", "timings", "weights_file", "hubness", "index_type",
+                                                  "index_bytes", "recall_at_10_vs_exact")}, default=str))
     return 0
 
 
@@ -53,7 +55,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("prepare-mission", help="pre-flight: footprint-matched tiles, backbone adapted to the mission "
                                                "map, index + manifest, before/after recall report")
-    p.add_argument("--maps", required=True, help="corner-coordinates CSV of the mission map")
+    p.add_argument("--maps", required=True, help=MAPS_HELP)
     p.add_argument("--out", required=True, help="index folder (set the node's index_dir to it)")
     p.add_argument("--backbone", default="efficientnet_lite0_netvlad")
     p.add_argument("--backbone-options", default="{}", type=json.loads)
@@ -64,8 +66,7 @@ def register(sub) -> None:
     p.add_argument("--max-scale-step", type=float, default=1.5, help="a new tile scale when footprints differ more")
     p.add_argument("--tile-px", type=int, default=320)
     p.add_argument("--rotations", type=int, default=4, choices=(1, 2, 4, 8))
-    p.add_argument("--index-type", default="flat", choices=("flat", "hnsw", "ivfpq"))
-    p.add_argument("--index-params", default="{}", type=json.loads)
+    add_index_type_args(p)
     p.add_argument("--report-queries", type=int, default=100, help="queries for the before/after report (0 = none)")
     p.add_argument("--report-seed", type=int, default=2000)
     add_dataclass_options(p, AdaptConfig, prefix="adapt-", exclude=("altitude_m", "hfov_deg"))

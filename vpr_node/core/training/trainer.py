@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from ..backbones import Provenance, create_backbone, sha256_file
-from ..corpus import TileCorpus, load_corner_table
+from ..corpus import TileCorpus, load_maps
 from ..options import option
 from .data import CorpusTripletDataset
 from .module import RetrievalModule
@@ -70,7 +70,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     out = pathlib.Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model = create_backbone(cfg.backbone, weights=cfg.weights, **cfg.backbone_options).train()
-    corpus, rasters = TileCorpus(cfg.corpus), load_corner_table(cfg.maps)
+    corpus, rasters = TileCorpus(cfg.corpus), load_maps(cfg.maps)
     data_kw = dict(neg_m=cfg.neg_m, spec=cfg.anchor_spec(), tile_profile=cfg.tile_profile)
     train_ds = CorpusTripletDataset(corpus, rasters, model.preprocessor, cfg.max_steps * cfg.batch_size, seed=cfg.seed,
                                     **data_kw)

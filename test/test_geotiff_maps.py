@@ -1,0 +1,125 @@
+"""GeoTIFF orthophotos as mission maps: a map in a projected CRS (UTM), grey 16-bit with a nodata
+border, and one with overviews, cut into the same tiles (positions and pixels) as the same map given as
+a corner-coordinates table; nodata windows are skipped; records keep the source CRS; XYZ zoom filter."""
+import numpy as np
+import pytest
+
+rasterio = pytest.importorskip("rasterio")
+from rasterio.transform import from_bounds  # noqa: E402
+from rasterio.warp import Resampling, calculate_default_transform, reproject  # noqa: E402
+
+from vpr_node.core.corpus import TilePlan, cut_corpus, load_corner_table, load_maps  # noqa: E402
+from vpr_node.core.errors import ConfigurationError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def maps(tmp_path_factory):
+    from vpr_node.core.sample_map import write_sample_map
+    root = tmp_path_factory.mktemp("geotiff")
+    csv = write_sample_map(root / "png", seed=4, size_px=600)
+    png = load_corner_table(csv)[0]
+    rgb = png.read_rgb()
+    g = png.geo
+    h, w = rgb.shape[:2]
+    wgs = from_bounds(g.lon0, g.lat1, g.lon1, g.lat0, w, h)
+    prof = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs="EPSG:4326", transform=wgs,
+                tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(root / "wgs84.tif", "w", **prof) as dst:
+        dst.write(rgb.transpose(2, 0, 1))
+        dst.build_overviews([2, 4], Resampling.average)
+    # the same map reprojected to UTM zone 34N (as an orthophoto usually comes), pixels outside = nodata 0
+    with rasterio.open(root / "wgs84.tif") as src:
+        t, tw, th = calculate_default_transform(src.crs, "EPSG:32634", w, h, *src.bounds)
+        utm = np.zeros((3, th, tw), np.uint8)
+        reproject(rgb.transpose(2, 0, 1), utm, src_transform=wgs, src_crs="EPSG:4326", dst_transform=t,
+                  dst_crs="EPSG:32634", resampling=Resampling.bilinear, dst_nodata=0)
+    with rasterio.open(root / "utm.tif", "w", **dict(prof, crs="EPSG:32634", transform=t, width=tw, height=th,
+                                                       nodata=0)) as dst:
+        dst.write(utm)
+    # grey, 16-bit, in UTM
+    grey = (utm.astype(np.float32).mean(0) * 40 + 1000).astype(np.uint16)
+    grey[utm.max(0) == 0] = 0
+    with rasterio.open(root / "grey16.tif", "w", **dict(prof, crs="EPSG:32634", transform=t, width=tw, height=th,
+                                                          count=1, dtype="uint16", nodata=0)) as dst:
+        dst.write(grey, 1)
+    return {"csv": csv, "root": root}
+
+
+def _cut(path, out, tile_px=96):
+    recs = cut_corpus(load_maps(path), out, TilePlan.single(60.0, 0.5), tile_px, progress=False)
+    return recs
+
+
+def test_a_utm_geotiff_gives_the_tiles_of_the_corner_table_map(maps, tmp_path):
+    """Every tile cut from the GeoTIFF shows what the reference map shows at the tile's lat/lon bounds."""
+    import cv2
+    ref = load_corner_table(maps["csv"])[0]
+    img, g = ref.read_rgb(), ref.geo
+    n_ref = len(_cut(maps["csv"], tmp_path / "ref"))
+    for name in ("wgs84.tif", "utm.tif"):
+        recs = _cut(maps["root"] / name, tmp_path / name)
+        assert len(recs) >= n_ref * 0.5, name
+        if name == "utm.tif":
+            assert recs[0].src_crs == "EPSG:32634" and len(recs[0].src_bounds.split()) == 4
+            e0, n0, e1, n1 = map(float, recs[0].src_bounds.split())
+            assert 58 < e1 - e0 < 63 and 58 < n1 - n0 < 63  # a 60 m tile, square in UTM metres
+        for r in recs:
+            x0 = (r.west - g.lon0) / (g.lon1 - g.lon0) * g.width
+            x1 = (r.east - g.lon0) / (g.lon1 - g.lon0) * g.width
+            y0 = (r.north - g.lat0) / (g.lat1 - g.lat0) * g.height
+            y1 = (r.south - g.lat0) / (g.lat1 - g.lat0) * g.height
+            assert abs((x1 - x0) - (y1 - y0)) < 3, (name, r.tile_id)  # square on the ground
+            want = cv2.resize(img[int(round(y0)):int(round(y1)), int(round(x0)):int(round(x1))], (96, 96),
+                              interpolation=cv2.INTER_AREA).astype(np.float32)
+            got = cv2.cvtColor(cv2.imread(str(tmp_path / name / r.path)), cv2.COLOR_BGR2RGB).astype(np.float32)
+            assert np.corrcoef(want.ravel(), got.ravel())[0, 1] > 0.9, (name, r.tile_id)
+
+
+def test_nodata_windows_are_skipped_and_16_bit_grey_is_stretched(maps, tmp_path):
+    import cv2
+    recs = _cut(maps["root"] / "grey16.tif", tmp_path / "grey")
+    assert recs
+    skipped = (tmp_path / "grey" / "skipped.json").read_text()
+    assert '"nodata_windows": 0' not in skipped  # the rotated UTM footprint leaves nodata corners
+    img = cv2.imread(str(tmp_path / "grey" / recs[0].path))
+    assert img.std() > 10 and (img[..., 0] == img[..., 1]).all()
+
+
+def test_maps_that_cannot_be_used_say_why(tmp_path):
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load_maps(tmp_path / "missing.tif")
+    with rasterio.open(tmp_path / "nocrs.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as d:
+        d.write(np.zeros((1, 8, 8), np.uint8))
+    with pytest.raises(ConfigurationError, match="no CRS"):
+        load_maps(tmp_path / "nocrs.tif")
+
+
+def test_xyz_folder_at_a_chosen_zoom(tmp_path):
+    import cv2
+    for z, x, y in ((17, 10, 20), (18, 20, 40), (18, 21, 40)):
+        (tmp_path / "xyz" / str(z) / str(x)).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "xyz" / str(z) / str(x) / f"{y}.png"), np.full((256, 256, 3), 90, np.uint8))
+    assert len(load_maps(tmp_path / "xyz")) == 3
+    assert len(load_maps(tmp_path / "xyz", xyz_zooms=[18])) == 2
+    with pytest.raises(ConfigurationError, match="zoom"):
+        load_maps(tmp_path / "xyz", xyz_zooms=[12])
+
+
+def test_prepare_mission_and_build_index_take_a_utm_geotiff(maps, tmp_path):
+    """The pre-flight command on an orthophoto as users have it: index, manifest, tiles with their source CRS."""
+    import json
+
+    from vpr_node.core.adaptation import AdaptConfig
+    from vpr_node.core.camera import DEFAULT_CAMERA
+    from vpr_node.core.index import DescriptorIndex
+    from vpr_node.core.mission import MissionConfig, prepare_mission
+    cfg = MissionConfig(maps=str(maps["root"] / "utm.tif"), out=str(tmp_path / "index"),
+                        backbone="efficientnet_lite0_gem", backbone_options={"input_size": 96}, camera=DEFAULT_CAMERA,
+                        altitude_m=(50.0, 60.0), rotations=1, tile_px=96, report_queries=0, progress=False,
+                        adapt=AdaptConfig(minutes=0, whiten_dim=0, validation_views=20))
+    summary = prepare_mission(cfg, log=lambda *_: None)
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["tile_count"] == summary["tiles"] > 0
+    idx = DescriptorIndex(tmp_path / "index")
+    assert {r.src_crs for r in idx.records} == {"EPSG:32634"}
+    assert idx.search(idx.index.reconstruct(0), 1)[0].distance < 1e-4
