@@ -55,6 +55,28 @@ def test_buffer_matches_by_stamp_and_reports_why_not():
     assert b.nearest(HEADING, 3_050_000_000) == (None, "error")
 
 
+def test_a_frame_waits_briefly_for_the_samples_of_its_own_instant(index, sample_queries):
+    """Found by replaying a bag through the node: the player publishes a frame, then the heading, altitude and
+    position samples of the same stamp. A frame taken at once was matched to the previous instant's samples
+    (heading stale, position from the previous place); it now waits up to sync_timeout_s for them."""
+    import threading
+    import time
+    b = PriorBuffer()
+    t0 = 5_000_000_000
+    b.add(HEADING, t0 - 250_000_000, 10.0)  # the previous frame's sample
+    later = threading.Timer(0.03, lambda: b.add(HEADING, t0, 90.0))
+    later.start()
+    start = time.monotonic()
+    assert b.wait_until_covered([HEADING], t0, timeout_s=1.0)
+    assert time.monotonic() - start < 0.5
+    assert b.nearest(HEADING, t0)[0].value == (90.0,)
+    assert not b.wait_until_covered([HEADING, ALTITUDE], t0, timeout_s=0.05)  # no altitude ever: gives up
+    applier = PriorApplier(PriorConfig(heading=True, sync_timeout_s=0.2), index, b)
+    threading.Timer(0.03, lambda: b.add(HEADING, t0 + 10**9, 180.0)).start()
+    _, _, state = applier.apply(sample_queries[0].image, t0 + 10**9)
+    assert state.heading == "ok" and state.heading_deg == 180.0
+
+
 def test_crop_to_ground_keeps_the_centre():
     img = np.zeros((720, 1280, 3), np.uint8)
     assert crop_to_ground(img, footprint_m=120.0, target_m=60.0).shape == (360, 360, 3)

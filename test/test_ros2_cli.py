@@ -105,3 +105,10 @@ def test_sigint_to_ros2_launch_stops_the_node_within_two_seconds(launched):
     assert node_s < 2.0, log[-2000:]
     assert "process has finished cleanly" in log and "Traceback" not in log
     assert '"kind":"c2.vpr.shutdown"' in log
+
+
+def test_the_vpr_command_runs_through_ros2_run():
+    """On the drone the pre-flight tools come with the colcon install: `ros2 run vpr_node vpr ...`."""
+    out = subprocess.run(["ros2", "run", "vpr_node", "vpr", "backbones"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "efficientnet_lite0_netvlad" in out.stdout and "ultravpr" in out.stdout

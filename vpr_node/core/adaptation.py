@@ -39,10 +39,14 @@ from .options import option
 from .queries import QuerySpec, synthesise_queries
 from .whitening import fit_learned_whitening
 
+AUTO_MINUTES_CUDA = 2.0  # on one H200 a 400 x 32-triplet fine-tune took 60 s (issue 13's measurement)
+
 
 @dataclasses.dataclass
 class AdaptConfig:
-    minutes: float = option(2.0, "fine-tuning budget in minutes (0 = learned whitening only); CUDA when present")
+    minutes: float = option(-1.0, "fine-tuning budget in minutes; 0 = learned whitening only; -1 = auto: "
+                                  f"{AUTO_MINUTES_CUDA:g} on CUDA, 0 on a CPU (README: a CPU budget of minutes adds "
+                                  "nothing over the whitening)")
     batch_size: int = option(8, "fine-tuning triplets per step")
     lr: float = option(1e-5, "fine-tuning learning rate")
     views: int = option(1000, "synthesised map views the learned whitening is fitted on")
@@ -56,6 +60,12 @@ class AdaptConfig:
     hfov_deg: float = option(86.0, "camera horizontal field of view (deg)")
     max_tilt_deg: float = option(20.0, "largest camera tilt of the synthesised views (deg)")
     device: str = option("auto", "auto (CUDA when present) | cpu | cuda")
+
+    def fine_tune_minutes(self) -> float:
+        """The fine-tuning budget in effect (minutes < 0: auto, by device)."""
+        if self.minutes >= 0:
+            return float(self.minutes)
+        return AUTO_MINUTES_CUDA if device_for(self.device).startswith("cuda") else 0.0
 
     def view_spec(self) -> QuerySpec:
         lo, hi = self.altitude_m
@@ -125,7 +135,7 @@ def fine_tune(backbone: str, weights: str, maps_csv: str, corpus: TileCorpus, ou
     resume = "last" if (out_dir / "checkpoints" / "last.ckpt").exists() else None
     steps = 100_000  # the time budget ends it
     tc = TrainConfig(backbone=backbone, backbone_options=dict(options or {}), weights=weights, maps=str(maps_csv),
-                     corpus=str(corpus.root), out=str(out_dir), max_steps=steps, max_minutes=cfg.minutes,
+                     corpus=str(corpus.root), out=str(out_dir), max_steps=steps, max_minutes=cfg.fine_tune_minutes(),
                      batch_size=cfg.batch_size, lr=cfg.lr, val_samples=0, val_every=steps, patience=1_000_000,
                      anchor_profile="adaptation", tile_profile="adaptation",
                      altitude=(0.9 * cfg.altitude_m[0], 1.1 * cfg.altitude_m[1]), hfov=cfg.hfov_deg,
@@ -211,10 +221,10 @@ def adapt_backbone(backbone: str, base_weights: str | None, maps_csv: str, raste
     log: dict = {}
     device = device_for(cfg.device)
     models = {"corpus-fitted": base_weights}
-    if cfg.minutes > 0:
+    if cfg.fine_tune_minutes() > 0:
         ft = fine_tune(backbone, base_weights, maps_csv, corpus, work / "finetune", cfg, options, progress)
         models["fine-tuned"] = ft["weights"]
-        log["fine_tune"] = {"steps": ft["steps"], "seconds": ft["seconds"], "minutes_budget": cfg.minutes,
+        log["fine_tune"] = {"steps": ft["steps"], "seconds": ft["seconds"], "minutes_budget": cfg.fine_tune_minutes(),
                             "device": device, "batch_size": cfg.batch_size, "lr": cfg.lr}
     val_sets = validation_sets(rasters, cfg)
     t0 = time.perf_counter()

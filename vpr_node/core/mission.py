@@ -114,7 +114,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
     index_key = {**adapt_key, "index_type": cfg.index_type, "index_params": cfg.index_params}
     manifest = None
     if not (state.done("adapt", adapt_key) and state.done("index", index_key) and (out / "manifest.json").exists()):
-        log(f"[mission] adapting {cfg.backbone} to the map: fine-tune budget {cfg.adapt.minutes:g} min on "
+        log(f"[mission] adapting {cfg.backbone} to the map: fine-tune budget {cfg.adapt.fine_tune_minutes():g} min on "
             f"{device_for(cfg.adapt.device)}, learned whitening from {cfg.adapt.views} synthesised views")
         t0 = time.perf_counter()
         res = adapt_backbone(cfg.backbone, base, cfg.maps, rasters, corpus, work / "adapt", cfg.adapt, cfg.rotations,

@@ -64,7 +64,7 @@ class PriorBuffer:
     def __init__(self, max_skew_s: float = 0.2, keep: int = 400):
         self.max_skew_ns = int(max_skew_s * 1e9)
         self.keep = keep
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._stamps = {k: [] for k in KINDS}
         self._values = {k: [] for k in KINDS}
 
@@ -76,6 +76,22 @@ class PriorBuffer:
             values.insert(i, tuple(float(v) for v in value))
             if len(stamps) > self.keep:
                 del stamps[0], values[0]
+            self._lock.notify_all()
+
+    def wait_until_covered(self, kinds, stamp_ns: int, timeout_s: float) -> bool:
+        """Wait (at most timeout_s) until every kind has a sample stamped at or after stamp_ns: a frame and the
+        attitude/altitude/position samples of its instant are separate messages, and the frame can arrive first.
+        Returns whether they all did."""
+        import time
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._lock:
+            while True:
+                if all(self._stamps[k] and self._stamps[k][-1] >= stamp_ns for k in kinds):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
 
     def add_error(self, kind: str, stamp_ns: int) -> None:
         """A malformed sample at this stamp: frames matched to it are served without the prior ("error")."""
@@ -156,6 +172,7 @@ class PriorConfig(PriorSwitches):
     position_k_sigma: float = 3.0
     position_max_sigma_m: float = 1000.0  # beyond this the prior is "uncertain": the whole map is searched
     position_min_radius_m: float = 50.0
+    sync_timeout_s: float = 0.0  # a frame waits at most this long for samples stamped at or after it (node: 0.1 s)
 
 
 class PriorApplier:
@@ -178,6 +195,8 @@ class PriorApplier:
         from .preprocess import rotate_to_north_up
 
         cfg, state = self.cfg, PriorState()
+        if cfg.sync_timeout_s > 0:
+            self.buffer.wait_until_covered([k for k in KINDS if getattr(cfg, k)], stamp_ns, cfg.sync_timeout_s)
         h, w = rgb.shape[:2]
         side_px = float(min(h, w))
         ground_fraction = 1.0  # ground side of the current square / ground side of the original square

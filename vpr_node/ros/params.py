@@ -108,6 +108,9 @@ class NodeConfig:
     prior_max_sigma_m: float = param(1000.0, "a prior with a larger 1-sigma error is 'uncertain': whole map searched",
                                      check=_positive)
     prior_max_age: float = param(2.0, "largest age (s) of a position prior sample at a frame's stamp", check=_positive)
+    prior_sync_timeout: float = param(0.1, "longest wait (s) of a frame for prior samples stamped at or after it (a "
+                                           "sample published just after the frame is then still used)",
+                                      check=_between(0.0, 5.0))
 
     @classmethod
     def from_params(cls, values: dict) -> "NodeConfig":
@@ -150,7 +153,7 @@ class NodeConfig:
                           altitude_max_skew_s=self.altitude_max_skew, position_max_age_s=self.prior_max_age,
                           camera_yaw_offset_deg=self.camera_yaw_offset_deg, camera=camera,
                           hfov_deg=self.camera_hfov_deg, position_k_sigma=self.prior_k_sigma,
-                          position_max_sigma_m=self.prior_max_sigma_m)
+                          position_max_sigma_m=self.prior_max_sigma_m, sync_timeout_s=self.prior_sync_timeout)
         inputs = PriorInputs(self.heading_type, self.heading_frame, self.altitude_type, self.ground_elevation_m,
                              self.prior_type, self.prior_origin_lat, self.prior_origin_lon)
         return cfg, inputs

@@ -96,8 +96,45 @@ def _make_nanne(a):
     print(make_nanne_layout_checkpoint(a.out, a.wpca_dim))
 
 
+def _rotation_invariance(a):
+    """Cosine between the descriptor of a frame's centre square and of the same square rotated by 90/180/270
+    and 45 degrees (min and mean over frames): how many rotations per tile an index of this backbone needs."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from vpr_node.core.backbones import create_backbone
+    from vpr_node.core.queries import read_queries
+    model = create_backbone(a.backbone, weights=a.weights, require_weights=False, **a.backbone_options)
+    cos = {k: [] for k in ("90", "180", "270", "45")}
+    for q in read_queries(a.queries)[:a.n]:
+        s = min(q.image.shape[:2])
+        y0, x0 = (q.image.shape[0] - s) // 2, (q.image.shape[1] - s) // 2
+        sq = np.ascontiguousarray(q.image[y0:y0 + s, x0:x0 + s])
+        turned = {str(90 * k): np.ascontiguousarray(np.rot90(sq, k)) for k in (1, 2, 3)}
+        turned["45"] = cv2.warpAffine(sq, cv2.getRotationMatrix2D((s / 2, s / 2), 45, 1.0), (s, s),
+                                      borderMode=cv2.BORDER_REFLECT)
+        with torch.no_grad():
+            d = model(model.preprocessor(sq))
+            for k, img in turned.items():
+                cos[k].append(float(torch.nn.functional.cosine_similarity(d, model(model.preprocessor(img)))))
+    out = {"backbone": a.backbone, "weights": a.weights, "frames": len(cos["90"]),
+           **{f"cos_{k}deg_min_mean": [round(min(v), 5), round(float(np.mean(v)), 5)] for k, v in cos.items()}}
+    print_json(out)
+    if a.out:
+        pathlib.Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
 def register(sub) -> None:
     from vpr_node.core.backbones import specs_with
+
+    p = sub.add_parser("rotation-invariance", help="descriptor cosine between frames and their 90/180/270/45 deg "
+                                                   "rotations (how many rotations per tile an index needs)")
+    add_backbone_args(p)
+    p.add_argument("--queries", required=True, help="queries.csv from synth-queries")
+    p.add_argument("--n", type=int, default=8, help="frames")
+    p.add_argument("--out", default=None, help="JSON file")
+    p.set_defaults(fn=_rotation_invariance)
 
     p = sub.add_parser("backbones", help="list registered backbones (from their model cards)")
     p.add_argument("--long", action="store_true", help="the whole model card of each, as JSON")

@@ -96,7 +96,8 @@ def _index_bytes(index) -> int:
 
 
 def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_queries: int = 200,
-                hnsw_m=(16, 32), ef_search=(16, 64, 128), max_flat_bytes=2 << 30) -> list[dict]:
+                hnsw_m=(16, 32), ef_search=(16, 64, 128), max_flat_bytes=2 << 30,
+                kinds=("flat", "hnsw", "ivfpq")) -> list[dict]:
     import faiss
 
     from vpr_node.core.index import make_faiss_index
@@ -108,9 +109,10 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
                 print(f"index  skip n={n} d={d}: {n * d * 4 / 2**30:.1f} GiB of vectors exceeds the bench limit")
                 continue
             x, q = clustered_descriptors(n, d, n_queries)
-            configs = [("flat", {})] + [("hnsw", {"M": m, "efConstruction": 80}) for m in hnsw_m] + \
-                      [("ivfpq", {"nlist": int(4 * np.sqrt(n)), "m": 64 if d >= 512 else 16, "nbits": 8,
-                                  "nprobe": 32})]
+            configs = [("flat", {})] + [("sq8", {})] * ("sq8" in kinds) + \
+                      [("hnsw", {"M": m, "efConstruction": 80}) for m in hnsw_m] * ("hnsw" in kinds) + \
+                      [("ivfpq", {"nlist": int(4 * np.sqrt(n)), "m": 64 if d >= 256 else 16, "nbits": 8,
+                                  "nprobe": 32})] * ("ivfpq" in kinds)  # flat always: the exact reference
             exact = None
             for kind, params in configs:
                 t0 = time.perf_counter()
@@ -237,6 +239,8 @@ def register(sub) -> None:
     p.add_argument("--smoke", action="store_true", help="seconds-long version (CI)")
     p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
     p.add_argument("--dims", nargs="+", type=int, default=[512, 4096])
+    p.add_argument("--index-kinds", nargs="+", default=["flat", "hnsw", "ivfpq"],
+                   choices=["flat", "sq8", "hnsw", "ivfpq"], help="index: which index types (flat is always run)")
     p.add_argument("--embed-reps", type=int, default=20)
     p.add_argument("--cases", nargs="+", default=None, help="embed cases as backbone:precision (default: all)")
     p.add_argument("--input-override", type=int, default=None, help="embed: forward an NxN tensor instead")
@@ -255,7 +259,7 @@ def _cmd(a):
                                        warmup=not a.no_warmup)
         if "index" in a.parts:
             res["index"] = bench_index(sizes=[2000] if a.smoke else a.sizes, dims=[64] if a.smoke else a.dims,
-                                       n_queries=20 if a.smoke else 200)
+                                       n_queries=20 if a.smoke else 200, kinds=a.index_kinds)
         if "node" in a.parts:
             res["node"] = bench_node(tmp, backbones=("efficientnet_lite0_gem",) if a.smoke else
                                      ("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"),

@@ -14,7 +14,7 @@ Configurations: `default` (efficientnet_lite0_netvlad, corpus k-means, no adapta
 Priors (the node's PriorApplier, fed the truth plus noise: heading 10 deg, altitude 10 %, position
 200 m unless named): `adapted+heading`, `adapted+altitude`, `adapted+position`, `adapted+position50`,
 `adapted+position500`, `adapted+all` (the three together), `adapted_rot1+heading` (an index with one
-rotation per tile instead of four, for heading-known operation)."""
+rotation per tile instead of four, for heading-known operation), `adapted_rot8` (eight rotations per tile)."""
 from __future__ import annotations
 
 import json
@@ -38,6 +38,7 @@ CONFIGS = {
                                 priors=dict(position=True, position_sigma_m=500)),
     "adapted+all": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(heading=True, altitude=True, position=True)),
     "adapted_rot1+heading": dict(backbone=DEFAULT_BACKBONE, adapt=True, rotations=1, priors=dict(heading=True)),
+    "adapted_rot8": dict(backbone=DEFAULT_BACKBONE, adapt=True, rotations=8),
 }
 DEFAULT_CONFIGS = ("default", "adapted")
 PRIOR_CONFIGS = ("adapted", "adapted+heading", "adapted+altitude", "adapted+position", "adapted+all")

@@ -19,24 +19,10 @@ def _run(a):
     camera = camera_from_args(a)
     adapt = dataclass_from_args(AdaptConfig, a, "adapt-", altitude_m=altitude, hfov_deg=camera.hfov_deg)
     index_type, index_params = index_type_from_args(a)
-    cfg = MissionConfig(
-        maps=a.maps,
-        out=a.out,
-        backbone=a.backbone,
-        backbone_options=a.backbone_options,
-        weights=a.weights,
-        altitude_m=altitude,
-        camera=camera,
-        radius_m=a.radius,
-        max_scale_step=a.max_scale_step,
-        tile_px=a.tile_px,
-        rotations=a.rotations,
-        index_type=index_type,
-        index_params=index_params,
-        report_queries=a.report_queries,
-        report_seed=a.report_seed,
-        adapt=adapt,
-    )
+    same_name = ("maps", "out", "backbone", "backbone_options", "weights", "tile_px", "rotations", "report_queries",
+                 "report_seed")
+    cfg = MissionConfig(**{k: getattr(a, k) for k in same_name}, altitude_m=altitude, camera=camera, radius_m=a.radius,
+                        max_scale_step=a.max_scale_step, index_type=index_type, index_params=index_params, adapt=adapt)
     summary = prepare_mission(cfg)
     rep = summary.get("report")
     if rep:

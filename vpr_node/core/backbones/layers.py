@@ -1,4 +1,5 @@
-"""Aggregation layers shared by backbones: GeM pooling and the NetVLAD pool."""
+"""Aggregation layers shared by backbones: GeM pooling (flat, or keeping (N, C, 1, 1) as the published
+models' heads do), L2 normalisation and spatial flattening as modules, and the NetVLAD pool."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,6 +21,28 @@ class GeM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.p.to(x.dtype)
         return x.clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+
+
+class GeM4d(GeM):
+    """GeM keeping the (N, C, 1, 1) shape, parameter `p` of shape (1,): the layout of CosPlace/EigenPlaces,
+    SelaVPR and UltraVPR heads (a mean over the map, so it exports to ONNX with dynamic sizes)."""
+
+    def forward(self, x):
+        return super().forward(x)[:, :, None, None]
+
+
+class L2Norm(nn.Module):
+    """L2 normalisation over channels (dim 1) as a module, for nn.Sequential heads."""
+
+    def forward(self, x):
+        return F.normalize(x, p=2, dim=1)
+
+
+class FlattenSpatial(nn.Module):
+    """(N, C, 1, 1) -> (N, C)."""
+
+    def forward(self, x):
+        return x[:, :, 0, 0]
 
 
 class NetVLADPool(nn.Module):

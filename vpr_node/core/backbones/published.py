@@ -17,34 +17,16 @@ from __future__ import annotations
 import pathlib
 
 import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
 
 from ..errors import ConfigurationError
 from ..normalise import DescriptorNormaliser
 from ..preprocess import BackbonePreprocessor
 from .base import BackboneSpec, Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
-from .layers import GeM
+from .layers import FlattenSpatial, GeM4d, L2Norm
 
 # --- CosPlace / EigenPlaces -------------------------------------------------------------------
 _TRUNK_DIMS = {"resnet18": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048, "vgg16": 512}
-
-
-class _L2Norm(nn.Module):
-    def forward(self, x):
-        return F.normalize(x, p=2, dim=1)
-
-
-class _Flatten(nn.Module):
-    def forward(self, x):
-        return x[:, :, 0, 0]
-
-
-class _GeM4d(GeM):
-    """GeM keeping the (N, C, 1, 1) shape as in CosPlace, parameter `p` of shape (1,)."""
-
-    def forward(self, x):
-        return super().forward(x)[:, :, None, None]
 
 
 def _trunk(name: str) -> nn.Sequential:
@@ -61,7 +43,7 @@ class GeoLocalizationNet(VprBackbone):
         self.label = label
         self.backbone = _trunk(trunk)
         self.aggregation = nn.Sequential(
-            _L2Norm(), _GeM4d(p=3.0), _Flatten(), nn.Linear(_TRUNK_DIMS[trunk], fc_output_dim), _L2Norm()
+            L2Norm(), GeM4d(p=3.0), FlattenSpatial(), nn.Linear(_TRUNK_DIMS[trunk], fc_output_dim), L2Norm()
         )
         self.descriptor_dim = int(fc_output_dim)
         self.preprocessor = BackbonePreprocessor(size=(input_size, input_size))

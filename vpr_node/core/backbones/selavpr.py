@@ -22,6 +22,7 @@ from ..normalise import DescriptorNormaliser
 from ..preprocess import BackbonePreprocessor
 from .base import BackboneSpec, Provenance, VprBackbone, register
 from .dinov2_family import PATCH, hub_tokens, timm_dinov2
+from .layers import FlattenSpatial, GeM4d, L2Norm
 from .published import convert_by_loading, load_published_weights
 
 
@@ -38,26 +39,6 @@ class Adapter(nn.Module):
     def forward(self, x):
         xs = self.D_fc2(self.act(self.D_fc1(x)))
         return x + xs if self.skip_connect else xs
-
-
-class _GeM(nn.Module):
-    def __init__(self, p: float = 3.0, eps: float = 1e-6):
-        super().__init__()
-        self.p = nn.Parameter(torch.ones(1) * p)
-        self.eps = eps
-
-    def forward(self, x):
-        return x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1), keepdim=True).pow(1.0 / self.p)
-
-
-class _L2Norm(nn.Module):
-    def forward(self, x):
-        return F.normalize(x, p=2, dim=1)
-
-
-class _Flatten(nn.Module):
-    def forward(self, x):
-        return x[:, :, 0, 0]
 
 
 class LocalAdapt(nn.Module):
@@ -83,7 +64,7 @@ class SelaVprNet(VprBackbone):
         for blk in self.backbone.blocks:
             blk.adapter1 = Adapter(channels, 0.5)  # serial adapter
             blk.adapter2 = Adapter(channels, 0.5, skip_connect=False)  # parallel adapter
-        self.aggregation = nn.Sequential(_L2Norm(), _GeM(), _Flatten())
+        self.aggregation = nn.Sequential(L2Norm(), GeM4d(), FlattenSpatial())
         self.LocalAdapt = LocalAdapt(channels)
         self.descriptor_dim = channels
         self.preprocessor = BackbonePreprocessor(size=(input_size, input_size))

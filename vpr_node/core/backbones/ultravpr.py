@@ -27,6 +27,7 @@ from ..errors import ConfigurationError
 from ..normalise import DescriptorNormaliser
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, BackbonePreprocessor
 from .base import BackboneSpec, Provenance, VprBackbone, register
+from .layers import GeM4d
 
 DEFAULT_INPUT_SIZE = 321  # odd into every stride-2 stage: 321, 161, 81, 41, 21 (exact 90-degree rotations)
 
@@ -191,25 +192,12 @@ class _PlainE2ResNet(nn.Module):
         return self.gpool(self.layers(self.stem(x)))
 
 
-class _GeM(nn.Module):
-    """GeM of the authors' se2gem (parameter `p`, shape (1,)); a mean over the map where they average-pool
-    with a kernel of the map's size (the same value, and it exports to ONNX with dynamic sizes)."""
-
-    def __init__(self, p: float = 3.0, eps: float = 1e-6):
-        super().__init__()
-        self.p = nn.Parameter(torch.ones(1) * p)
-        self.eps = eps
-
-    def forward(self, x):
-        return x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1), keepdim=True).pow(1.0 / self.p)
-
-
 class Se2Gem(nn.Module):
     """GeM -> Linear(in_dim, out_dim) -> L2 (CosPlace's head without its input normalisation)."""
 
     def __init__(self, in_dim: int = 256, out_dim: int = 256):
         super().__init__()
-        self.gem = _GeM()
+        self.gem = GeM4d()  # the authors' se2gem GeM: average-pool over the whole map = a mean
         self.fc = nn.Linear(in_dim, out_dim)
 
     def forward(self, x):
