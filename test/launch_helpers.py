@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 
 SKIP_REASON = ("ROS 2 launch tools not installed: scripts/setup_env.sh builds them from ../shared/vendor/ros2 "
                "(scripts/build_ros2_tools.sh), or source a ROS 2 installation")
 GEM_OPTS = '{"input_size": 160}'
 
 
-def ros2_cli_available() -> bool:
-    return shutil.which("ros2") is not None
+def vpr_launch_description(params_file):
+    """The installed launch/vpr.launch.py with this params file (auto_start:=false), then ReadyToTest."""
+    import launch
+    import launch_testing.actions
+    from ament_index_python.packages import get_package_share_directory
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    path = os.path.join(get_package_share_directory("vpr_node"), "launch", "vpr.launch.py")
+    return launch.LaunchDescription([
+        launch.actions.IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments={
+            "params_file": str(params_file), "auto_start": "false"}.items()),
+        launch_testing.actions.ReadyToTest(),
+    ])
 
 
 def small_index(work: pathlib.Path) -> dict:

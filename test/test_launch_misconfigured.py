@@ -6,14 +6,11 @@ import tempfile
 import unittest
 
 import pytest
-from launch_helpers import SKIP_REASON, isolate_ros_domain, node_params_file
+from launch_helpers import SKIP_REASON, isolate_ros_domain, node_params_file, vpr_launch_description
 
 pytest.importorskip("launch_testing", reason=SKIP_REASON)  # the imports below need the ROS 2 launch tools
-import launch
 import launch_testing.actions
 import launch_testing.asserts
-from ament_index_python.packages import get_package_share_directory
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 DOMAIN = 50 + os.getpid() % 10
 
@@ -23,12 +20,7 @@ def generate_test_description():
     isolate_ros_domain(DOMAIN)
     work = pathlib.Path(tempfile.mkdtemp(prefix="vpr_launch_bad_"))
     params = node_params_file(work, work / "no_index_needed", top_k=0)
-    vpr_launch = os.path.join(get_package_share_directory("vpr_node"), "launch", "vpr.launch.py")
-    return launch.LaunchDescription([
-        launch.actions.IncludeLaunchDescription(PythonLaunchDescriptionSource(vpr_launch), launch_arguments={
-            "params_file": str(params), "auto_start": "false"}.items()),
-        launch_testing.actions.ReadyToTest(),
-    ]), {}
+    return vpr_launch_description(params), {}
 
 
 class TestMisconfiguredParams(unittest.TestCase):

@@ -9,14 +9,11 @@ import time
 import unittest
 
 import pytest
-from launch_helpers import SKIP_REASON, isolate_ros_domain, node_params_file, small_index
+from launch_helpers import SKIP_REASON, isolate_ros_domain, node_params_file, small_index, vpr_launch_description
 
 pytest.importorskip("launch_testing", reason=SKIP_REASON)  # the imports below need the ROS 2 launch tools
-import launch
 import launch_testing.actions
 import launch_testing.asserts
-from ament_index_python.packages import get_package_share_directory
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 DOMAIN = 30 + os.getpid() % 20
 
@@ -27,12 +24,7 @@ def generate_test_description():
     work = pathlib.Path(tempfile.mkdtemp(prefix="vpr_launch_test_"))
     sample = small_index(work)
     params = node_params_file(work, sample["index"])
-    vpr_launch = os.path.join(get_package_share_directory("vpr_node"), "launch", "vpr.launch.py")
-    return launch.LaunchDescription([
-        launch.actions.IncludeLaunchDescription(PythonLaunchDescriptionSource(vpr_launch), launch_arguments={
-            "params_file": str(params), "auto_start": "false"}.items()),
-        launch_testing.actions.ReadyToTest(),
-    ]), {"work": work, "queries": sample["queries"]}
+    return vpr_launch_description(params), {"work": work, "queries": sample["queries"]}
 
 
 class TestVprNodeUnderLaunch(unittest.TestCase):

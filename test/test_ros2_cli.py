@@ -7,25 +7,19 @@ import subprocess
 import time
 
 import pytest
-from launch_helpers import SKIP_REASON, node_params_file, ros2_cli_available, small_index
+from launch_helpers import SKIP_REASON, node_params_file, small_index
+
+from vpr_node.ros.node_spec import Ros2Cli, ros2_cli_available
 
 pytestmark = pytest.mark.skipif(not ros2_cli_available(), reason=SKIP_REASON)
 DOMAIN = 70 + os.getpid() % 20
+CLI = Ros2Cli(DOMAIN)  # the operator's verbs without the daemon, retried (discovery is slow under load)
 
 
-def ros2(*args, timeout=60):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    return subprocess.run(["ros2", *args], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def retried(*args, tries=5) -> str:
-    """A ros2 verb without the daemon, retried: discovery is occasionally slow under load (vendor README)."""
-    for _ in range(tries):
-        out = ros2(*args, "--no-daemon", "--spin-time", "3")
-        if out.returncode == 0 and "Node not found" not in out.stdout + out.stderr:
-            return out.stdout.strip()
-        time.sleep(1)
-    raise AssertionError(out.stdout + out.stderr)
+def retried(*args) -> str:
+    ok, out = CLI.run(*args)
+    assert ok, out
+    return out
 
 
 def lifecycle(*args) -> str:
@@ -37,10 +31,9 @@ def launched(tmp_path_factory):
     work = tmp_path_factory.mktemp("ros2cli")
     sample = small_index(work)
     params = node_params_file(work, sample["index"])
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     log = open(work / "launch.log", "wb")
     proc = subprocess.Popen(["ros2", "launch", "vpr_node", "vpr.launch.py", f"params_file:={params}",
-                             "auto_start:=false"], stdout=log, stderr=subprocess.STDOUT, env=env,
+                             "auto_start:=false"], stdout=log, stderr=subprocess.STDOUT, env=CLI.env,
                             start_new_session=True)
     yield {"proc": proc, "work": work, "queries": sample["queries"]}
     if proc.poll() is None:
@@ -56,10 +49,9 @@ def test_lifecycle_topic_echo_and_param_set_with_the_ros2_cli(launched):
     client = VprClient(DOMAIN)
     try:
         client.wait_subscribed(15)
-        env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
         echo = subprocess.Popen(["ros2", "topic", "echo", "--once", "/vpr/result", "vpr_node/msg/VprResult",
                                  "--field", "candidates"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=CLI.env)
         time.sleep(4)  # the echo subscription is discovered (type given: the topic may not be advertised yet)
         for _ in range(10):
             client.publish(client.make_image(launched["queries"][0].image, time.time_ns()))

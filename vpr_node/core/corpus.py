@@ -54,6 +54,7 @@ class GeoRaster:
     geo: GeoImage
 
     src_crs = ""  # the corner table's lat/lon
+    min_valid = 0.0  # no nodata in PNG/JPEG maps
 
     def read_rgb(self) -> np.ndarray:
         img = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
@@ -245,7 +246,7 @@ def cut_corpus(rasters: list[GeoRaster], out_dir, plan: TilePlan, tile_px: int |
             for y0 in range(0, height - side + 1, stride):
                 for x0 in range(0, width - side + 1, stride):
                     crop, valid = r.read_window(x0, y0, side, tile_px)
-                    if valid < getattr(r, "min_valid", 0.0):
+                    if valid < r.min_valid:
                         skipped += 1  # mostly nodata (outside the orthophoto's footprint)
                         continue
                     (lat, lon) = (float(v) for v in r.geo.pixel_to_latlon(x0 + side / 2, y0 + side / 2))

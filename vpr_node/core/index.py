@@ -64,9 +64,13 @@ def recall_vs_exact(index: faiss.Index, x: np.ndarray, k: int = 10, n_queries: i
     exact = faiss.IndexFlatIP(x.shape[1])
     exact.add(x)
     k = min(k, len(x))
-    _, a = exact.search(q, k)
-    _, b = index.search(q, k)
-    return float(np.mean([len(set(r) & set(s)) / k for r, s in zip(a, b, strict=True)]))
+    return topk_overlap(index.search(q, k)[1], exact.search(q, k)[1])
+
+
+def topk_overlap(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each row's exact top-k ids that an approximate search also returned (recall@k vs exact)."""
+    k = exact.shape[1]
+    return float(np.mean([len(set(f) & set(e)) / k for f, e in zip(found, exact, strict=True)]))
 
 
 def make_faiss_index(descriptors: np.ndarray, kind: str = "flat", params: dict | None = None) -> faiss.Index:

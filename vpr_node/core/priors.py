@@ -22,6 +22,7 @@ import bisect
 import dataclasses
 import math
 import threading
+import time
 
 import numpy as np
 
@@ -82,7 +83,6 @@ class PriorBuffer:
         """Wait (at most timeout_s) until every kind has a sample stamped at or after stamp_ns: a frame and the
         attitude/altitude/position samples of its instant are separate messages, and the frame can arrive first.
         Returns whether they all did."""
-        import time
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._lock:
             while True:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import subprocess
+import time
 
 PACKAGE = "vpr_node"
 EXECUTABLE = "vpr_lifecycle_node"
@@ -54,15 +56,14 @@ class Ros2Cli:
         self.tries = tries
 
     def run(self, *args, timeout: float = 120.0) -> tuple[bool, str]:
-        import subprocess
-        import time
+        """(True, stdout) once the verb succeeds, else (False, stdout + stderr of the last try)."""
         out = ""
         for _ in range(self.tries):
             p = subprocess.run(["ros2", *args, "--no-daemon", "--spin-time", "3"], capture_output=True, text=True,
                                timeout=timeout, env=self.env)
             out = (p.stdout + p.stderr).strip()
             if p.returncode == 0 and "Node not found" not in out:
-                return True, out
+                return True, p.stdout.strip()
             time.sleep(1.0)
         return False, out
 

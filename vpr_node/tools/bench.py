@@ -100,7 +100,7 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
                 kinds=("flat", "hnsw", "ivfpq")) -> list[dict]:
     import faiss
 
-    from vpr_node.core.index import make_faiss_index
+    from vpr_node.core.index import make_faiss_index, topk_overlap
 
     out = []
     for d in dims:
@@ -132,7 +132,7 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
                     ids_all = np.stack(ids_all)
                     if kind == "flat":
                         exact = ids_all
-                    rec = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids_all, exact, strict=True)]))
+                    rec = topk_overlap(ids_all, exact)
                     row = {"n": n, "dim": d, "index": kind, "params": {**params, **({"efSearch": ef} if ef else {})},
                            "build_s": round(build_s, 2), "memory_MiB": round(mem / 2**20, 1),
                            "search_ms_p50": _pct(times, 50), "search_ms_p95": _pct(times, 95),
