@@ -12,7 +12,7 @@ def test_bench_smoke_prints_and_writes_json(tmp_path):
     res = json.loads(out.read_text())
     assert res["embed"][0]["embed_ms_p50"] > 0
     kinds = {r["index"] for r in res["index"]}
-    assert kinds == {"flat", "hnsw", "ivfpq"}
+    assert kinds == {"flat", "hnsw", "ivfpq", "ivfpq+rerank"}  # compressed codes also with the exact re-rank
     assert all(0.0 <= r["recall_at_10_vs_exact"] <= 1.0 for r in res["index"])
     node_rows = [r for r in res["node"] if "rate_hz" in r]
     assert node_rows and node_rows[0]["results"] >= 1

@@ -12,6 +12,7 @@ stretched to 8 bits by the 2nd-98th percentiles of a decimated read of the whole
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 
 import numpy as np
@@ -23,7 +24,11 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff")
 WGS84 = "EPSG:4326"
 
 
+GDAL_CACHE_MIB = "256"  # GDAL's block cache (default 5 % of RAM): tiles are cut row by row, a band of blocks suffices
+
+
 def _rasterio():
+    os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MIB)  # read at GDAL's first cache use; a user's value wins
     try:
         import rasterio  # noqa: F401
         import rasterio.transform  # noqa: F401

@@ -31,6 +31,9 @@ OPTIONAL_FILES = ("backbone_weights.pt",)
 INDEX_TYPES = ("flat", "sq8", "hnsw", "ivfpq")
 AUTO = "auto"  # chosen by a memory budget (choose_index_type)
 IVF_ID_BYTES = 8  # an inverted list stores a 64-bit id per vector
+ADD_CHUNK = 65536  # vectors added to / scanned in an index at a time (bounded memory for memory-mapped inputs)
+TRAIN_SAMPLE = 200_000  # most rows a scalar quantiser trains on
+RERANK_DEFAULT = {"sq8": 4, "ivfpq": 10}  # shortlist = this x fetch, re-scored exactly from descriptors.npy
 
 
 def choose_index_type(n: int, d: int, budget_mib: float) -> tuple[str, dict, int]:
@@ -53,18 +56,55 @@ def choose_index_type(n: int, d: int, budget_mib: float) -> tuple[str, dict, int
                              f"the dimension (prepare-mission --adapt-whiten-dim) or use fewer rotations/scales")
 
 
-def recall_vs_exact(index: faiss.Index, x: np.ndarray, k: int = 10, n_queries: int = 200, seed: int = 0) -> float:
-    """Mean overlap of the index's top-k with exact search, for database vectors (plus a little noise) as queries."""
+def recall_vs_exact(index: faiss.Index, x: np.ndarray, k: int = 10, n_queries: int = 200, seed: int = 0,
+                    rerank: int = 0) -> float:
+    """Mean overlap of the index's top-k (after its exact re-rank, if any) with exact search, for database
+    vectors (plus a little noise) as queries. `x` may be a memory map: exact search streams over it."""
     if isinstance(index, faiss.IndexFlat):
         return 1.0
     rng = np.random.default_rng(seed)
-    q = x[rng.choice(len(x), size=min(n_queries, len(x)), replace=False)]
+    rows = np.sort(rng.choice(len(x), size=min(n_queries, len(x)), replace=False))
+    q = np.asarray(x[rows], np.float32)
     q = q + 0.05 * rng.standard_normal(q.shape).astype(np.float32) / np.sqrt(x.shape[1])
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    exact = faiss.IndexFlatIP(x.shape[1])
-    exact.add(x)
     k = min(k, len(x))
-    return topk_overlap(index.search(q, k)[1], exact.search(q, k)[1])
+    return topk_overlap(search_reranked(index, x, q, k, rerank)[1], exact_topk(x, q, k)[1])
+
+
+def exact_topk(x: np.ndarray, q: np.ndarray, k: int, chunk: int = ADD_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k of queries `q` over `x`, streamed in chunks (x may be a memory map larger than RAM)."""
+    best_s = np.full((len(q), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(q), 0), np.int64)
+    for start in range(0, len(x), chunk):
+        sims = q @ np.asarray(x[start:start + chunk], np.float32).T
+        s = np.concatenate([best_s, sims], axis=1)
+        i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + sims.shape[1]), sims.shape)], axis=1)
+        top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+    return best_s, best_i
+
+
+def search_reranked(index: faiss.Index, descriptors: np.ndarray, q: np.ndarray, k: int, rerank: int = 0,
+                    params=None) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS search; with `rerank` > 0 a shortlist of rerank x k candidates from the (compressed) index is
+    re-scored exactly against the float32 descriptors (memory-mapped: only the shortlist's rows are read)
+    and the best k kept. That restores most of what PQ/SQ codes lose, for ~rerank x k row reads a query."""
+    if rerank <= 0:
+        return index.search(q, k, params=params) if params is not None else index.search(q, k)
+    fetch = min(index.ntotal, k * rerank)
+    _, ids = index.search(q, fetch, params=params) if params is not None else index.search(q, fetch)
+    sims_out = np.full((len(q), k), -np.inf, np.float32)
+    ids_out = np.full((len(q), k), -1, np.int64)
+    for r, row in enumerate(ids):
+        row = row[row >= 0]
+        if not len(row):
+            continue
+        order = np.argsort(row)  # read the memory map in file order
+        exact = np.asarray(descriptors[row[order]], np.float32) @ q[r]
+        best = np.argsort(-exact, kind="stable")[:k]
+        sims_out[r, :len(best)] = exact[best]
+        ids_out[r, :len(best)] = row[order][best]
+    return sims_out, ids_out
 
 
 def topk_overlap(found: np.ndarray, exact: np.ndarray) -> float:
@@ -73,40 +113,94 @@ def topk_overlap(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(e)) / k for f, e in zip(found, exact, strict=True)]))
 
 
+def training_sample(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """At most n rows of x (all of them when it has fewer), drawn in file order so a memory map reads forward."""
+    if len(x) <= n:
+        return np.ascontiguousarray(x, np.float32)
+    rows = np.sort(np.random.default_rng(seed).choice(len(x), size=n, replace=False))
+    return np.ascontiguousarray(x[rows], np.float32)
+
+
 def make_faiss_index(descriptors: np.ndarray, kind: str = "flat", params: dict | None = None) -> faiss.Index:
-    """Build a FAISS inner-product index over unit descriptors."""
+    """Build a FAISS inner-product index over unit descriptors. Quantisers train on a sample (all rows up to
+    TRAIN_SAMPLE, 256 per IVF list) and vectors are added in chunks, so `descriptors` may be a memory map
+    larger than RAM: only the index itself is held in memory."""
     params = dict(params or {})
     d = descriptors.shape[1]
-    x = np.ascontiguousarray(descriptors, dtype=np.float32)
+    n = len(descriptors)
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif kind == "sq8":
         index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        index.train(x)
+        index.train(training_sample(descriptors, TRAIN_SAMPLE))
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, int(params.get("M", 32)), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = int(params.get("efConstruction", 80))
         index.hnsw.efSearch = int(params.get("efSearch", 64))
     elif kind == "ivfpq":
-        nlist = int(params.get("nlist", max(1, min(1024, int(4 * np.sqrt(len(x)))))))
+        nlist = int(params.get("nlist", max(1, min(1024, int(4 * np.sqrt(n))))))
         m = int(params.get("m", 16 if d % 16 == 0 else 8))
         nbits = int(params.get("nbits", 8))
         if d % m:
             raise ConfigurationError(f"ivfpq: descriptor dim {d} is not divisible by m={m}")
         quantiser = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFPQ(quantiser, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
-        if len(x) < max(nlist, 2 ** nbits):
+        if n < max(nlist, 2 ** nbits):
             raise ConfigurationError(
-                f"ivfpq needs at least {max(nlist, 2**nbits)} descriptors to train, got {len(x)}; "
+                f"ivfpq needs at least {max(nlist, 2**nbits)} descriptors to train, got {n}; "
                 f"use index type flat or hnsw for small corpora"
             )
-        index.train(x)
+        index.train(training_sample(descriptors, max(256 * nlist, 256 * 2 ** nbits)))
         index.nprobe = int(params.get("nprobe", min(nlist, 16)))
     else:
         raise ConfigurationError(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_TYPES)} "
                                  f"(or {AUTO} with a memory budget)")
-    index.add(x)
+    for start in range(0, n, ADD_CHUNK):
+        index.add(np.ascontiguousarray(descriptors[start:start + ADD_CHUNK], np.float32))
     return index
+
+
+def default_rerank(kind: str) -> int:
+    """Shortlist multiplier of the exact re-rank: compressed codes (sq8, IVF-PQ) are re-scored, exact indexes not."""
+    return RERANK_DEFAULT.get(kind, 0)
+
+
+def hubness_report(descriptors: np.ndarray, entries: np.ndarray, k: int = 10, probes: int = 2000,
+                   seed: int = 0, index: faiss.Index | None = None, rerank: int = 0) -> dict:
+    """How much a few tiles dominate the index's neighbourhoods, from the tiles themselves as probes
+    (each probe's own tile excluded): the share of probes whose top-1 is the single most frequent tile
+    (`max_share`; a hub tile makes it large), and the skewness of N_k, the number of probes that have a
+    tile in their top-k (Radovanovic et al. 2010; about 0 for an even spread, > 1 with hubs). With `index` (the
+    built one, re-ranked by `rerank`) nothing else is held in memory; without, an exact index is made here."""
+    from .whitening import top1_hubness
+
+    entries = np.asarray(entries)
+    n_tiles = int(entries.max()) + 1 if len(entries) else 0
+    if n_tiles < 2:
+        return {"probes": 0}
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(entries), size=min(probes, len(entries)), replace=False))
+    per_tile = max(1, len(entries) // n_tiles)
+    if index is None:
+        index = faiss.IndexFlatIP(descriptors.shape[1])
+        index.add(np.ascontiguousarray(descriptors, np.float32))
+    _, ids = search_reranked(index, descriptors, np.ascontiguousarray(descriptors[rows], np.float32),
+                             min(len(entries), (k + 1) * per_tile + 1), rerank)
+    top1, nk = [], np.zeros(n_tiles)
+    for probe, hits in zip(rows, ids, strict=True):
+        seen: list[int] = []
+        for i in hits:
+            t = int(entries[i])
+            if i >= 0 and t != entries[probe] and t not in seen:
+                seen.append(t)
+                if len(seen) == k:
+                    break
+        if seen:
+            top1.append(seen[0])
+            nk[seen] += 1
+    sd = nk.std()
+    return {**top1_hubness(np.asarray(top1), n_tiles), "k": k,
+            "n_k_skewness": round(float(((nk - nk.mean()) ** 3).mean() / sd ** 3), 3) if sd > 0 else 0.0}
 
 
 @dataclasses.dataclass
@@ -132,15 +226,24 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
             raise ConfigurationError("index type auto needs a memory budget (--memory-budget MiB)")
         kind, chosen, _ = choose_index_type(len(descriptors), descriptors.shape[1], budget)
         params = {**chosen, **params}
+    params = dict(params or {})
+    if kind in RERANK_DEFAULT:
+        params.setdefault("rerank", default_rerank(kind))
     t0 = time.perf_counter()
     index = make_faiss_index(descriptors, kind, params)
     build_s = time.perf_counter() - t0
-    x = np.ascontiguousarray(descriptors, np.float32)
-    compression = {"memory_budget_mib": budget, "recall_at_10_vs_exact": round(recall_vs_exact(index, x), 4)} \
-        if budget is not None or kind != "flat" else {}  # the recall cost of a compressed index, measured
+    compression = {}
+    if budget is not None or kind != "flat":  # the recall cost of a compressed index, measured
+        recall = recall_vs_exact(index, descriptors, rerank=params.get("rerank", 0))
+        compression = {"memory_budget_mib": budget, "recall_at_10_vs_exact": round(recall, 4)}
+        if params.get("rerank"):
+            compression["recall_at_10_vs_exact_without_rerank"] = round(recall_vs_exact(index, descriptors), 4)
+    compression["hubness"] = hubness_report(descriptors, entries, index=index, rerank=params.get("rerank", 0))
     faiss.write_index(index, str(out_dir / "index.faiss"))
     compression["index_bytes"] = (out_dir / "index.faiss").stat().st_size
-    np.save(out_dir / "descriptors.npy", np.ascontiguousarray(descriptors, np.float32))
+    target = out_dir / "descriptors.npy"
+    if not (isinstance(descriptors, np.memmap) and pathlib.Path(descriptors.filename).resolve() == target.resolve()):
+        np.save(target, np.ascontiguousarray(descriptors, np.float32))  # else: already written there, streamed
     np.save(out_dir / "entries.npy", np.asarray(entries, np.int32))
     write_tile_table(out_dir / "tiles.csv", records)
     manifest = {
@@ -151,7 +254,7 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
         "preprocessing": backbone_info["preprocessing"],
         "provenance": backbone_info.get("provenance"),
         "index_type": kind,
-        "index_params": dict(params or {}),
+        "index_params": params,
         "metric": "inner_product",
         "tile_count": len(records),
         "entry_count": int(len(entries)),
@@ -166,10 +269,23 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
     return manifest
 
 
+def check_memory_budget(root: pathlib.Path, manifest: dict, budget_mib: float) -> None:
+    """Refuse (ConfigurationError, before anything is read) an index whose in-memory part, index.faiss, exceeds the
+    budget. descriptors.npy is memory-mapped: only the rows an exact re-rank reads are paged in."""
+    need = (root / "index.faiss").stat().st_size / 2**20
+    if need > budget_mib:
+        raise ConfigurationError(
+            f"index {root} needs {need:.1f} MiB in memory ({manifest.get('index_type')}, {manifest.get('entry_count')} "
+            f"vectors of {manifest.get('descriptor_dim')}-D) but index_memory_budget_mib is {budget_mib:g}: rebuild it "
+            f"with `vpr build-index ... --memory-budget {budget_mib:g}` (and --pca-dim to reduce the dimension) or "
+            f"raise the budget", field="index_memory_budget_mib", expected=budget_mib, actual=round(need, 1))
+
+
 class DescriptorIndex:
     """A loaded, verified index folder. search() returns ranked Candidates (one per tile)."""
 
-    def __init__(self, root, expect: ManifestExpectation | None = None, verify_hashes: bool = True):
+    def __init__(self, root, expect: ManifestExpectation | None = None, verify_hashes: bool = True,
+                 memory_budget_mib: float = 0.0):
         self.root = pathlib.Path(root)
         mpath = self.root / "manifest.json"
         if not self.root.is_dir():
@@ -202,6 +318,8 @@ class DescriptorIndex:
                     )
         if expect:
             self.verify(expect)
+        if memory_budget_mib:
+            check_memory_budget(self.root, self.manifest, memory_budget_mib)
         try:
             self.index = faiss.read_index(str(self.root / "index.faiss"))
             self.descriptors = np.load(self.root / "descriptors.npy", mmap_mode="r")
@@ -217,6 +335,7 @@ class DescriptorIndex:
         ):
             raise IndexUnavailableError(f"tile table in {self.root} does not match the index entries")
         self.index_id = self.manifest["files"]["index.faiss"][:16]
+        self.rerank = int(self.manifest.get("index_params", {}).get("rerank", 0))  # 0 in indexes built before it
         self._tiles = [r.tile() for r in self.records]
         self._columns: dict[str, np.ndarray] = {}
 
@@ -272,11 +391,10 @@ class DescriptorIndex:
         per_tile = max(1, len(self.entries) // max(1, len(self.records)))
         fetch = min(len(self.entries), k * per_tile + per_tile)
         try:
-            if allowed_tiles is None:
-                sims, ids = self.index.search(q, fetch)
-            else:
+            params = _sel = None
+            if allowed_tiles is not None:
                 params, _sel = self._search_params(np.flatnonzero(np.isin(self.entries, allowed_tiles)))
-                sims, ids = self.index.search(q, fetch, params=params)
+            sims, ids = search_reranked(self.index, self.descriptors, q, fetch, self.rerank, params)
         except Exception as exc:  # noqa: BLE001
             raise IndexUnavailableError(f"FAISS search failed: {exc}") from exc
         seen: dict[int, float] = {}

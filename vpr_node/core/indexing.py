@@ -1,10 +1,15 @@
 """Embed every tile of a corpus (optionally at several rotations) and write the index folder."""
 from __future__ import annotations
 
-import numpy as np
-from tqdm import tqdm
+import pathlib
+import shutil
+import time
 
+import numpy as np
+
+from .chunked_build import StrategySpec, assemble, embed_to_shards, fit_pca_on_shards
 from .corpus import TileCorpus
+from .errors import ConfigurationError
 from .index import write_index
 from .strategy import RetrievalStrategy
 
@@ -30,77 +35,14 @@ def default_batch_size(strategy: RetrievalStrategy) -> int:
     return 32 if device is not None and getattr(device, "type", "cpu") == "cuda" else 1
 
 
-def embed_corpus(strategy: RetrievalStrategy, corpus: TileCorpus, rotations: int = 1, batch_size: int | None = None,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptors (rows, D) and the tile row of each descriptor."""
-    batch_size = batch_size or default_batch_size(strategy)
-    descs, entries, batch, batch_ids = [], [], [], []
-    bar = tqdm(total=len(corpus) * rotations, desc=f"embedding tiles ({strategy.label})", unit="view",
-               disable=not progress)
-
-    def flush():
-        if batch:
-            descs.append(strategy.embed_batch(batch))
-            entries.extend(batch_ids)
-            bar.update(len(batch))
-            batch.clear()
-            batch_ids.clear()
-
-    for i in range(len(corpus)):
-        for view in rotated_views(corpus.image(i), rotations):
-            batch.append(view)
-            batch_ids.append(i)
-            if len(batch) >= batch_size:
-                flush()
-    flush()
-    bar.close()
-    return np.concatenate(descs).astype(np.float32), np.asarray(entries, np.int32)
-
-
 CORPUS_FITTED_WEIGHTS = "backbone_weights.pt"
 
 
-def hubness_report(descriptors: np.ndarray, entries: np.ndarray, k: int = 10, probes: int = 2000,
-                   seed: int = 0) -> dict:
-    """How much a few tiles dominate the index's neighbourhoods, from the tiles themselves as probes
-    (each probe's own tile excluded): the share of probes whose top-1 is the single most frequent tile
-    (`max_share`; a hub tile makes it large), and the skewness of N_k, the number of probes that have a
-    tile in their top-k (Radovanovic et al. 2010; about 0 for an even spread, > 1 with hubs)."""
-    import faiss
-
-    from .whitening import top1_hubness
-
-    entries = np.asarray(entries)
-    n_tiles = int(entries.max()) + 1 if len(entries) else 0
-    if n_tiles < 2:
-        return {"probes": 0}
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(len(entries), size=min(probes, len(entries)), replace=False)
-    per_tile = max(1, len(entries) // n_tiles)
-    index = faiss.IndexFlatIP(descriptors.shape[1])
-    index.add(np.ascontiguousarray(descriptors, np.float32))
-    _, ids = index.search(
-        np.ascontiguousarray(descriptors[rows], np.float32), min(len(entries), (k + 1) * per_tile + 1)
-    )
-    top1, nk = [], np.zeros(n_tiles)
-    for probe, hits in zip(rows, ids, strict=True):
-        seen: list[int] = []
-        for i in hits:
-            t = int(entries[i])
-            if i >= 0 and t != entries[probe] and t not in seen:
-                seen.append(t)
-                if len(seen) == k:
-                    break
-        if seen:
-            top1.append(seen[0])
-            nk[seen] += 1
-    sd = nk.std()
-    return {**top1_hubness(np.asarray(top1), n_tiles), "k": k,
-            "n_k_skewness": round(float(((nk - nk.mean()) ** 3).mean() / sd ** 3), 3) if sd > 0 else 0.0}
+DEFAULT_CHUNK_TILES = 1024  # tiles per checkpointed chunk: 4 rotations x 3072-D float32 = 50 MB in memory
 
 
 def build_index(
-    strategy: RetrievalStrategy,
+    strategy: RetrievalStrategy | None,
     corpus: TileCorpus,
     out_dir,
     kind: str = "flat",
@@ -109,17 +51,56 @@ def build_index(
     batch_size: int | None = None,
     progress: bool = True,
     weights_file: str | None = None,
+    spec: StrategySpec | None = None,
+    executor=None,
+    chunk_tiles: int = DEFAULT_CHUNK_TILES,
+    work_dir=None,
+    pca_dim: int = 0,
+    keep_work: bool = False,
+    threads: int | None = None,
+    log=print,
 ) -> dict:
-    """Embed the corpus and write the index folder. `weights_file` (a file inside out_dir) is recorded
-    in the manifest when the backbone's weights were fitted to this corpus (see build_index_for)."""
-    descriptors, entries = embed_corpus(strategy, corpus, rotations, batch_size, progress)
-    info = {"label": strategy.label, "weights_sha256": strategy.backbone.weights_sha256,
-            "preprocessing": strategy.preprocessor.describe(),
-            "provenance": strategy.backbone.describe()["provenance"]}
-    return write_index(out_dir, descriptors, entries, corpus.records, info, kind, params,
-                       extra={"rotations": rotations, "corpus": str(corpus.root), "weights_file": weights_file,
-                              "tile_plan": corpus.plan.to_json() if corpus.plan else None,
-                              "hubness": hubness_report(descriptors, entries)})
+    """Embed the corpus chunk by chunk (chunked_build.py: checkpointed in `work_dir`, default out_dir/build_work,
+    resumable; on a Dask cluster with a DaskExecutor and a `spec`), optionally reduce to `pca_dim` by a
+    PCA-whitening fitted on the corpus (installed as the backbone's `whiten` layer and saved as the index's
+    weights file), stream the descriptors into descriptors.npy and write the index folder. `weights_file` (a
+    file inside out_dir) is recorded in the manifest when the backbone's weights were fitted to this corpus."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = pathlib.Path(work_dir) if work_dir else out_dir / "build_work"
+    if strategy is None:
+        strategy = spec.load()
+    model = strategy.backbone
+    t0 = time.perf_counter()
+    store, chunks, summary = embed_to_shards(corpus, work, rotations, batch_size or default_batch_size(strategy),
+                                             chunk_tiles, strategy=strategy, spec=spec, executor=executor,
+                                             threads=threads, progress=progress, log=log)
+    project, pca = None, None
+    if pca_dim:
+        if model.whiten is not None:
+            raise ConfigurationError(f"{model.label} already carries a whitening layer (prepare-mission's); "
+                                     f"--pca-dim would replace it: build without --pca-dim")
+        from .adaptation import save_adapted_weights  # adaptation imports this module
+
+        w = fit_pca_on_shards(store, chunks, pca_dim)
+        model.set_whitening(w.as_linear())
+        project = model.whiten
+        weights_file = CORPUS_FITTED_WEIGHTS
+        pca = {"dim": pca_dim, "method": w.method, "shrinkage": w.shrinkage}
+        save_adapted_weights(model, out_dir / weights_file, f"vpr build-index --pca-dim {pca_dim} on {corpus.root}",
+                             {"pca": pca})
+    descriptors, entries = assemble(store, chunks, out_dir / "descriptors.npy", project)
+    summary["embed_and_assemble_seconds"] = round(time.perf_counter() - t0, 1)
+    info = {"label": model.label, "weights_sha256": model.weights_sha256,
+            "preprocessing": model.preprocessor.describe(), "provenance": model.describe()["provenance"]}
+    manifest = write_index(out_dir, descriptors, entries, corpus.records, info, kind, params,
+                           extra={"rotations": rotations, "corpus": str(corpus.root), "weights_file": weights_file,
+                                  "tile_plan": corpus.plan.to_json() if corpus.plan else None, "build": summary,
+                                  "pca": pca})
+    del descriptors
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
 
 
 def build_index_for(backbone: str, corpus: TileCorpus, out_dir, weights: str | None = None, backbone_options=None,
@@ -127,7 +108,7 @@ def build_index_for(backbone: str, corpus: TileCorpus, out_dir, weights: str | N
     """build-index for a backbone by name. A backbone that needs weights fitted to the corpus (its
     spec's fit_to_corpus, e.g. NetVLAD centroids by k-means) gets them fitted here when `weights` is
     not given; they are saved in the index folder and named in the manifest."""
-    import pathlib
+    import json
 
     from .backbones import get_spec
     from .strategy import load_strategy
@@ -142,4 +123,5 @@ def build_index_for(backbone: str, corpus: TileCorpus, out_dir, weights: str | N
         weights_file = CORPUS_FITTED_WEIGHTS
     strategy = load_strategy(backbone, weights=weights, runtime=runtime, precision=precision, device=device,
                              backbone_options=opts)
-    return build_index(strategy, corpus, out_dir, weights_file=weights_file, **build_kw)
+    worker_spec = StrategySpec(backbone, weights, runtime, precision, device, json.dumps(opts, sort_keys=True))
+    return build_index(strategy, corpus, out_dir, weights_file=weights_file, spec=worker_spec, **build_kw)

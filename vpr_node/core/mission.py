@@ -24,7 +24,7 @@ from .backbones import create_backbone, get_spec
 from .camera import CameraModel
 from .corpus import TileCorpus, cut_corpus, load_maps, plan_for_camera
 from .index import write_index
-from .indexing import CORPUS_FITTED_WEIGHTS, hubness_report
+from .indexing import CORPUS_FITTED_WEIGHTS
 
 STEPS = ("corpus", "base_weights", "adapt", "index", "report")
 
@@ -130,8 +130,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
         manifest = write_index(out, res["descriptors"], res["entries"], corpus.records, info, cfg.index_type,
                                cfg.index_params, extra={"rotations": cfg.rotations, "corpus": str(corpus.root),
                                                         "weights_file": CORPUS_FITTED_WEIGHTS,
-                                                        "tile_plan": plan.to_json(), "adaptation": res["log"],
-                                                        "hubness": hubness_report(res["descriptors"], res["entries"])})
+                                                        "tile_plan": plan.to_json(), "adaptation": res["log"]})
         timings["index_s"] = round(time.perf_counter() - t0, 1)
         state.mark("index", index_key)
     manifest = manifest or json.loads((out / "manifest.json").read_text())

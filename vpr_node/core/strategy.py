@@ -103,6 +103,7 @@ def load_strategy(
     backbone_options: dict | None = None,
     installed_runtimes: frozenset[str] | None = None,
     verify_index_weights: bool = True,
+    index_memory_budget_mib: float = 0.0,
 ) -> RetrievalStrategy:
     """Everything configure needs: backbone, runtime (checked), output-shape check, verified index.
 
@@ -118,5 +119,5 @@ def load_strategy(
         expect = ManifestExpectation(backbone_label=model.label, descriptor_dim=model.descriptor_dim,
                                      weights_sha256=model.weights_sha256 if verify_index_weights else None,
                                      preprocessing=model.preprocessor.describe())
-        index = DescriptorIndex(index_dir, expect=expect)
+        index = DescriptorIndex(index_dir, expect=expect, memory_budget_mib=index_memory_budget_mib)
     return RetrievalStrategy(model, rt, index)

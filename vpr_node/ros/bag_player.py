@@ -127,7 +127,8 @@ def write_result_bag(results, path, topic: str = "/vpr/result") -> pathlib.Path:
 
 
 def score_against_bag(results, bag, top_k: int = 10, camera_topic: str | None = None) -> dict:
-    """Recall@1/5/10 at 25 m of ROS results against the bag's NavSatFix (matched by header stamp)."""
+    """Recall@1/5/10 at 25 m (and 50 m, for maps tiled coarser than 25 m reaches) of ROS results against the
+    bag's NavSatFix (matched by header stamp)."""
     truth = {f.stamp_ns: (f.lat, f.lon) for f in read_camera_bag(bag, camera_topic) if f.lat is not None}
     dists = []
     for m in results:
@@ -139,6 +140,7 @@ def score_against_bag(results, bag, top_k: int = 10, camera_topic: str | None = 
     out = {"with_ground_truth": len(dists)}
     if dists:
         out["recall_at_25m"] = recall_summary(dists, top_k)
+        out["recall_at_50m"] = recall_summary(dists, top_k, 50.0)
     return out
 
 
@@ -160,6 +162,11 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
         "retrieved_at_in_bag_time": bool(results)
         and all(run["bag_start_ns"] <= time_to_ns(m.retrieved_at) <= run["bag_end_ns"] + 120 * 10**9 for m in results),
     }
+    for field in ("embed_latency_ms", "search_latency_ms"):  # as the node measured them, per frame
+        values = np.array([getattr(m, field) for m in results], float)
+        if len(values):
+            summary[f"{field}_p50"], summary[f"{field}_p95"] = (round(float(np.percentile(values, q)), 2)
+                                                                for q in (50, 95))
     summary.update(score_against_bag(results, bag, top_k, camera_topic))
     if out_bag:
         summary["result_bag"] = str(write_result_bag(results, out_bag))

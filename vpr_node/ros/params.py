@@ -54,6 +54,9 @@ class NodeConfig:
                                "(required)",
                            check=lambda v: None if v else "is required: build an index with `vpr build-index` (or "
                                                           "`vpr prepare-mission`) and set index_dir to its folder")
+    index_memory_budget_mib: float = param(0.0, "largest index the node may hold in memory (MiB of index.faiss; 0 = "
+                                                "not checked); a larger one fails configure before it is read",
+                                           check=lambda v: None if v >= 0 else "must be >= 0 (0 = not checked)")
     verify_index_weights: bool = param(True, "refuse an index whose manifest weights SHA-256 differs from the loaded "
                                              "weights")
     top_k: int = param(10, "number of candidates per frame (1..1000)", check=_between(1, 1000))
@@ -161,7 +164,7 @@ class NodeConfig:
     def model_key(self) -> tuple:
         """What requires a reload when it changes between configure and activate."""
         return (self.backbone, self.weights, json.dumps(self.backbone_options, sort_keys=True), self.index_dir,
-                self.runtime, self.precision, self.device, self.verify_index_weights)
+                self.runtime, self.precision, self.device, self.verify_index_weights, self.index_memory_budget_mib)
 
 
 PARAMETERS: dict[str, tuple] = {f.name: (f.default, f.metadata["description"]) for f in dataclasses.fields(NodeConfig)}

@@ -100,7 +100,7 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
                 kinds=("flat", "hnsw", "ivfpq")) -> list[dict]:
     import faiss
 
-    from vpr_node.core.index import make_faiss_index, topk_overlap
+    from vpr_node.core.index import default_rerank, make_faiss_index, search_reranked, topk_overlap
 
     out = []
     for d in dims:
@@ -109,6 +109,9 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
                 print(f"index  skip n={n} d={d}: {n * d * 4 / 2**30:.1f} GiB of vectors exceeds the bench limit")
                 continue
             x, q = clustered_descriptors(n, d, n_queries)
+            mapped = tempfile.NamedTemporaryFile(suffix=".npy")  # the node re-ranks from a memory-mapped file
+            np.save(mapped.name, x)
+            x_mapped = np.load(mapped.name, mmap_mode="r")
             configs = [("flat", {})] + [("sq8", {})] * ("sq8" in kinds) + \
                       [("hnsw", {"M": m, "efConstruction": 80}) for m in hnsw_m] * ("hnsw" in kinds) + \
                       [("ivfpq", {"nlist": int(4 * np.sqrt(n)), "m": 64 if d >= 256 else 16, "nbits": 8,
@@ -120,25 +123,28 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
                 build_s = time.perf_counter() - t0
                 mem = _index_bytes(index)
                 sweeps = ef_search if kind == "hnsw" else (None,)
-                for ef in sweeps:
+                sweeps = [(ef, 0) for ef in sweeps] + [(None, default_rerank(kind))] * (default_rerank(kind) > 0)
+                for ef, rerank in sweeps:
                     if ef is not None:
                         index.hnsw.efSearch = ef
                     times, ids_all = [], []
                     for i in range(n_queries):
                         t = time.perf_counter()
-                        _, ids = index.search(q[i:i + 1], k)
+                        _, ids = search_reranked(index, x_mapped, q[i:i + 1], k, rerank)
                         times.append((time.perf_counter() - t) * 1e3)
                         ids_all.append(ids[0])
                     ids_all = np.stack(ids_all)
                     if kind == "flat":
                         exact = ids_all
                     rec = topk_overlap(ids_all, exact)
-                    row = {"n": n, "dim": d, "index": kind, "params": {**params, **({"efSearch": ef} if ef else {})},
+                    name = f"{kind}+rerank" if rerank else kind
+                    extra = {**({"efSearch": ef} if ef else {}), **({"rerank": rerank} if rerank else {})}
+                    row = {"n": n, "dim": d, "index": name, "params": {**params, **extra},
                            "build_s": round(build_s, 2), "memory_MiB": round(mem / 2**20, 1),
                            "search_ms_p50": _pct(times, 50), "search_ms_p95": _pct(times, 95),
                            f"recall_at_{k}_vs_exact": round(rec, 4)}
                     out.append(row)
-                    print(f"index  n={n:>6} d={d:>4} {kind:5s} {json.dumps(row['params']):45s} build {build_s:7.2f} s  "
+                    print(f"index  n={n:>6} d={d:>4} {name:12s} {json.dumps(row['params']):45s} build {build_s:6.1f} s "
                           f"mem {row['memory_MiB']:8.1f} MiB  p50 {row['search_ms_p50']:7.3f} ms  "
                           f"p95 {row['search_ms_p95']:7.3f} ms  recall {rec:.3f}", flush=True)
                 del index

@@ -10,6 +10,7 @@ from . import (
     backbone_tools,
     bench,
     bench_recall,
+    bench_scale,
     compare_backbones,
     demo,
     index_tools,
@@ -22,7 +23,7 @@ from . import (
 )
 
 COMMAND_MODULES = (maps, index_tools, prepare_mission, backbone_tools, train, bench_recall, compare_backbones, bench,
-                   soak, replay, recorder_tool, demo)
+                   bench_scale, soak, replay, recorder_tool, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,14 +7,19 @@ from .common import add_backbone_args, add_index_type_args, index_type_from_args
 
 
 def _build_index(a):
+    from vpr_node.core.chunked_build import DaskExecutor, LocalExecutor
     from vpr_node.core.corpus import TileCorpus
     from vpr_node.core.indexing import build_index_for
     kind, params = index_type_from_args(a)
+    executor = DaskExecutor(a.workers, a.scheduler) if (a.workers or a.scheduler) else LocalExecutor()
     m = build_index_for(a.backbone, TileCorpus(a.corpus), a.out, weights=a.weights, backbone_options=a.backbone_options,
                         runtime=a.runtime, precision=a.precision, device=a.device, kind=kind,
-                        params=params, rotations=a.rotations, batch_size=a.batch_size)
+                        params=params, rotations=a.rotations, batch_size=a.batch_size, executor=executor,
+                        chunk_tiles=a.chunk_tiles, work_dir=a.work_dir, pca_dim=a.pca_dim, keep_work=a.keep_work,
+                        threads=a.threads)
     print_json({k: m.get(k) for k in ("backbone_label", "descriptor_dim", "index_type", "index_params", "tile_count",
-                                      "entry_count", "index_bytes", "recall_at_10_vs_exact", "build_seconds",
+                                      "entry_count", "index_bytes", "recall_at_10_vs_exact",
+                                      "recall_at_10_vs_exact_without_rerank", "build_seconds", "build", "pca",
                                       "hubness")})
 
 
@@ -47,6 +52,23 @@ def register(sub) -> None:
     p.add_argument("--rotations", type=int, default=4, choices=(1, 2, 4, 8),
                    help="embed each tile at this many headings (robustness to unknown yaw)")
     p.add_argument("--batch-size", type=int, default=None, help="embedding batch (default: 1 on CPU, 32 on CUDA)")
+    p.add_argument("--pca-dim", type=int, default=0,
+                   help="reduce descriptors to this dimension by a PCA-whitening fitted on the corpus (e.g. 256, 512; "
+                        "saved in the index folder as the backbone's whiten layer, so the node applies it too)")
+    g = p.add_argument_group("large maps: checkpointed, resumable, distributed embedding")
+    g.add_argument("--chunk-tiles", type=int, default=1024,
+                   help="tiles per checkpointed chunk (the unit of resume and of distribution; memory ~ one chunk)")
+    g.add_argument("--work-dir", default=None, help="where finished chunks are kept (default OUT/build_work); "
+                   "rerunning the same command resumes from them")
+    g.add_argument("--keep-work", action="store_true", help="keep the chunk shards after a successful build")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch threads per chunk (default: torch's); part of the build key, so a resumed or "
+                        "distributed build uses the same and gives identical descriptors")
+    g.add_argument("--workers", type=int, default=0,
+                   help="embed chunks on a local Dask cluster of this many worker processes")
+    g.add_argument("--scheduler", default=None,
+                   help="embed chunks on an existing Dask cluster (e.g. tcp://host:8786); the corpus and weights "
+                        "must be readable at the same paths on every worker")
     p.set_defaults(fn=_build_index)
 
     p = sub.add_parser("evaluate", help="recall@1/5/10/20 at 25/50 m, hubness, latency, plot and mosaic")

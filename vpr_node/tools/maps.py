@@ -45,6 +45,11 @@ def _sample_map(a):
     print(write_sample_map(a.out, seed=a.seed))
 
 
+def _large_map(a):
+    from vpr_node.core.sample_map import write_large_map
+    print(write_large_map(a.out, a.size_km * 1000.0, a.gsd, seed=a.seed))
+
+
 def _make_corpus(a):
     from vpr_node.core.corpus import cut_corpus
     plan = tile_plan_from_args(a)
@@ -78,6 +83,14 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(fn=_sample_map)
+
+    p = sub.add_parser("large-map", help="write a mission-sized procedural orthophoto (tiled UTM GeoTIFF with "
+                                         "overviews; 10 km = 100 km2 at 1 m/px) for scale benchmarks")
+    p.add_argument("--out", required=True, help="the .tif to write")
+    p.add_argument("--size-km", type=float, default=10.0, help="side of the square map (km)")
+    p.add_argument("--gsd", type=float, default=1.0, help="ground sample distance (m/px)")
+    p.add_argument("--seed", type=int, default=11)
+    p.set_defaults(fn=_large_map)
 
     p = sub.add_parser("make-corpus", help="cut georeferenced maps into a tile corpus (footprint-matched with "
                                            "--altitude and the camera)")

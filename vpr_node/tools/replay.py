@@ -106,17 +106,21 @@ def _cmd(a):
     for b, idx in zip(a.backbone, a.index, strict=True):
         out_bag = f"{a.out}_{b}" if a.out else None
         rows.append(replay_offline(a.bag, b, idx, out_bag, a.top_k, camera_topic=a.camera_topic,
-                                   priors=prior_params(a.bag, a.hfov) if a.priors else None))
+                                   priors=prior_params(a.bag, a.hfov) if a.priors else None,
+                         node_params={"index_memory_budget_mib": a.index_memory_budget}))
         print(json.dumps(rows[-1]))
     return 0
 
 
 def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: float = 1.0, top_k: int = 10,
                weights=None, backbone_options: dict | None = None, camera_topic=None, domain_id: int = 77,
-               priors: dict | None = None) -> dict:
+               priors: dict | None = None, node_params: dict | None = None) -> dict:
     """Start the lifecycle node (use_sim_time: true) as its own process, configure + activate it over its
     lifecycle services, publish the bag into ROS at recorded timing with /clock, collect the results.
-    `priors`: node parameters of the prior topics (prior_params(bag)); the player publishes those topics."""
+    `priors`: node parameters of the prior topics (prior_params(bag)); the player publishes those topics.
+    `node_params`: any other node parameters (e.g. index_memory_budget_mib). The node's resident memory after
+    activation and its peak are reported."""
+    from vpr_node.core.procstats import rss_mib
     from vpr_node.ros.bag_player import replay_into_ros
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
 
@@ -124,7 +128,7 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
     workdir.mkdir(parents=True, exist_ok=True)
     params = {"backbone": backbone, "index_dir": str(index_dir), "top_k": top_k, "use_sim_time": True,
               "backbone_options": json.dumps(backbone_options or {}), "weights": weights or "",
-              "recorder_path": str(workdir / f"fdr_{backbone}.jsonl"), **(priors or {})}
+              "recorder_path": str(workdir / f"fdr_{backbone}.jsonl"), **(priors or {}), **(node_params or {})}
     from rosbags.rosbag2 import Reader
 
     from vpr_node.core.bagio import IMAGE_TYPES
@@ -140,7 +144,10 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
         client.wait_for_node(60)
         if not (client.transition("configure") and client.transition("activate")):
             raise RuntimeError(f"node did not activate; see {workdir / f'node_{backbone}.log'}")
+        memory = {"node_rss_mib_active": rss_mib(node.proc.pid)}
         out = replay_into_ros(bag, out_bag, rate, camera_topic, domain_id, top_k)
+        memory["node_peak_rss_mib"] = rss_mib(node.proc.pid, "VmHWM")
+        out.update(memory)
     finally:
         client.close()
         node.stop()
@@ -154,6 +161,8 @@ def _register_ros(sub) -> None:
     p.add_argument("--rate", type=float, default=1.0, help="playback speed (1.0 = recorded timing)")
     p.add_argument("--workdir", default="artifacts/replay_ros", help="params, node logs, flight-data records")
     p.add_argument("--domain-id", type=int, default=77)
+    p.add_argument("--index-memory-budget", type=float, default=0.0,
+                   help="the node's index_memory_budget_mib (MiB of index.faiss; 0 = not checked)")
     p.set_defaults(fn=_cmd_ros)
 
 
@@ -164,6 +173,7 @@ def _cmd_ros(a):
     for b, idx in zip(a.backbone, a.index, strict=True):
         row = replay_ros(a.bag, b, idx, a.workdir, f"{a.out}_{b}" if a.out else None, a.rate, a.top_k,
                          camera_topic=a.camera_topic, domain_id=a.domain_id,
-                         priors=prior_params(a.bag, a.hfov) if a.priors else None)
+                         priors=prior_params(a.bag, a.hfov) if a.priors else None,
+                         node_params={"index_memory_budget_mib": a.index_memory_budget})
         print(json.dumps(row))
     return 0

@@ -1,0 +1,158 @@
+"""Mission-sized maps: checkpointed + resumable build, the Dask build matching the local one byte for byte,
+PCA to a smaller dimension applied by the node too, exact re-rank of compressed indexes, the node's index
+memory budget, and the procedural mission-sized GeoTIFF."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+from vpr_node.core.chunked_build import DaskExecutor, LocalExecutor
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.index import DescriptorIndex, make_faiss_index, recall_vs_exact
+from vpr_node.core.indexing import build_index_for
+
+GEM = "efficientnet_lite0_gem"
+OPTS = {"input_size": 160}
+BUILT_FILES = ("descriptors.npy", "entries.npy", "index.faiss", "tiles.csv")
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def local_build(sample_corpus, tmp_path_factory):
+    """The reference: an uninterrupted in-process build, 2 rotations, 8 tiles a chunk, sq8 (+ re-rank)."""
+    out = tmp_path_factory.mktemp("local")
+    m = build_index_for(GEM, sample_corpus, out, backbone_options=OPTS, rotations=2, chunk_tiles=8, kind="sq8",
+                        progress=False, executor=LocalExecutor())
+    return out, m
+
+
+def test_manifest_records_the_chunked_build_and_the_rerank(local_build, sample_corpus):
+    out, m = local_build
+    assert m["build"]["chunks"] == m["build"]["chunks_embedded_now"] == -(-len(sample_corpus) // 8)
+    assert m["index_params"]["rerank"] > 0 and m["recall_at_10_vs_exact"] >= m["recall_at_10_vs_exact_without_rerank"]
+    assert not (out / "build_work").exists()  # shards removed after a successful build (--keep-work keeps them)
+    idx = DescriptorIndex(out)
+    assert idx.rerank == m["index_params"]["rerank"]
+    # every tile finds itself first: the re-rank scores the shortlist exactly from descriptors.npy
+    for row in range(0, len(idx.entries), 7):
+        top = idx.search(np.asarray(idx.descriptors[row]), 1)[0]
+        assert top.tile.name == idx.records[idx.entries[row]].tile_id
+
+
+def test_interrupted_build_resumes_and_matches_an_uninterrupted_one(local_build, sample_corpus, tmp_path):
+    """`vpr build-index` killed after some chunks are on disk; the same command again embeds only the rest and
+    writes the same files as the uninterrupted build."""
+    out = tmp_path / "index"
+    cmd = [sys.executable, "-m", "vpr_node.tools.cli", "build-index", "--backbone", GEM, "--backbone-options",
+           json.dumps(OPTS), "--corpus", str(sample_corpus.root), "--out", str(out), "--rotations", "2",
+           "--chunk-tiles", "8", "--index-type", "sq8", "--threads", str(torch.get_num_threads())]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    shards = out / "build_work" / "shards"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(shards.glob("[0-9]*[0-9].npy"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(shards.glob("[0-9]*[0-9].npy")))
+    assert 2 <= done_before < 5, f"kill came too late or too early ({done_before} chunks)"
+    assert not (out / "manifest.json").exists()
+
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert f"resuming: {done_before} of 5 chunks already embedded" in res.stdout + res.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["build"]["chunks_embedded_now"] == 5 - done_before
+    for name in BUILT_FILES:
+        assert sha(out / name) == sha(local_build[0] / name), name
+
+
+def test_dask_build_is_identical_to_the_local_build(local_build, sample_corpus, tmp_path):
+    """The same chunks embedded by a Dask LocalCluster of 2 worker processes: byte-identical index folder."""
+    m = build_index_for(GEM, sample_corpus, tmp_path, backbone_options=OPTS, rotations=2, chunk_tiles=8, kind="sq8",
+                        progress=False, executor=DaskExecutor(workers=2))
+    assert m["build"]["executor"].startswith("dask")
+    for name in BUILT_FILES:
+        assert sha(tmp_path / name) == sha(local_build[0] / name), name
+    assert m["files"] == local_build[1]["files"]
+
+
+def test_shards_of_other_settings_are_not_reused(sample_corpus, tmp_path):
+    from vpr_node.core.chunked_build import embed_to_shards
+    from vpr_node.core.strategy import load_strategy
+    s = load_strategy(GEM, backbone_options=OPTS)
+    logs = []
+    embed_to_shards(sample_corpus, tmp_path, 1, 1, 16, strategy=s, progress=False, log=logs.append)
+    store, chunks, summary = embed_to_shards(sample_corpus, tmp_path, 2, 1, 16, strategy=s, progress=False,
+                                             log=logs.append)
+    assert summary["chunks_embedded_now"] == len(chunks)  # rotations changed: nothing reused
+    assert any("(rotations differ)" in m for m in logs), logs
+    _, again = embed_to_shards(sample_corpus, tmp_path, 2, 1, 16, strategy=s, progress=False, log=logs.append)[1:]
+    assert again["chunks_embedded_now"] == 0
+
+
+def test_pca_dim_reduces_the_index_and_the_node_embeds_the_same_way(sample_corpus, tmp_path):
+    from vpr_node.core.strategy import load_strategy
+    m = build_index_for(GEM, sample_corpus, tmp_path, backbone_options=OPTS, rotations=1, pca_dim=32, progress=False)
+    assert m["descriptor_dim"] == 32 and m["pca"]["dim"] == 32 and m["weights_file"] == "backbone_weights.pt"
+    s = load_strategy(GEM, index_dir=str(tmp_path), backbone_options=OPTS)  # weights + whitening from the folder
+    assert s.descriptor_dim == 32
+    hits = [s.retrieve_topk(s.embed_query(sample_corpus.image(i)), 1)[0].tile.name
+            == sample_corpus.records[i].tile_id for i in range(0, len(sample_corpus), 5)]
+    assert all(hits), hits
+
+
+@pytest.mark.parametrize("kind,params", [("sq8", {}), ("ivfpq", {"nlist": 64, "m": 16, "nprobe": 8})])
+def test_rerank_restores_exact_top10(kind, params):
+    from vpr_node.tools.bench import clustered_descriptors
+    x = clustered_descriptors(20_000, 64, 1)[0]
+    index = make_faiss_index(x, kind, params)
+    plain, reranked = recall_vs_exact(index, x), recall_vs_exact(index, x, rerank=10)
+    assert reranked >= 0.99 and reranked >= plain
+
+
+def test_index_over_the_memory_budget_fails_with_what_to_do(gem_index_dir):
+    from vpr_node.core.strategy import load_strategy
+    size_mib = (gem_index_dir / "index.faiss").stat().st_size / 2**20
+    with pytest.raises(ConfigurationError, match="--memory-budget") as e:
+        load_strategy(GEM, index_dir=str(gem_index_dir), backbone_options=OPTS, index_memory_budget_mib=size_mib / 2)
+    assert e.value.context["field"] == "index_memory_budget_mib"
+    assert load_strategy(GEM, index_dir=str(gem_index_dir), backbone_options=OPTS,
+                         index_memory_budget_mib=size_mib * 2).index is not None
+
+
+def test_large_map_is_a_tiled_utm_geotiff_with_overviews(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    from vpr_node.core.corpus import TilePlan, cut_corpus, load_maps
+    from vpr_node.core.sample_map import LARGE_MAP_CRS, write_large_map
+    path = write_large_map(tmp_path / "big.tif", size_m=600, gsd_m=1.0, block_px=250, progress=False)
+    with rasterio.open(path) as src:
+        assert src.crs.to_string() == LARGE_MAP_CRS and src.width == 600 and src.overviews(1)
+        assert src.block_shapes[0] == (256, 256)  # tiled: windowed reads touch only their blocks
+        a, b = src.read(window=((0, 250), (0, 250))), src.read(window=((0, 250), (250, 500)))
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 5  # blocks are different landscapes
+    records = cut_corpus(load_maps(path), tmp_path / "corpus", TilePlan.single(150, 0.5), 96, progress=False)
+    assert len(records) >= 36 and records[0].src_crs == LARGE_MAP_CRS
+
+
+def test_synthetic_index_loads_with_the_real_backbone(gem_index_dir, tmp_path):
+    """bench-scale's synthetic sizes: N clustered vectors that the real backbone's node accepts (same label, hash,
+    dimension), the index type picked by the budget."""
+    from vpr_node.core.strategy import load_strategy
+    from vpr_node.tools.bench_scale import synthetic_index
+    m = synthetic_index(gem_index_dir, 20_000, tmp_path, memory_budget_mib=1.0)
+    assert m["entry_count"] == 20_000 and m["index_type"] == "ivfpq" and m["recall_at_10_vs_exact"] >= 0.95
+    s = load_strategy(GEM, index_dir=str(tmp_path), backbone_options=OPTS, index_memory_budget_mib=1.0)
+    assert len(s.retrieve_topk(np.zeros(s.descriptor_dim, np.float32) + 0.1, 10)) == 10
