@@ -156,3 +156,19 @@ def test_synthetic_index_loads_with_the_real_backbone(gem_index_dir, tmp_path):
     assert m["entry_count"] == 20_000 and m["index_type"] == "ivfpq" and m["recall_at_10_vs_exact"] >= 0.95
     s = load_strategy(GEM, index_dir=str(tmp_path), backbone_options=OPTS, index_memory_budget_mib=1.0)
     assert len(s.retrieve_topk(np.zeros(s.descriptor_dim, np.float32) + 0.1, 10)) == 10
+
+
+def test_reindex_changes_the_index_type_without_reembedding(local_build, tmp_path):
+    """`vpr reindex`: another budget for the same descriptors; an IVF-PQ index gets the fewest probes that reach the
+    recall target (the sweep is in the manifest)."""
+    from vpr_node.core.index import NPROBE_RECALL_TARGET, rebuild_index
+    src, m0 = local_build
+    m = rebuild_index(src, tmp_path / "flat", "flat")
+    assert m["index_type"] == "flat" and m["rebuilt_from"] == str(src) and m["build"] == m0["build"]
+    assert sha(tmp_path / "flat" / "descriptors.npy") == sha(src / "descriptors.npy")
+    m = rebuild_index(src, tmp_path / "ivf", "ivfpq", {"nlist": 8, "m": 8, "nbits": 4})
+    sweep = m["nprobe_sweep"]
+    assert m["index_params"]["nprobe"] == sweep[-1]["nprobe"]
+    assert sweep[-1]["recall_at_10_vs_exact"] >= NPROBE_RECALL_TARGET or sweep[-1]["nprobe"] == 8
+    assert all(s["recall_at_10_vs_exact"] < NPROBE_RECALL_TARGET for s in sweep[:-1])
+    assert DescriptorIndex(tmp_path / "ivf").index.nprobe == m["index_params"]["nprobe"]

@@ -104,7 +104,12 @@ def test_misconfiguration_fails_fast_and_node_stays_up(tmp_path, gem_index_dir):
         )
         assert not r.client.transition("configure")
         assert "index manifest field" in r.node.log_text()
-        assert all(r.client.set_parameters({"backbone_options": GEM_OPTS}))
+        # an index larger than the node's memory budget: refused before it is read, with how to rebuild it
+        assert all(r.client.set_parameters({"backbone_options": GEM_OPTS, "index_memory_budget_mib": 0.001}))
+        assert not r.client.transition("configure")
+        assert "index_memory_budget_mib is 0.001: rebuild it with `vpr build-index ... --memory-budget" in \
+            r.node.log_text()
+        assert all(r.client.set_parameters({"index_memory_budget_mib": 0.0}))
         assert r.client.transition("configure")
         assert r.client.transition("shutdown") and r.client.state() == "finalized"
     finally:

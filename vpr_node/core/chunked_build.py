@@ -15,7 +15,7 @@ checkpointing and of distribution:
   shard as it arrives. The corpus folder must be readable at the same path on every worker (shared
   storage on a real cluster);
 - `assemble` streams the shards, in chunk order, into one memory-mapped `descriptors.npy`, optionally
-  through a PCA-whitening fitted on a sample of rows (`fit_pca_on_shards`).
+  through a PCA-whitening fitted on all of them in one streaming pass (`fit_pca_on_shards`).
 
 Peak memory is one chunk of descriptors (+ the backbone and the FAISS index being built), whatever the
 map's size. The same chunks in the same order give the same files: a Dask build and a local build of a
@@ -234,21 +234,27 @@ def embed_to_shards(corpus: TileCorpus, work_dir, rotations: int, batch_size: in
                            "embed_seconds": round(time.perf_counter() - t0, 1)}
 
 
-def fit_pca_on_shards(store: ShardStore, chunks: list[Chunk], dim: int, sample: int = 50_000, seed: int = 0):
-    """PCA-whitening (whitening.fit_pca_whitening) fitted on at most `sample` rows drawn evenly from every shard."""
-    from .whitening import fit_pca_whitening
+def fit_pca_on_shards(store: ShardStore, chunks: list[Chunk], dim: int, block_rows: int = 1024):
+    """PCA-whitening (whitening.pca_whitening_from_moments) of every descriptor of every shard, from the sum and
+    the sum of outer products accumulated in float64 a block at a time: memory is one D x D matrix (72 MiB at
+    3072-D) and a block, whatever the number of rows."""
+    from .whitening import pca_whitening_from_moments
 
-    rng = np.random.default_rng(seed)
-    total = sum(len(store.read(c)[1]) for c in chunks)
-    rows = []
+    total, s1, s2 = 0, None, None
     for c in chunks:
         desc, _ = store.read(c)
-        take = max(1, int(round(len(desc) * min(1.0, sample / total))))
-        rows.append(np.asarray(desc[np.sort(rng.choice(len(desc), size=min(take, len(desc)), replace=False))]))
-    x = np.concatenate(rows)
-    if dim >= x.shape[1]:
-        raise ConfigurationError(f"--pca-dim {dim} must be below the descriptor dimension {x.shape[1]}")
-    return fit_pca_whitening(x, dim)
+        if dim >= desc.shape[1]:
+            raise ConfigurationError(f"--pca-dim {dim} must be below the descriptor dimension {desc.shape[1]}")
+        if s1 is None:
+            s1, s2 = np.zeros(desc.shape[1]), np.zeros((desc.shape[1], desc.shape[1]))
+        for start in range(0, len(desc), block_rows):
+            block = np.asarray(desc[start:start + block_rows], np.float64)
+            s1 += block.sum(0)
+            s2 += block.T @ block
+            total += len(block)
+    mean = s1 / total
+    cov = (s2 - total * np.outer(mean, mean)) / max(1, total - 1)
+    return pca_whitening_from_moments(mean, cov, dim)
 
 
 def assemble(store: ShardStore, chunks: list[Chunk], out_path, project=None) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +268,7 @@ def assemble(store: ShardStore, chunks: list[Chunk], out_path, project=None) -> 
     entries, row = [], 0
     for c, n in zip(chunks, sizes, strict=True):
         desc, ent = store.read(c)
-        block = np.asarray(desc, np.float32)
+        block = np.array(desc, np.float32)  # a writable copy of one shard (torch refuses read-only memory)
         if project is not None:
             with torch.no_grad():
                 block = torch.nn.functional.normalize(project(torch.from_numpy(block)), p=2, dim=-1).numpy()

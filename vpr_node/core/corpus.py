@@ -292,6 +292,24 @@ def read_tile_table(path) -> list[TileRecord]:
     return [TileRecord(**{k: conv[types[k]](v) for k, v in row.items()}) for row in rows]
 
 
+def read_tile_columns(path, fields=("tile_id", "zoom", "lat", "lon", "ground_m")) -> dict[str, np.ndarray]:
+    """Some columns of a tile table as arrays, without a Python object per tile: what the node keeps of a table of
+    hundreds of thousands of tiles (TileRecord objects would take ~1 KB each)."""
+    types = {f.name: f.type for f in dataclasses.fields(TileRecord)}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        present = [c for c in fields if c in header]
+        cols: dict[str, list] = {c: [] for c in present}
+        where = [(cols[c], header.index(c)) for c in present]
+        for row in reader:
+            for col, i in where:
+                col.append(row[i])
+    conv = {"int": np.int32, "float": np.float64, "str": object}
+    return {c: np.array(v, dtype=conv[types[c]]) if types[c] != "str" else np.array(v, dtype=object)
+            for c, v in cols.items()}
+
+
 class TileCorpus:
     """A corpus folder: tile table + lazily read tile images."""
 

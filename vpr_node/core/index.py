@@ -21,9 +21,9 @@ import faiss
 import numpy as np
 
 from .backbones.base import sha256_file
-from .corpus import TileRecord, read_tile_table, write_tile_table
+from .corpus import TileRecord, read_tile_columns, read_tile_table, write_tile_table
 from .errors import ConfigurationError, IndexUnavailableError
-from .types import Candidate
+from .types import Candidate, TileId
 
 FORMAT_VERSION = 1
 INDEX_FILES = ("index.faiss", "descriptors.npy", "entries.npy", "tiles.csv")
@@ -34,6 +34,7 @@ IVF_ID_BYTES = 8  # an inverted list stores a 64-bit id per vector
 ADD_CHUNK = 65536  # vectors added to / scanned in an index at a time (bounded memory for memory-mapped inputs)
 TRAIN_SAMPLE = 200_000  # most rows a scalar quantiser trains on
 RERANK_DEFAULT = {"sq8": 4, "ivfpq": 10}  # shortlist = this x fetch, re-scored exactly from descriptors.npy
+NPROBE_RECALL_TARGET = 0.95  # an IVF index without a given nprobe probes the fewest lists that reach this
 
 
 def choose_index_type(n: int, d: int, budget_mib: float) -> tuple[str, dict, int]:
@@ -49,7 +50,7 @@ def choose_index_type(n: int, d: int, budget_mib: float) -> tuple[str, dict, int
     for m in (128, 64, 48, 32, 24, 16, 8, 4):
         need = n * (m + IVF_ID_BYTES) + nlist * d * 4 + 256 * d * 4  # codes + ids, coarse centroids, PQ codebooks
         if d % m == 0 and m <= d and need <= budget:
-            return "ivfpq", {"nlist": nlist, "m": m, "nbits": 8, "nprobe": min(nlist, 32)}, need
+            return "ivfpq", {"nlist": nlist, "m": m, "nbits": 8}, need  # nprobe: tuned at build (tune_nprobe)
     least = n * (4 + IVF_ID_BYTES) + nlist * d * 4 + 256 * d * 4
     raise ConfigurationError(f"{n} vectors of {d}-D do not fit a {budget_mib:g} MiB index: the smallest index "
                              f"(IVF-PQ, 4 bytes a vector) needs {least / 2**20:.0f} MiB. Raise --memory-budget, reduce "
@@ -160,6 +161,20 @@ def make_faiss_index(descriptors: np.ndarray, kind: str = "flat", params: dict |
     return index
 
 
+def tune_nprobe(index: faiss.Index, x: np.ndarray, rerank: int, target: float = NPROBE_RECALL_TARGET
+                ) -> tuple[int, list[dict]]:
+    """The fewest inverted lists to probe (16, 32, 64, ... up to all) whose recall@10 vs exact, after the re-rank,
+    reaches `target`; the sweep is returned for the manifest. Whitened descriptors are close to isotropic, so the
+    coarse quantiser separates them poorly and the right nprobe depends on the map."""
+    sweep = []
+    for nprobe in sorted({p for p in (16, 32, 64, 128, 256, 512, 1024) if p < index.nlist} | {index.nlist}):
+        index.nprobe = nprobe
+        sweep.append({"nprobe": nprobe, "recall_at_10_vs_exact": round(recall_vs_exact(index, x, rerank=rerank), 4)})
+        if sweep[-1]["recall_at_10_vs_exact"] >= target:
+            break
+    return index.nprobe, sweep
+
+
 def default_rerank(kind: str) -> int:
     """Shortlist multiplier of the exact re-rank: compressed codes (sq8, IVF-PQ) are re-scored, exact indexes not."""
     return RERANK_DEFAULT.get(kind, 0)
@@ -233,9 +248,11 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
     index = make_faiss_index(descriptors, kind, params)
     build_s = time.perf_counter() - t0
     compression = {}
+    if kind == "ivfpq" and "nprobe" not in params:
+        params["nprobe"], compression["nprobe_sweep"] = tune_nprobe(index, descriptors, params.get("rerank", 0))
     if budget is not None or kind != "flat":  # the recall cost of a compressed index, measured
         recall = recall_vs_exact(index, descriptors, rerank=params.get("rerank", 0))
-        compression = {"memory_budget_mib": budget, "recall_at_10_vs_exact": round(recall, 4)}
+        compression.update({"memory_budget_mib": budget, "recall_at_10_vs_exact": round(recall, 4)})
         if params.get("rerank"):
             compression["recall_at_10_vs_exact_without_rerank"] = round(recall_vs_exact(index, descriptors), 4)
     compression["hubness"] = hubness_report(descriptors, entries, index=index, rerank=params.get("rerank", 0))
@@ -267,6 +284,28 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def rebuild_index(src, out, kind: str = "flat", params: dict | None = None) -> dict:
+    """An index folder's FAISS index rebuilt from its descriptors with another type or memory budget (another
+    aircraft's budget, a tuned IVF), without embedding anything: descriptors, tiles, entries and the weights file
+    are copied (streamed) to `out`, the backbone identity and build records carry over. `out` may be `src`."""
+    import shutil
+
+    src, out = pathlib.Path(src), pathlib.Path(out)
+    old = DescriptorIndex(src)  # verified: hashes match the manifest
+    m = old.manifest
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != src.resolve():
+        for name in ("descriptors.npy", *([m["weights_file"]] if m.get("weights_file") else [])):
+            shutil.copyfile(src / name, out / name)
+    del old
+    descriptors = np.load(out / "descriptors.npy", mmap_mode="r")
+    info = {"label": m["backbone_label"], "weights_sha256": m["weights_sha256"], "preprocessing": m["preprocessing"],
+            "provenance": m.get("provenance")}
+    keep = ("rotations", "corpus", "weights_file", "tile_plan", "build", "pca", "adaptation")
+    return write_index(out, descriptors, np.load(src / "entries.npy"), read_tile_table(src / "tiles.csv"), info, kind,
+                       params, extra={**{k: m[k] for k in keep if k in m}, "rebuilt_from": str(src)})
 
 
 def check_memory_budget(root: pathlib.Path, manifest: dict, budget_mib: float) -> None:
@@ -324,20 +363,18 @@ class DescriptorIndex:
             self.index = faiss.read_index(str(self.root / "index.faiss"))
             self.descriptors = np.load(self.root / "descriptors.npy", mmap_mode="r")
             self.entries = np.load(self.root / "entries.npy")
-            self.records = read_tile_table(self.root / "tiles.csv")
+            self._columns = read_tile_columns(self.root / "tiles.csv")
         except Exception as exc:  # noqa: BLE001 - any read failure means the index is unusable
             raise IndexUnavailableError(f"cannot read index in {self.root}: {exc}") from exc
         if self.index.d != self.manifest["descriptor_dim"] or self.index.ntotal != len(self.entries):
             raise IndexUnavailableError(f"index in {self.root} is inconsistent with its manifest "
                                         f"(d={self.index.d}, ntotal={self.index.ntotal}, entries={len(self.entries)})")
-        if len(self.records) != self.manifest["tile_count"] or (
-            len(self.entries) and self.entries.max() >= len(self.records)
-        ):
+        self._n_tiles = len(self._columns["tile_id"])
+        if self._n_tiles != self.manifest["tile_count"] or (len(self.entries) and self.entries.max() >= self._n_tiles):
             raise IndexUnavailableError(f"tile table in {self.root} does not match the index entries")
+        self._records: list[TileRecord] | None = None
         self.index_id = self.manifest["files"]["index.faiss"][:16]
         self.rerank = int(self.manifest.get("index_params", {}).get("rerank", 0))  # 0 in indexes built before it
-        self._tiles = [r.tile() for r in self.records]
-        self._columns: dict[str, np.ndarray] = {}
 
     def verify(self, expect: ManifestExpectation) -> None:
         for field in ("backbone_label", "descriptor_dim", "weights_sha256", "preprocessing"):
@@ -360,13 +397,24 @@ class DescriptorIndex:
         return self.manifest["backbone_label"]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return self._n_tiles
+
+    @property
+    def records(self) -> list[TileRecord]:
+        """The full tile table (read on first use: the node itself needs only the columns of tile_array)."""
+        if self._records is None:
+            self._records = read_tile_table(self.root / "tiles.csv")
+        return self._records
 
     def tile_array(self, field: str) -> np.ndarray:
         """One tile-table column as an array (lat, lon, ground_m, ...), cached."""
         if field not in self._columns:
             self._columns[field] = np.array([getattr(r, field) for r in self.records])
         return self._columns[field]
+
+    def tile(self, row: int) -> TileId:
+        c = self._columns
+        return TileId(int(c["zoom"][row]), float(c["lat"][row]), float(c["lon"][row]), str(c["tile_id"][row]))
 
     def _search_params(self, rows: np.ndarray):
         """FAISS search parameters restricting the search to these index rows (their own selector type per index)."""
@@ -386,9 +434,9 @@ class DescriptorIndex:
             raise IndexUnavailableError(f"query descriptor has dim {q.shape[1]}, index has {self.descriptor_dim}")
         if not np.all(np.isfinite(q)):
             raise IndexUnavailableError("query descriptor contains NaN or inf")
-        n_tiles = len(self.records) if allowed_tiles is None else len(allowed_tiles)
+        n_tiles = self._n_tiles if allowed_tiles is None else len(allowed_tiles)
         k = max(1, min(int(k), n_tiles))
-        per_tile = max(1, len(self.entries) // max(1, len(self.records)))
+        per_tile = max(1, len(self.entries) // max(1, self._n_tiles))
         fetch = min(len(self.entries), k * per_tile + per_tile)
         try:
             params = _sel = None
@@ -408,5 +456,5 @@ class DescriptorIndex:
                     break
         ranked = sorted(seen.items(), key=lambda kv: -kv[1])
         dim, label = self.descriptor_dim, self.backbone_label
-        return [Candidate(rank=r, tile=self._tiles[t], distance=max(0.0, 2.0 - 2.0 * s), descriptor_dim=dim,
+        return [Candidate(rank=r, tile=self.tile(t), distance=max(0.0, 2.0 - 2.0 * s), descriptor_dim=dim,
                           backbone_label=label) for r, (t, s) in enumerate(ranked)]

@@ -69,11 +69,15 @@ def fit_pca_whitening(x: np.ndarray, dim: int, shrinkage: float = 0.1) -> Whiten
     x = np.asarray(x, np.float64)
     mean = x.mean(0)
     xc = x - mean
-    cov = _shrunk(xc.T @ xc / max(1, len(x) - 1), shrinkage)
-    evals, evecs = np.linalg.eigh(cov)
+    return pca_whitening_from_moments(mean, xc.T @ xc / max(1, len(x) - 1), dim, shrinkage)
+
+
+def pca_whitening_from_moments(mean: np.ndarray, cov: np.ndarray, dim: int, shrinkage: float = 0.1) -> Whitening:
+    """PCA-whitening from a mean and covariance (accumulated in one streaming pass over a large corpus)."""
+    evals, evecs = np.linalg.eigh(_shrunk(np.asarray(cov, np.float64), shrinkage))
     order = np.argsort(evals)[::-1][:dim]
     proj = (evecs[:, order] / np.sqrt(np.maximum(evals[order], 1e-12))).T
-    return Whitening(mean, proj, "pca", shrinkage)
+    return Whitening(np.asarray(mean, np.float64), proj, "pca", shrinkage)
 
 
 def fit_learned_whitening(x: np.ndarray, pairs: np.ndarray, dim: int | None = None,

@@ -102,7 +102,8 @@ def bench_scale(a) -> dict:
     logs.mkdir(exist_ok=True)
     map_path = work / f"map_{a.size_km:g}km.tif"
     corpus, index, queries, bag = work / "corpus", work / "index", work / "queries", work / "queries_bag"
-    steps: dict = {}
+    previous = work / "results.json"  # steps skipped now keep the times measured when they ran
+    steps: dict = json.loads(previous.read_text()).get("steps", {}) if previous.exists() else {}
     if not map_path.exists():
         steps["map"] = run_step("map", ["large-map", "--out", str(map_path), "--size-km", str(a.size_km),
                                         "--gsd", str(a.gsd)], logs)
@@ -141,8 +142,10 @@ def bench_scale(a) -> dict:
                                       "--workdir", str(work / f"node_{n}"), "--rate", str(a.rate),
                                       "--index-memory-budget", str(a.synthetic_budget)], logs)
         res = _last_json(step["log"])
-        row["node"] = {k: res.get(k) for k in ("node_rss_mib_active", "node_peak_rss_mib", "search_latency_ms_p50",
-                                                "search_latency_ms_p95", "results", "frames_published")}
+        row["node"] = {k: res.get(k) for k in ("node_rss_mib_active", "node_anon_mib_active", "node_peak_rss_mib",
+                                                "node_rss_mib_end", "node_anon_mib_end", "node_file_mib_end",
+                                                "search_latency_ms_p50", "search_latency_ms_p95", "results",
+                                                "frames_published")}
         scale.append(row)
     m = json.loads((index / "manifest.json").read_text())
     node = _last_json(steps["node"]["log"])
@@ -158,7 +161,9 @@ def bench_scale(a) -> dict:
         "recall_at_10_vs_exact": m.get("recall_at_10_vs_exact"),
         "recall_at_10_vs_exact_without_rerank": m.get("recall_at_10_vs_exact_without_rerank"),
         "build": m.get("build"), "hubness": m.get("hubness"), "steps": steps, "synthetic_scale": scale,
-        "node": {k: node.get(k) for k in ("node_rss_mib_active", "node_peak_rss_mib", "search_latency_ms_p50",
+        "node": {k: node.get(k) for k in ("node_rss_mib_active", "node_anon_mib_active", "node_peak_rss_mib",
+                                          "node_rss_mib_end", "node_anon_mib_end", "node_file_mib_end",
+                                          "search_latency_ms_p50",
                                           "search_latency_ms_p95", "embed_latency_ms_p50", "embed_latency_ms_p95",
                                           "frames_published", "results", "frames_without_result",
                                           "frames_dropped_by_node", "recall_at_25m",

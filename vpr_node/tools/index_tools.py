@@ -23,6 +23,15 @@ def _build_index(a):
                                       "hubness")})
 
 
+def _reindex(a):
+    from vpr_node.core.index import rebuild_index
+    kind, params = index_type_from_args(a)
+    m = rebuild_index(a.index, a.out or a.index, kind, params)
+    print_json({k: m.get(k) for k in ("index_type", "index_params", "entry_count", "index_bytes",
+                                      "recall_at_10_vs_exact", "recall_at_10_vs_exact_without_rerank",
+                                      "nprobe_sweep", "build_seconds")})
+
+
 def _evaluate(a):
     from vpr_node.core.evaluation import evaluate, format_table, write_report
     from vpr_node.core.queries import read_queries
@@ -70,6 +79,13 @@ def register(sub) -> None:
                    help="embed chunks on an existing Dask cluster (e.g. tcp://host:8786); the corpus and weights "
                         "must be readable at the same paths on every worker")
     p.set_defaults(fn=_build_index)
+
+    p = sub.add_parser("reindex", help="rebuild an index folder's FAISS index from its descriptors with another type "
+                                       "or --memory-budget (no re-embedding)")
+    p.add_argument("--index", required=True, help="the index folder")
+    p.add_argument("--out", default=None, help="a new folder (default: rebuild in place)")
+    add_index_type_args(p)
+    p.set_defaults(fn=_reindex)
 
     p = sub.add_parser("evaluate", help="recall@1/5/10/20 at 25/50 m, hubness, latency, plot and mosaic")
     add_backbone_args(p)

@@ -144,9 +144,13 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
         client.wait_for_node(60)
         if not (client.transition("configure") and client.transition("activate")):
             raise RuntimeError(f"node did not activate; see {workdir / f'node_{backbone}.log'}")
-        memory = {"node_rss_mib_active": rss_mib(node.proc.pid)}
+        pid = node.proc.pid
+        memory = {"node_rss_mib_active": rss_mib(pid), "node_anon_mib_active": rss_mib(pid, "RssAnon")}
         out = replay_into_ros(bag, out_bag, rate, camera_topic, domain_id, top_k)
-        memory["node_peak_rss_mib"] = rss_mib(node.proc.pid, "VmHWM")
+        # RssFile: mapped file pages (the libraries, the memory-mapped descriptors the re-rank reads): shared page
+        # cache the kernel can drop; RssAnon: the node's own memory
+        memory.update({"node_peak_rss_mib": rss_mib(pid, "VmHWM"), "node_rss_mib_end": rss_mib(pid),
+                       "node_anon_mib_end": rss_mib(pid, "RssAnon"), "node_file_mib_end": rss_mib(pid, "RssFile")})
         out.update(memory)
     finally:
         client.close()
