@@ -262,18 +262,16 @@ def assemble(store: ShardStore, chunks: list[Chunk], out_path, project=None) -> 
     when given). Returns (descriptors memmap, entries)."""
     import torch
 
-    sizes = [len(store.read(c)[1]) for c in chunks]
+    entries = [store.read(c)[1] for c in chunks]
     dim = project.out_features if project is not None else store.read(chunks[0])[0].shape[1]
-    out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(sum(sizes), dim))
-    entries, row = [], 0
-    for c, n in zip(chunks, sizes, strict=True):
-        desc, ent = store.read(c)
-        block = np.array(desc, np.float32)  # a writable copy of one shard (torch refuses read-only memory)
+    out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(sum(map(len, entries)), dim))
+    row = 0
+    for c, ent in zip(chunks, entries, strict=True):
+        block = np.array(store.read(c)[0], np.float32)  # a writable copy of one shard (torch refuses read-only)
         if project is not None:
             with torch.no_grad():
                 block = torch.nn.functional.normalize(project(torch.from_numpy(block)), p=2, dim=-1).numpy()
-        out[row:row + n] = block
-        entries.append(ent)
-        row += n
+        out[row:row + len(ent)] = block
+        row += len(ent)
     out.flush()
     return out, np.concatenate(entries)

@@ -306,8 +306,7 @@ def read_tile_columns(path, fields=("tile_id", "zoom", "lat", "lon", "ground_m")
             for col, i in where:
                 col.append(row[i])
     conv = {"int": np.int32, "float": np.float64, "str": object}
-    return {c: np.array(v, dtype=conv[types[c]]) if types[c] != "str" else np.array(v, dtype=object)
-            for c, v in cols.items()}
+    return {c: np.array(v, dtype=conv[types[c]]) for c, v in cols.items()}
 
 
 class TileCorpus:

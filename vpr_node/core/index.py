@@ -91,9 +91,8 @@ def search_reranked(index: faiss.Index, descriptors: np.ndarray, q: np.ndarray, 
     re-scored exactly against the float32 descriptors (memory-mapped: only the shortlist's rows are read)
     and the best k kept. That restores most of what PQ/SQ codes lose, for ~rerank x k row reads a query."""
     if rerank <= 0:
-        return index.search(q, k, params=params) if params is not None else index.search(q, k)
-    fetch = min(index.ntotal, k * rerank)
-    _, ids = index.search(q, fetch, params=params) if params is not None else index.search(q, fetch)
+        return index.search(q, k, params=params)
+    _, ids = index.search(q, min(index.ntotal, k * rerank), params=params)
     sims_out = np.full((len(q), k), -np.inf, np.float32)
     ids_out = np.full((len(q), k), -1, np.int64)
     for r, row in enumerate(ids):
@@ -180,13 +179,13 @@ def default_rerank(kind: str) -> int:
     return RERANK_DEFAULT.get(kind, 0)
 
 
-def hubness_report(descriptors: np.ndarray, entries: np.ndarray, k: int = 10, probes: int = 2000,
-                   seed: int = 0, index: faiss.Index | None = None, rerank: int = 0) -> dict:
+def hubness_report(descriptors: np.ndarray, entries: np.ndarray, index: faiss.Index, rerank: int = 0, k: int = 10,
+                   probes: int = 2000, seed: int = 0) -> dict:
     """How much a few tiles dominate the index's neighbourhoods, from the tiles themselves as probes
     (each probe's own tile excluded): the share of probes whose top-1 is the single most frequent tile
     (`max_share`; a hub tile makes it large), and the skewness of N_k, the number of probes that have a
-    tile in their top-k (Radovanovic et al. 2010; about 0 for an even spread, > 1 with hubs). With `index` (the
-    built one, re-ranked by `rerank`) nothing else is held in memory; without, an exact index is made here."""
+    tile in their top-k (Radovanovic et al. 2010; about 0 for an even spread, > 1 with hubs). The neighbours come
+    from `index` (the one just built, re-ranked by `rerank`), so nothing else is held in memory."""
     from .whitening import top1_hubness
 
     entries = np.asarray(entries)
@@ -196,9 +195,6 @@ def hubness_report(descriptors: np.ndarray, entries: np.ndarray, k: int = 10, pr
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(entries), size=min(probes, len(entries)), replace=False))
     per_tile = max(1, len(entries) // n_tiles)
-    if index is None:
-        index = faiss.IndexFlatIP(descriptors.shape[1])
-        index.add(np.ascontiguousarray(descriptors, np.float32))
     _, ids = search_reranked(index, descriptors, np.ascontiguousarray(descriptors[rows], np.float32),
                              min(len(entries), (k + 1) * per_tile + 1), rerank)
     top1, nk = [], np.zeros(n_tiles)
@@ -248,14 +244,17 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
     index = make_faiss_index(descriptors, kind, params)
     build_s = time.perf_counter() - t0
     compression = {}
+    recall = None
     if kind == "ivfpq" and "nprobe" not in params:
         params["nprobe"], compression["nprobe_sweep"] = tune_nprobe(index, descriptors, params.get("rerank", 0))
+        recall = compression["nprobe_sweep"][-1]["recall_at_10_vs_exact"]  # measured at the chosen nprobe
     if budget is not None or kind != "flat":  # the recall cost of a compressed index, measured
-        recall = recall_vs_exact(index, descriptors, rerank=params.get("rerank", 0))
+        if recall is None:
+            recall = recall_vs_exact(index, descriptors, rerank=params.get("rerank", 0))
         compression.update({"memory_budget_mib": budget, "recall_at_10_vs_exact": round(recall, 4)})
         if params.get("rerank"):
             compression["recall_at_10_vs_exact_without_rerank"] = round(recall_vs_exact(index, descriptors), 4)
-    compression["hubness"] = hubness_report(descriptors, entries, index=index, rerank=params.get("rerank", 0))
+    compression["hubness"] = hubness_report(descriptors, entries, index, params.get("rerank", 0))
     faiss.write_index(index, str(out_dir / "index.faiss"))
     compression["index_bytes"] = (out_dir / "index.faiss").stat().st_size
     target = out_dir / "descriptors.npy"

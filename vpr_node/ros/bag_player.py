@@ -24,7 +24,7 @@ from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
 from vpr_node.core.bagio import FIX_TYPE, IMAGE_TYPES, ResultBagWriter, read_camera_bag
-from vpr_node.core.evaluation import recall_summary, truth_distances
+from vpr_node.core.evaluation import percentile_ms, recall_summary, truth_distances
 from vpr_node.core.prior_messages import MESSAGE_TYPES
 from vpr_node.msg import VprResult
 
@@ -163,10 +163,9 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
         and all(run["bag_start_ns"] <= time_to_ns(m.retrieved_at) <= run["bag_end_ns"] + 120 * 10**9 for m in results),
     }
     for field in ("embed_latency_ms", "search_latency_ms"):  # as the node measured them, per frame
-        values = np.array([getattr(m, field) for m in results], float)
-        if len(values):
-            summary[f"{field}_p50"], summary[f"{field}_p95"] = (round(float(np.percentile(values, q)), 2)
-                                                                for q in (50, 95))
+        values = [getattr(m, field) for m in results]
+        if values:
+            summary[f"{field}_p50"], summary[f"{field}_p95"] = (round(percentile_ms(values, q), 2) for q in (50, 95))
     summary.update(score_against_bag(results, bag, top_k, camera_topic))
     if out_bag:
         summary["result_bag"] = str(write_result_bag(results, out_bag))
