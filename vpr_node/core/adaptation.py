@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .backbones import Provenance, VprBackbone, create_backbone, sha256_file
-from .corpus import GeoRaster, TileCorpus
-from .geo import haversine_m
-from .indexing import rotated_views
-from .options import option
-from .queries import QuerySpec, synthesise_queries
-from .whitening import fit_learned_whitening
+from vpr_node.core.backbones import Provenance, VprBackbone, create_backbone, sha256_file
+from vpr_node.core.corpus import GeoRaster, TileCorpus
+from vpr_node.core.geo import haversine_m
+from vpr_node.core.indexing import rotated_views
+from vpr_node.core.options import option
+from vpr_node.core.queries import QuerySpec, synthesise_queries
+from vpr_node.core.whitening import fit_learned_whitening
 
 AUTO_MINUTES_CUDA = 2.0  # on one H200 a 400 x 32-triplet fine-tune took 60 s (issue 13's measurement)
 
@@ -130,7 +130,7 @@ def view_tile_pairs(views, view_desc: np.ndarray, corpus: TileCorpus, tile_desc:
 def fine_tune(backbone: str, weights: str, maps_csv: str, corpus: TileCorpus, out_dir, cfg: AdaptConfig,
               options: dict | None = None, progress: bool = True) -> dict:
     """Time-budgeted fine-tune (resumes from out_dir/checkpoints/last.ckpt when it is there)."""
-    from .training.trainer import TrainConfig, train
+    from vpr_node.core.training.trainer import TrainConfig, train
     out_dir = pathlib.Path(out_dir)
     resume = "last" if (out_dir / "checkpoints" / "last.ckpt").exists() else None
     steps = 100_000  # the time budget ends it

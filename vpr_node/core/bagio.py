@@ -16,10 +16,10 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from . import image_codec
-from .errors import ConfigurationError
-from .resources import data_dir
-from .types import candidate_fields, result_fields, stamp_to_ns
+from vpr_node.core import image_codec
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.resources import data_dir
+from vpr_node.core.types import candidate_fields, result_fields, stamp_to_ns
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 FIX_TYPE = "sensor_msgs/msg/NavSatFix"
@@ -128,7 +128,7 @@ def write_query_bag(queries, path, rate_hz: float = 3.0, start_ns: int = 1_700_0
 def read_prior_samples(path, inputs, topics: dict | None = None) -> list[tuple[str, int, tuple | None]]:
     """(kind, stamp_ns, values or None for a malformed sample) from a bag's prior topics (PRIOR_TOPICS
     unless given), converted with prior_messages.PriorInputs exactly as the node does."""
-    from .errors import VprPriorError
+    from vpr_node.core.errors import VprPriorError
 
     topics = topics or {k: t for k, (t, _) in PRIOR_TOPICS.items()}
     ts, out = typestore(), []

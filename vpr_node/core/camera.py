@@ -15,7 +15,7 @@ import pathlib
 
 import yaml
 
-from .errors import ConfigurationError
+from vpr_node.core.errors import ConfigurationError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,9 +33,9 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from .backbones.base import sha256_file
-from .corpus import TileCorpus
-from .errors import ConfigurationError
+from vpr_node.core.backbones.base import sha256_file
+from vpr_node.core.corpus import TileCorpus
+from vpr_node.core.errors import ConfigurationError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ class StrategySpec:
     backbone_options: str = "{}"  # JSON, so the spec is hashable
 
     def load(self):
-        from .strategy import load_strategy
+        from vpr_node.core.strategy import load_strategy
         return load_strategy(self.backbone, weights=self.weights, runtime=self.runtime, precision=self.precision,
                              device=self.device, backbone_options=json.loads(self.backbone_options))
 
@@ -74,7 +74,7 @@ def embed_chunk(strategy, corpus: TileCorpus, chunk: Chunk, rotations: int, batc
     is told of every n views embedded (progress)."""
     import torch
 
-    from .indexing import rotated_views
+    from vpr_node.core.indexing import rotated_views
     if threads:
         torch.set_num_threads(threads)
     descs, entries, batch, batch_ids = [], [], [], []
@@ -238,7 +238,7 @@ def fit_pca_on_shards(store: ShardStore, chunks: list[Chunk], dim: int, block_ro
     """PCA-whitening (whitening.pca_whitening_from_moments) of every descriptor of every shard, from the sum and
     the sum of outer products accumulated in float64 a block at a time: memory is one D x D matrix (72 MiB at
     3072-D) and a block, whatever the number of rows."""
-    from .whitening import pca_whitening_from_moments
+    from vpr_node.core.whitening import pca_whitening_from_moments
 
     total, s1, s2 = 0, None, None
     for c in chunks:

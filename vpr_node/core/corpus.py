@@ -21,9 +21,9 @@ import pathlib
 import cv2
 import numpy as np
 
-from .errors import ConfigurationError
-from .geo import GeoImage, slippy_zoom_for_gsd
-from .types import TileId
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.geo import GeoImage, slippy_zoom_for_gsd
+from vpr_node.core.types import TileId
 
 TILE_FIELDS = (
     "tile_id",
@@ -132,7 +132,7 @@ def load_xyz_folder(root, zooms=None) -> list[GeoRaster]:
 def load_maps(path, xyz_zooms=None) -> list:
     """The mission map, whatever its form: a corner-coordinates .csv, a GeoTIFF (.tif/.tiff) or a folder of them,
     or an XYZ z/x/y folder (optionally only some zoom levels)."""
-    from .geotiff import GEOTIFF_SUFFIXES, load_geotiffs
+    from vpr_node.core.geotiff import GEOTIFF_SUFFIXES, load_geotiffs
 
     p = pathlib.Path(path)
     if not p.exists():
@@ -206,7 +206,7 @@ class TilePlan:
 def plan_for_camera(camera, altitude_min_m: float, altitude_max_m: float, radius_m: float = 25.0,
                     max_scale_step: float = 1.5) -> TilePlan:
     """Tiles matched to the camera's ground footprint over the planned altitude range (camera.py)."""
-    from .camera import stride_for_radius, tile_sizes_for_altitudes
+    from vpr_node.core.camera import stride_for_radius, tile_sizes_for_altitudes
     sizes = tile_sizes_for_altitudes(camera, altitude_min_m, altitude_max_m, max_scale_step)
     lo, hi = camera.square_footprint_m(altitude_min_m), camera.square_footprint_m(altitude_max_m)
     return TilePlan(

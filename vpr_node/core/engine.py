@@ -15,13 +15,13 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import VprBackboneError, VprError, VprPreprocessError
-from .frame_queue import FrameQueue
-from .logs import StructuredLogger
-from .priors import PriorApplier
-from .recorder import FlightDataRecorder
-from .strategy import RetrievalStrategy
-from .types import VprResult
+from vpr_node.core.errors import VprBackboneError, VprError, VprPreprocessError
+from vpr_node.core.frame_queue import FrameQueue
+from vpr_node.core.logs import StructuredLogger
+from vpr_node.core.priors import PriorApplier
+from vpr_node.core.recorder import FlightDataRecorder
+from vpr_node.core.strategy import RetrievalStrategy
+from vpr_node.core.types import VprResult
 
 
 @dataclasses.dataclass

@@ -10,11 +10,11 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from .geo import haversine_m
-from .index import DescriptorIndex
-from .queries import Query
-from .strategy import RetrievalStrategy
-from .whitening import top1_hubness
+from vpr_node.core.geo import haversine_m
+from vpr_node.core.index import DescriptorIndex
+from vpr_node.core.queries import Query
+from vpr_node.core.strategy import RetrievalStrategy
+from vpr_node.core.whitening import top1_hubness
 
 RECALL_NS = (1, 5, 10, 20)
 RADII_M = (25.0, 50.0)
@@ -84,7 +84,7 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
     for q in tqdm(queries, desc=f"evaluating {strategy.label}", unit="query", disable=not progress):
         img = q.image
         if heading_known:
-            from .preprocess import rotate_to_north_up
+            from vpr_node.core.preprocess import rotate_to_north_up
             img = rotate_to_north_up(img, q.yaw_deg)
         allowed = None
         t0 = time.perf_counter()

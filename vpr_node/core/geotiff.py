@@ -17,8 +17,8 @@ import pathlib
 
 import numpy as np
 
-from .errors import ConfigurationError
-from .geo import GeoImage, metres_per_degree
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.geo import GeoImage, metres_per_degree
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 WGS84 = "EPSG:4326"

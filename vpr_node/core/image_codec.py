@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .errors import VprPreprocessError
+from vpr_node.core.errors import VprPreprocessError
 
 MAX_PIXELS = 8192 * 8192  # refuse absurd frames before allocating for them
 

@@ -20,10 +20,10 @@ import time
 import faiss
 import numpy as np
 
-from .backbones.base import sha256_file
-from .corpus import TileRecord, read_tile_columns, read_tile_table, write_tile_table
-from .errors import ConfigurationError, IndexUnavailableError
-from .types import Candidate, TileId
+from vpr_node.core.backbones.base import sha256_file
+from vpr_node.core.corpus import TileRecord, read_tile_columns, read_tile_table, write_tile_table
+from vpr_node.core.errors import ConfigurationError, IndexUnavailableError
+from vpr_node.core.types import Candidate, TileId
 
 FORMAT_VERSION = 1
 INDEX_FILES = ("index.faiss", "descriptors.npy", "entries.npy", "tiles.csv")
@@ -186,7 +186,7 @@ def hubness_report(descriptors: np.ndarray, entries: np.ndarray, index: faiss.In
     (`max_share`; a hub tile makes it large), and the skewness of N_k, the number of probes that have a
     tile in their top-k (Radovanovic et al. 2010; about 0 for an even spread, > 1 with hubs). The neighbours come
     from `index` (the one just built, re-ranked by `rerank`), so nothing else is held in memory."""
-    from .whitening import top1_hubness
+    from vpr_node.core.whitening import top1_hubness
 
     entries = np.asarray(entries)
     n_tiles = int(entries.max()) + 1 if len(entries) else 0

@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 
-from .chunked_build import StrategySpec, assemble, embed_to_shards, fit_pca_on_shards
-from .corpus import TileCorpus
-from .errors import ConfigurationError
-from .index import write_index
-from .strategy import RetrievalStrategy
+from vpr_node.core.chunked_build import StrategySpec, assemble, embed_to_shards, fit_pca_on_shards
+from vpr_node.core.corpus import TileCorpus
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.index import write_index
+from vpr_node.core.strategy import RetrievalStrategy
 
 
 def rotated_views(img: np.ndarray, rotations: int) -> list[np.ndarray]:
@@ -80,7 +80,7 @@ def build_index(
         if model.whiten is not None:
             raise ConfigurationError(f"{model.label} already carries a whitening layer (prepare-mission's); "
                                      f"--pca-dim would replace it: build without --pca-dim")
-        from .adaptation import save_adapted_weights  # adaptation imports this module
+        from vpr_node.core.adaptation import save_adapted_weights  # adaptation imports this module
 
         w = fit_pca_on_shards(store, chunks, pca_dim)
         model.set_whitening(w.as_linear())
@@ -110,8 +110,8 @@ def build_index_for(backbone: str, corpus: TileCorpus, out_dir, weights: str | N
     not given; they are saved in the index folder and named in the manifest."""
     import json
 
-    from .backbones import get_spec
-    from .strategy import load_strategy
+    from vpr_node.core.backbones import get_spec
+    from vpr_node.core.strategy import load_strategy
 
     opts = dict(backbone_options or {})
     spec = get_spec(backbone)

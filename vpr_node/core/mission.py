@@ -19,12 +19,12 @@ import json
 import pathlib
 import time
 
-from .adaptation import AdaptConfig, adapt_backbone, device_for, save_adapted_weights
-from .backbones import create_backbone, get_spec
-from .camera import CameraModel
-from .corpus import TileCorpus, cut_corpus, load_maps, plan_for_camera
-from .index import write_index
-from .indexing import CORPUS_FITTED_WEIGHTS
+from vpr_node.core.adaptation import AdaptConfig, adapt_backbone, device_for, save_adapted_weights
+from vpr_node.core.backbones import create_backbone, get_spec
+from vpr_node.core.camera import CameraModel
+from vpr_node.core.corpus import TileCorpus, cut_corpus, load_maps, plan_for_camera
+from vpr_node.core.index import write_index
+from vpr_node.core.indexing import CORPUS_FITTED_WEIGHTS
 
 STEPS = ("corpus", "base_weights", "adapt", "index", "report")
 
@@ -156,10 +156,10 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
 def mission_report(cfg: MissionConfig, corpus: TileCorpus, base_weights: str | None, out: pathlib.Path) -> dict:
     """Recall@N (25/50 m) and top-1 hubness before (corpus-fitted weights only) and after adaptation, on
     queries synthesised with the benchmark protocol at the mission's altitudes and report_seed."""
-    from .evaluation import evaluate, write_report
-    from .indexing import build_index
-    from .queries import QuerySpec, synthesise_queries
-    from .strategy import RetrievalStrategy, load_strategy
+    from vpr_node.core.evaluation import evaluate, write_report
+    from vpr_node.core.indexing import build_index
+    from vpr_node.core.queries import QuerySpec, synthesise_queries
+    from vpr_node.core.strategy import RetrievalStrategy, load_strategy
 
     rasters = load_maps(cfg.maps)
     spec = QuerySpec.benchmark(altitude_m=tuple(cfg.altitude_m), hfov_deg=cfg.camera.hfov_deg,
@@ -168,7 +168,7 @@ def mission_report(cfg: MissionConfig, corpus: TileCorpus, base_weights: str | N
     before_dir = out / "work" / "index_before"
     if not (before_dir / "manifest.json").exists():
         model = create_backbone(cfg.backbone, weights=base_weights, **cfg.backbone_options)
-        from .runtimes import TorchRuntime
+        from vpr_node.core.runtimes import TorchRuntime
         build_index(RetrievalStrategy(model, TorchRuntime(model, device=device_for(cfg.adapt.device))), corpus,
                     before_dir, rotations=cfg.rotations, progress=cfg.progress, weights_file=None)
     device = device_for(cfg.adapt.device)

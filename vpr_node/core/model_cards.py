@@ -12,8 +12,8 @@ import functools
 
 import yaml
 
-from .errors import ConfigurationError
-from .resources import data_dir
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.resources import data_dir
 
 
 @functools.lru_cache(maxsize=None)

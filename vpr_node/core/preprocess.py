@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import VprPreprocessError
+from vpr_node.core.errors import VprPreprocessError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .errors import VprPriorError
-from .geo import metres_per_degree
-from .priors import ALTITUDE, HEADING, POSITION, heading_from_yaw, yaw_from_quaternion
-from .types import stamp_to_ns
+from vpr_node.core.errors import VprPriorError
+from vpr_node.core.geo import metres_per_degree
+from vpr_node.core.priors import ALTITUDE, HEADING, POSITION, heading_from_yaw, yaw_from_quaternion
+from vpr_node.core.types import stamp_to_ns
 
 # prior kind -> {type name (node parameter value): ROS message type}
 MESSAGE_TYPES = {

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from .errors import VprPriorError
+from vpr_node.core.errors import VprPriorError
 
 HEADING, ALTITUDE, POSITION = "heading", "altitude", "position"
 KINDS = (HEADING, ALTITUDE, POSITION)
@@ -191,8 +191,8 @@ class PriorApplier:
         return self.buffer.nearest(kind, stamp_ns, int(max_s * 1e9))
 
     def apply(self, rgb: np.ndarray, stamp_ns: int) -> tuple[np.ndarray, np.ndarray | None, PriorState]:
-        from .geo import haversine_m
-        from .preprocess import rotate_to_north_up
+        from vpr_node.core.geo import haversine_m
+        from vpr_node.core.preprocess import rotate_to_north_up
 
         cfg, state = self.cfg, PriorState()
         if cfg.sync_timeout_s > 0:
@@ -211,7 +211,7 @@ class PriorApplier:
             s, state.altitude = self._sample(ALTITUDE, stamp_ns, cfg.altitude_max_skew_s)
             camera = cfg.camera
             if camera is None and cfg.hfov_deg > 0:
-                from .camera import CameraModel
+                from vpr_node.core.camera import CameraModel
                 camera = CameraModel.from_hfov(cfg.hfov_deg, w, h)
             if s is not None and (camera is None or not self.scales):
                 state.altitude = "unusable"  # no camera model, or an index without tile ground sizes
@@ -268,7 +268,7 @@ class PriorNoise(PriorSwitches):
 
     def sample(self, rng, yaw_deg: float, altitude_m: float | None, lat: float, lon: float) -> dict:
         """{kind: value tuple} for one frame (altitude only when the query has one)."""
-        from .geo import metres_per_degree
+        from vpr_node.core.geo import metres_per_degree
         out = {}
         if self.heading:
             out[HEADING] = ((yaw_deg + rng.normal(0, self.heading_sigma_deg)) % 360.0,)

@@ -18,9 +18,9 @@ import pathlib
 import cv2
 import numpy as np
 
-from . import augment
-from .camera import CameraModel
-from .corpus import GeoRaster
+from vpr_node.core import augment
+from vpr_node.core.camera import CameraModel
+from vpr_node.core.corpus import GeoRaster
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 import torch
 
-from .errors import ConfigurationError, VprBackboneError
+from vpr_node.core.errors import ConfigurationError, VprBackboneError
 
 RUNTIME_NAMES = ("pytorch", "onnxruntime", "tensorrt")
 _MODULES = {"pytorch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}

@@ -6,11 +6,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from .backbones import VprBackbone, create_backbone
-from .errors import ConfigurationError, VprBackboneError, VprError
-from .index import DescriptorIndex, ManifestExpectation
-from .runtimes import Runtime, check_descriptor, create_runtime
-from .types import Candidate
+from vpr_node.core.backbones import VprBackbone, create_backbone
+from vpr_node.core.errors import ConfigurationError, VprBackboneError, VprError
+from vpr_node.core.index import DescriptorIndex, ManifestExpectation
+from vpr_node.core.runtimes import Runtime, check_descriptor, create_runtime
+from vpr_node.core.types import Candidate
 
 
 @runtime_checkable

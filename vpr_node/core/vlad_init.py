@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backbones.base import Provenance, sha256_file
-from .corpus import TileCorpus
+from vpr_node.core.backbones.base import Provenance, sha256_file
+from vpr_node.core.corpus import TileCorpus
 
 
 @torch.inference_mode()

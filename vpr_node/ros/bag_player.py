@@ -27,9 +27,8 @@ from vpr_node.core.bagio import FIX_TYPE, IMAGE_TYPES, ResultBagWriter, read_cam
 from vpr_node.core.evaluation import percentile_ms, recall_summary, truth_distances
 from vpr_node.core.prior_messages import MESSAGE_TYPES
 from vpr_node.msg import VprResult
-
-from .client_node import BackgroundNode
-from .conversions import ns_to_time, time_to_ns
+from vpr_node.ros.client_node import BackgroundNode
+from vpr_node.ros.conversions import ns_to_time, time_to_ns
 
 # besides the camera: ground truth and every message type a prior can come from
 PASS_THROUGH_TYPES = {FIX_TYPE} | {t for kinds in MESSAGE_TYPES.values() for t in kinds.values()}

@@ -26,10 +26,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from vpr_node.core import image_codec
 from vpr_node.core.resources import data_file
 from vpr_node.msg import VprResult
-
-from .client_node import BackgroundNode
-from .conversions import ns_to_time
-from .node_spec import FASTDDS_PROFILE, NODE_ENV, launch_command, node_command
+from vpr_node.ros.client_node import BackgroundNode
+from vpr_node.ros.conversions import ns_to_time
+from vpr_node.ros.node_spec import FASTDDS_PROFILE, NODE_ENV, launch_command, node_command
 
 TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
                "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,

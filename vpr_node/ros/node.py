@@ -31,10 +31,9 @@ from vpr_node.core.priors import ALTITUDE, HEADING, POSITION, PriorApplier
 from vpr_node.core.recorder import FlightDataRecorder
 from vpr_node.core.strategy import RetrievalStrategy, load_strategy
 from vpr_node.msg import VprResult as VprResultMsg
-
-from .conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
-from .params import PARAMETERS, NodeConfig
-from .prior_inputs import message_class
+from vpr_node.ros.conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
+from vpr_node.ros.params import PARAMETERS, NodeConfig
+from vpr_node.ros.prior_inputs import message_class
 
 
 class VprLifecycleNode(LifecycleNode):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from .common import add_backbone_args, print_json
+from vpr_node.tools.common import add_backbone_args, print_json
 
 
 def convert_checkpoint(backbone: str, checkpoint, out, source: str | None = None, licence: str | None = None,

@@ -159,8 +159,7 @@ def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_l
     from vpr_node.core.procstats import rss_mib
     from vpr_node.core.queries import QuerySpec
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
-
-    from .workspace import cached_corpus, cached_index, cached_queries, sample_maps
+    from vpr_node.tools.workspace import cached_corpus, cached_index, cached_queries, sample_maps
 
     workdir = pathlib.Path(workdir)
     maps = sample_maps(workdir, size_px=700)

@@ -81,7 +81,7 @@ def protocol_setup(protocol: str):
 
 def prepare_benchmark(maps_csv, workdir, n_queries: int, seed: int, protocol: str = "benchmark"):
     """The map's tiles for the protocol (cached in workdir/corpus) and the seeded synthesised queries."""
-    from .workspace import cached_corpus, cached_queries
+    from vpr_node.tools.workspace import cached_corpus, cached_queries
     spec, plan = protocol_setup(protocol)
     corpus = cached_corpus(maps_csv, pathlib.Path(workdir) / "corpus", plan)
     return corpus, cached_queries(maps_csv, n_queries, seed, spec)
@@ -94,8 +94,7 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
     from vpr_node.core.evaluation import evaluate, write_report
     from vpr_node.core.priors import PriorNoise
     from vpr_node.core.strategy import load_strategy
-
-    from .workspace import cached_index
+    from vpr_node.tools.workspace import cached_index
 
     workdir = pathlib.Path(workdir)
     corpus, queries = prepare_benchmark(maps_csv, workdir, n_queries, seed, protocol)

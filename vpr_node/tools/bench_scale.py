@@ -58,8 +58,7 @@ def synthetic_index(like, n: int, out, memory_budget_mib: float, seed: int = 0) 
     from vpr_node.core.corpus import TileRecord, read_tile_table
     from vpr_node.core.geo import metres_per_degree
     from vpr_node.core.index import write_index
-
-    from .bench import clustered_descriptors
+    from vpr_node.tools.bench import clustered_descriptors
 
     like, out = pathlib.Path(like), pathlib.Path(out)
     m = json.loads((like / "manifest.json").read_text())

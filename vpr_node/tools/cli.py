@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import (
+from vpr_node.tools import (
     backbone_tools,
     bench,
     bench_recall,

@@ -24,8 +24,7 @@ def compare_backbones(maps_csv, workdir, backbones=None, weights: dict | None = 
     from vpr_node.core.evaluation import evaluate
     from vpr_node.core.indexing import build_index_for
     from vpr_node.core.strategy import load_strategy
-
-    from .bench_recall import prepare_benchmark
+    from vpr_node.tools.bench_recall import prepare_benchmark
 
     weights = dict(weights or {})
     workdir = pathlib.Path(workdir)
@@ -97,7 +96,7 @@ def register(sub) -> None:
 
 
 def _cmd(args):
-    from .bench_recall import resolve_maps
+    from vpr_node.tools.bench_recall import resolve_maps
     maps = resolve_maps(args.maps)
     if maps is None:
         return 2

@@ -25,8 +25,7 @@ def prepare_sample(workdir: pathlib.Path, n_frames: int, seed: int, log=print, a
     from vpr_node.core.adaptation import AdaptConfig
     from vpr_node.core.mission import MissionConfig, prepare_mission
     from vpr_node.core.queries import QuerySpec
-
-    from .workspace import cached_queries, sample_maps
+    from vpr_node.tools.workspace import cached_queries, sample_maps
 
     if not (workdir / "map" / "tiles.csv").exists():
         log("[demo] generating the procedural sample map")

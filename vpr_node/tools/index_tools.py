@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import pathlib
 
-from .common import add_backbone_args, add_index_type_args, index_type_from_args, print_json, strategy_from_args
+from vpr_node.tools.common import (
+    add_backbone_args,
+    add_index_type_args,
+    index_type_from_args,
+    print_json,
+    strategy_from_args,
+)
 
 
 def _build_index(a):

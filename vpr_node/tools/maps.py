@@ -1,7 +1,7 @@
 """`vpr sample-map`, `vpr make-corpus`, `vpr synth-queries`: the map side of the pre-flight tools."""
 from __future__ import annotations
 
-from .common import MAPS_HELP, print_json, rasters_from
+from vpr_node.tools.common import MAPS_HELP, print_json, rasters_from
 
 
 def add_camera_args(p) -> None:

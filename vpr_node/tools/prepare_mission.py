@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import json
 
-from .common import MAPS_HELP, add_dataclass_options, add_index_type_args, dataclass_from_args, index_type_from_args
-from .maps import add_camera_args, camera_from_args
+from vpr_node.tools.common import (
+    MAPS_HELP,
+    add_dataclass_options,
+    add_index_type_args,
+    dataclass_from_args,
+    index_type_from_args,
+)
+from vpr_node.tools.maps import add_camera_args, camera_from_args
 
 
 def _run(a):

@@ -48,8 +48,7 @@ def run_soak(workdir, frames: int = 10_000, rate_hz: float = 20.0, corrupt_fract
 
     from vpr_node.core.procstats import rss_mib
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
-
-    from .demo import DEFAULT_BACKBONE, prepare_sample
+    from vpr_node.tools.demo import DEFAULT_BACKBONE, prepare_sample
 
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

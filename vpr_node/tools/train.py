@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_dataclass_options, dataclass_from_args
+from vpr_node.tools.common import add_dataclass_options, dataclass_from_args
 
 
 def _train(a):

@@ -3,8 +3,8 @@ name in the import line below (and its model card in models/). Who registers wha
 (efficientnet_lite0_gem, efficientnet_lite0_netvlad), netvlad (net_vlad), convnext (convnext_tiny_gem),
 published (cosplace, eigenplaces, mixvpr), dinov2_family (salad, megaloc, boq), selavpr (selavpr),
 ultravpr (ultravpr)."""
-from . import convnext, dinov2_family, efficientnet, netvlad, published, selavpr, ultravpr  # noqa: F401
-from .base import (  # noqa: F401
+from vpr_node.core.backbones import convnext, dinov2_family, efficientnet, netvlad, published, selavpr, ultravpr  # noqa: F401
+from vpr_node.core.backbones.base import (  # noqa: F401
     BackboneSpec,
     Provenance,
     VprBackbone,

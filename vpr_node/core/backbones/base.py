@@ -10,8 +10,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigurationError
-from ..preprocess import BackbonePreprocessor
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.preprocess import BackbonePreprocessor
 
 
 @dataclasses.dataclass

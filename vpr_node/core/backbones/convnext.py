@@ -8,10 +8,7 @@ import timm
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigurationError
-from ..normalise import DescriptorNormaliser
-from ..preprocess import BackbonePreprocessor
-from .base import (
+from vpr_node.core.backbones.base import (
     BackboneSpec,
     Provenance,
     VprBackbone,
@@ -21,7 +18,10 @@ from .base import (
     sha256_file,
     torch_load,
 )
-from .layers import GeM
+from vpr_node.core.backbones.layers import GeM
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.normalise import DescriptorNormaliser
+from vpr_node.core.preprocess import BackbonePreprocessor
 
 
 class ConvNextTinyVpr(VprBackbone):

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..normalise import DescriptorNormaliser
+from vpr_node.core.normalise import DescriptorNormaliser
 
 
 class GeM(nn.Module):

@@ -20,11 +20,19 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from ..errors import ConfigurationError
-from ..normalise import DescriptorNormaliser
-from ..preprocess import BackbonePreprocessor
-from .base import BackboneSpec, Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
-from .layers import NetVLADPool
+from vpr_node.core.backbones.base import (
+    BackboneSpec,
+    Provenance,
+    VprBackbone,
+    load_state_dict_strict,
+    register,
+    sha256_file,
+    torch_load,
+)
+from vpr_node.core.backbones.layers import NetVLADPool
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.normalise import DescriptorNormaliser
+from vpr_node.core.preprocess import BackbonePreprocessor
 
 NUM_CLUSTERS = 64
 ENCODER_DIM = 512
@@ -131,7 +139,7 @@ def _fit_net_vlad(corpus, out_path, weights=None, n_images: int = 200, seed: int
     """`vpr init-vlad --backbone net_vlad`: k-means centroids over conv5_3 features; the encoder (and the
     conv layout) come from a converted checkpoint when given (its PCA is dropped: 32768-D result; run
     fit-pca afterwards for 4096/512-D), else from random initialisation (an untrained scaffold)."""
-    from ..vlad_init import init_vlad
+    from vpr_node.core.vlad_init import init_vlad
     model, trained = NetVladVgg16(VLAD_DIM), False
     if weights:
         model = netvlad_from_state(torch_load(weights, "net_vlad"), drop_pca=True)

@@ -19,11 +19,19 @@ import pathlib
 import torch.nn as nn
 import torchvision
 
-from ..errors import ConfigurationError
-from ..normalise import DescriptorNormaliser
-from ..preprocess import BackbonePreprocessor
-from .base import BackboneSpec, Provenance, VprBackbone, load_state_dict_strict, register, sha256_file, torch_load
-from .layers import FlattenSpatial, GeM4d, L2Norm
+from vpr_node.core.backbones.base import (
+    BackboneSpec,
+    Provenance,
+    VprBackbone,
+    load_state_dict_strict,
+    register,
+    sha256_file,
+    torch_load,
+)
+from vpr_node.core.backbones.layers import FlattenSpatial, GeM4d, L2Norm
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.normalise import DescriptorNormaliser
+from vpr_node.core.preprocess import BackbonePreprocessor
 
 # --- CosPlace / EigenPlaces -------------------------------------------------------------------
 _TRUNK_DIMS = {"resnet18": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048, "vgg16": 512}
@@ -156,7 +164,7 @@ def _mixvpr(weights=None, input_size: int = 320, out_channels: int = 1024, out_r
 def convert_by_loading(spec_name: str):
     """Converter for layouts this module declares exactly: loading the authors' file IS the conversion."""
     def convert(checkpoint, **options):
-        from .base import create_backbone
+        from vpr_node.core.backbones.base import create_backbone
         return create_backbone(spec_name, weights=str(checkpoint), **options)
     return convert
 

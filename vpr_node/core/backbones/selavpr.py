@@ -17,13 +17,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigurationError
-from ..normalise import DescriptorNormaliser
-from ..preprocess import BackbonePreprocessor
-from .base import BackboneSpec, Provenance, VprBackbone, register
-from .dinov2_family import PATCH, hub_tokens, timm_dinov2
-from .layers import FlattenSpatial, GeM4d, L2Norm
-from .published import convert_by_loading, load_published_weights
+from vpr_node.core.backbones.base import BackboneSpec, Provenance, VprBackbone, register
+from vpr_node.core.backbones.dinov2_family import PATCH, hub_tokens, timm_dinov2
+from vpr_node.core.backbones.layers import FlattenSpatial, GeM4d, L2Norm
+from vpr_node.core.backbones.published import convert_by_loading, load_published_weights
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.normalise import DescriptorNormaliser
+from vpr_node.core.preprocess import BackbonePreprocessor
 
 
 class Adapter(nn.Module):

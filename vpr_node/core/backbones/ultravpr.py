@@ -23,11 +23,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigurationError
-from ..normalise import DescriptorNormaliser
-from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, BackbonePreprocessor
-from .base import BackboneSpec, Provenance, VprBackbone, register
-from .layers import GeM4d
+from vpr_node.core.backbones.base import BackboneSpec, Provenance, VprBackbone, register
+from vpr_node.core.backbones.layers import GeM4d
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.normalise import DescriptorNormaliser
+from vpr_node.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, BackbonePreprocessor
 
 DEFAULT_INPUT_SIZE = 321  # odd into every stride-2 stage: 321, 161, 81, 41, 21 (exact 90-degree rotations)
 
@@ -246,7 +246,7 @@ class _PlainUltraVpr(nn.Module):
 
 
 def _ultravpr(weights=None, **opts):
-    from .published import load_published_weights
+    from vpr_node.core.backbones.published import load_published_weights
     try:
         model = UltraVprNet(**opts)
     except TypeError as exc:

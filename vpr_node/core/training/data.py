@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .. import augment
-from ..corpus import GeoRaster, TileCorpus
-from ..geo import haversine_m
-from ..preprocess import BackbonePreprocessor
-from ..queries import QuerySpec, synthesise_queries
+from vpr_node.core import augment
+from vpr_node.core.corpus import GeoRaster, TileCorpus
+from vpr_node.core.geo import haversine_m
+from vpr_node.core.preprocess import BackbonePreprocessor
+from vpr_node.core.queries import QuerySpec, synthesise_queries
 
 
 class CorpusTripletDataset(Dataset):

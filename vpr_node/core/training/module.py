@@ -5,8 +5,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigurationError
-from ..geo import haversine_m
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.geo import haversine_m
 
 
 def _far_mask(batch, pos_m: float, neg_m: float):
