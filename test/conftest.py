@@ -17,14 +17,16 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(scope="session")
 def sample_maps(tmp_path_factory):
-    from vpr_node.core.sample_map import write_sample_map
+    from vpr_node.core.maps.procedural import write_sample_map
     # 700 px at 0.3 m/px = 210 m square: 36 tiles of 60 m with 50 % overlap
     return write_sample_map(tmp_path_factory.mktemp("map"), seed=11, size_px=700)
 
 
 @pytest.fixture(scope="session")
 def sample_corpus(sample_maps, tmp_path_factory):
-    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
+    from vpr_node.core.maps.sources import load_corner_table
+    from vpr_node.core.maps.tiles import TileCorpus
+    from vpr_node.core.maps.tiling import cut_tiles
     out = tmp_path_factory.mktemp("corpus")
     cut_tiles(load_corner_table(sample_maps), out, tile_m=60.0, overlap=0.5, tile_px=160, progress=False)
     return TileCorpus(out)
@@ -32,22 +34,23 @@ def sample_corpus(sample_maps, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def gem_strategy():
-    from vpr_node.core.strategy import load_strategy
+    from vpr_node.core.retrieval.strategy import load_strategy
     return load_strategy("efficientnet_lite0_gem", backbone_options={"input_size": 160})
 
 
 @pytest.fixture(scope="session")
 def gem_index_dir(gem_strategy, sample_corpus, tmp_path_factory):
-    from vpr_node.core.indexing import build_index
+    from vpr_node.core.indexing.index_build import build_index
+    from vpr_node.core.indexing.settings import BuildSettings
     out = tmp_path_factory.mktemp("index_gem")
-    build_index(gem_strategy, sample_corpus, out, kind="flat", rotations=1, progress=False)
+    build_index(gem_strategy, sample_corpus, out, BuildSettings(rotations=1), progress=False)
     return out
 
 
 @pytest.fixture(scope="session")
 def sample_queries(sample_maps):
-    from vpr_node.core.corpus import load_corner_table
-    from vpr_node.core.queries import QuerySpec, synthesise_queries
+    from vpr_node.core.maps.sources import load_corner_table
+    from vpr_node.core.views.queries import QuerySpec, synthesise_queries
     return list(synthesise_queries(load_corner_table(sample_maps), 6, seed=5,
                                    spec=QuerySpec(camera=(480, 270), footprint_m=60.0)))
 
@@ -69,10 +72,11 @@ GEM_OPTS = '{"input_size": 160}'
 @pytest.fixture(scope="session")
 def vlad_index_dir(sample_corpus, tmp_path_factory):
     """The default backbone's index: build-index fits the NetVLAD centroids over the corpus and stores them."""
-    from vpr_node.core.indexing import build_index_for
+    from vpr_node.core.indexing.index_build import build_index_for
+    from vpr_node.core.indexing.settings import BuildSettings
     out = tmp_path_factory.mktemp("index_vlad")
     build_index_for("efficientnet_lite0_netvlad", sample_corpus, out,
-                    backbone_options={"input_size": 160, "num_clusters": 8}, rotations=1, progress=False)
+                    BuildSettings(rotations=1), backbone_options={"input_size": 160, "num_clusters": 8}, progress=False)
     assert (out / "backbone_weights.pt").is_file()
     return out
 

@@ -27,16 +27,19 @@ def vpr_launch_description(params_file):
 
 def small_index(work: pathlib.Path) -> dict:
     """Sample map (210 m), 60 m tiles, a GeM index (160 px, 1 rotation) and 6 synthesised frames; ~15 s."""
-    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
-    from vpr_node.core.indexing import build_index_for
-    from vpr_node.core.queries import QuerySpec, synthesise_queries
-    from vpr_node.core.sample_map import write_sample_map
+    from vpr_node.core.indexing.index_build import build_index_for
+    from vpr_node.core.indexing.settings import BuildSettings
+    from vpr_node.core.maps.procedural import write_sample_map
+    from vpr_node.core.maps.sources import load_corner_table
+    from vpr_node.core.maps.tiles import TileCorpus
+    from vpr_node.core.maps.tiling import cut_tiles
+    from vpr_node.core.views.queries import QuerySpec, synthesise_queries
 
     work.mkdir(parents=True, exist_ok=True)
     maps = write_sample_map(work / "map", seed=11, size_px=700)
     cut_tiles(load_corner_table(maps), work / "corpus", tile_m=60.0, overlap=0.5, tile_px=160, progress=False)
     build_index_for("efficientnet_lite0_gem", TileCorpus(work / "corpus"), work / "index",
-                    backbone_options={"input_size": 160}, rotations=1, progress=False)
+                    BuildSettings(rotations=1), backbone_options={"input_size": 160}, progress=False)
     queries = list(synthesise_queries(load_corner_table(maps), 6, seed=5,
                                       spec=QuerySpec(camera=(480, 270), footprint_m=60.0)))
     return {"maps": maps, "index": work / "index", "queries": queries}

@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vpr_node.core.bagio import read_camera_bag, read_results, write_query_bag
-from vpr_node.core.corpus import cut_tiles, load_xyz_folder, slippy_tile_bounds
+from vpr_node.core.io.bags import read_camera_bag, read_results, write_query_bag
+from vpr_node.core.maps.sources import load_xyz_folder, slippy_tile_bounds
+from vpr_node.core.maps.tiling import cut_tiles
 from vpr_node.tools.replay import replay_offline
 
 

@@ -11,7 +11,7 @@ pytestmark = [requires_wildnav(), pytest.mark.benchmark]
 
 
 def test_default_backbone_recall_on_wildnav(tmp_path):
-    from vpr_node.tools.bench_recall import run_recall_benchmark
+    from vpr_node.core.benchmarks.recall import run_recall_benchmark
     results = run_recall_benchmark(WILDNAV, tmp_path, n_queries=100, seed=0, report_dir=tmp_path / "report",
                                    configs=("default",), protocol="legacy")
     r = results[0]

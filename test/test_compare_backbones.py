@@ -3,8 +3,9 @@ import json
 
 import torch
 
-from vpr_node.core.backbones import Provenance, create_backbone, sha256_file
-from vpr_node.tools.compare_backbones import compare_backbones, format_markdown
+from vpr_node.core.backbones import Provenance, create_backbone
+from vpr_node.core.benchmarks.compare import compare_backbones, format_markdown
+from vpr_node.core.io.hashing import sha256_file
 
 
 def _weights_file(path, gem_p: float):

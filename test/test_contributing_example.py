@@ -38,13 +38,16 @@ DRIVER = textwrap.dedent('''
     again = create_backbone("resnet18_gem", weights=str(out / "resnet18_gem.pt"), input_size=128)
     assert again.weights_sha256 == model.weights_sha256
 
-    from vpr_node.core.corpus import TileCorpus, cut_tiles, load_corner_table
-    from vpr_node.core.indexing import build_index_for
-    from vpr_node.core.sample_map import write_sample_map
+    from vpr_node.core.indexing.index_build import build_index_for
+    from vpr_node.core.indexing.settings import BuildSettings
+    from vpr_node.core.maps.procedural import write_sample_map
+    from vpr_node.core.maps.sources import load_corner_table
+    from vpr_node.core.maps.tiles import TileCorpus
+    from vpr_node.core.maps.tiling import cut_tiles
     maps = write_sample_map(out / "map", seed=2, size_px=400)
     cut_tiles(load_corner_table(maps), out / "corpus", tile_m=60.0, overlap=0.5, tile_px=128, progress=False)
-    m = build_index_for("resnet18_gem", TileCorpus(out / "corpus"), out / "index", weights=str(out / "resnet18_gem.pt"),
-                        backbone_options={"input_size": 128}, rotations=1, progress=False)
+    m = build_index_for("resnet18_gem", TileCorpus(out / "corpus"), out / "index", BuildSettings(rotations=1),
+                        weights=str(out / "resnet18_gem.pt"), backbone_options={"input_size": 128}, progress=False)
     assert m["backbone_label"] == "resnet18_gem" and m["descriptor_dim"] == 512
     print("ok")
 ''')

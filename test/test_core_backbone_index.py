@@ -1,4 +1,5 @@
 """Backbones, runtimes, the FAISS index + manifest, the strategy protocol and evaluation."""
+import dataclasses
 import json
 import shutil
 
@@ -12,11 +13,13 @@ from vpr_node.core.backbones.efficientnet import (
     lukemelas_to_timm_lite0,
     packaged_lite0_weights_path,
 )
+from vpr_node.core.backbones.identity import BackboneIdentity
 from vpr_node.core.errors import ConfigurationError, IndexUnavailableError
-from vpr_node.core.evaluation import evaluate, recall_from_distances
-from vpr_node.core.index import DescriptorIndex, ManifestExpectation, make_faiss_index
-from vpr_node.core.runtimes import create_runtime
-from vpr_node.core.strategy import RetrievalStrategy, VprStrategy, load_strategy
+from vpr_node.core.evaluation.recall import evaluate, recall_from_distances
+from vpr_node.core.index.faiss_index import make_faiss_index
+from vpr_node.core.index.loaded import DescriptorIndex
+from vpr_node.core.retrieval.runtimes import create_runtime
+from vpr_node.core.retrieval.strategy import RetrievalStrategy, VprStrategy, load_strategy
 
 
 def test_registry_lists_backbones_and_rejects_unknown():
@@ -105,13 +108,16 @@ def test_index_retrieves_a_tile_from_itself(gem_strategy, gem_index_dir, sample_
         assert top.tile.name == sample_corpus.records[i].tile_id and top.distance < 1e-4
 
 
-def test_manifest_mismatch_names_the_field(gem_index_dir):
+def test_manifest_mismatch_names_the_field(gem_strategy, gem_index_dir):
+    own = gem_strategy.backbone.identity()
+    DescriptorIndex(gem_index_dir, expect=own)  # the backbone the index was built with
     with pytest.raises(ConfigurationError, match=r"'descriptor_dim' is 192 but the configured backbone has 4096"):
-        DescriptorIndex(gem_index_dir, expect=ManifestExpectation(descriptor_dim=4096))
+        DescriptorIndex(gem_index_dir, expect=dataclasses.replace(own, descriptor_dim=4096))
     with pytest.raises(ConfigurationError, match="'backbone_label'"):
-        DescriptorIndex(gem_index_dir, expect=ManifestExpectation(backbone_label="net_vlad"))
+        DescriptorIndex(gem_index_dir, expect=dataclasses.replace(own, label="net_vlad"))
     with pytest.raises(ConfigurationError, match="'weights_sha256'"):
-        DescriptorIndex(gem_index_dir, expect=ManifestExpectation(weights_sha256="0" * 64))
+        DescriptorIndex(gem_index_dir, expect=dataclasses.replace(own, weights_sha256="0" * 64))
+    DescriptorIndex(gem_index_dir, expect=dataclasses.replace(own, weights_sha256="0" * 64), check_weights=False)
 
 
 def test_node_config_refuses_index_of_other_preprocessing(gem_index_dir):
@@ -155,7 +161,7 @@ def test_recall_definition():
 
 
 def test_evaluate_on_sample_map(gem_index_dir, sample_queries, tmp_path):
-    from vpr_node.core.evaluation import write_report
+    from vpr_node.core.evaluation.report import write_report
     s = load_strategy("efficientnet_lite0_gem", index_dir=str(gem_index_dir), backbone_options={"input_size": 160})
     r = evaluate(s, sample_queries, k=20, progress=False)
     assert r.n_queries == len(sample_queries) and 0.0 <= r.recall["25"]["1"] <= r.recall["25"]["20"] <= 1.0
@@ -169,8 +175,9 @@ def test_evaluate_on_sample_map(gem_index_dir, sample_queries, tmp_path):
 def test_memory_budget_picks_the_most_exact_index_that_fits_and_measures_its_recall_cost(tmp_path):
     """flat while float32 vectors fit, then 8-bit scalar quantisation, then IVF-PQ; the manifest records the
     budget, the choice, the file size and recall@10 against exact search; too small a budget says what fits."""
-    from vpr_node.core.corpus import TileRecord
-    from vpr_node.core.index import choose_index_type, write_index
+    from vpr_node.core.index.faiss_index import choose_index_type
+    from vpr_node.core.index.folder import write_index
+    from vpr_node.core.maps.tiles import TileRecord
 
     assert choose_index_type(1000, 256, 1.0)[0] == "flat"  # 1000 x 256 x 4 B = 0.98 MiB
     assert choose_index_type(4000, 256, 1.0)[0] == "sq8"  # 4000 x 256 B
@@ -184,7 +191,7 @@ def test_memory_budget_picks_the_most_exact_index_that_fits_and_measures_its_rec
     x = rng.standard_normal((n, d)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     recs = [TileRecord(f"t{i}", 18, 60.0 + i * 1e-5, 22.0, 0, 0, 0, 0, "m", 0, 0, 1, 1, f"t{i}.png") for i in range(n)]
-    info = {"label": "test", "weights_sha256": "0" * 64, "preprocessing": {}}
+    info = BackboneIdentity("test", d, "0" * 64, {})
     budgets = {"flat": n * d * 4 / 2**20 + 0.01, "sq8": n * d * 1.5 / 2**20, "ivfpq": n * d * 0.9 / 2**20}
     for want, budget in budgets.items():
         m = write_index(tmp_path / want, x, np.arange(n), recs, info, "auto", {"memory_budget_mib": budget})

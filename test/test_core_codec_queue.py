@@ -6,15 +6,17 @@ import cv2
 import numpy as np
 import pytest
 
-from vpr_node.core import image_codec
+from vpr_node.core.backbones.preprocess import BackbonePreprocessor
 from vpr_node.core.errors import VprPreprocessError
-from vpr_node.core.frame_queue import FrameQueue
-from vpr_node.core.preprocess import BackbonePreprocessor, rotate_to_north_up
+from vpr_node.core.io import image_codec
+from vpr_node.core.retrieval.frame_queue import FrameQueue
+from vpr_node.core.views.geometry import rotate_to_north_up
 
 
 def test_core_imports_without_rclpy():
-    code = ("import sys; import vpr_node.core.strategy, vpr_node.core.engine, vpr_node.core.index, "
-            "vpr_node.core.evaluation, vpr_node.core.image_codec, vpr_node.ros.params; "
+    code = ("import sys; import vpr_node.core.retrieval.strategy, vpr_node.core.retrieval.engine, "
+            "vpr_node.core.index.folder, vpr_node.core.evaluation.recall, vpr_node.core.io.image_codec, "
+            "vpr_node.core.mission.prepare, vpr_node.core.benchmarks.recall, vpr_node.ros.params; "
             "assert 'rclpy' not in sys.modules, 'core imported rclpy'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from vpr_node.core.engine import Frame, VprEngine
 from vpr_node.core.errors import VprPreprocessError
-from vpr_node.core.image_codec import decode_compressed
-from vpr_node.core.logs import StructuredLogger
-from vpr_node.core.recorder import FlightDataRecorder, read_records
-from vpr_node.core.runtimes import Runtime
-from vpr_node.core.strategy import RetrievalStrategy, load_strategy
+from vpr_node.core.io.image_codec import decode_compressed
+from vpr_node.core.io.logs import StructuredLogger
+from vpr_node.core.io.recorder import FlightDataRecorder, read_records
+from vpr_node.core.retrieval.engine import Frame, VprEngine
+from vpr_node.core.retrieval.runtimes import Runtime
+from vpr_node.core.retrieval.strategy import RetrievalStrategy, load_strategy
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_recorder_rotates_by_size(tmp_path):
 def test_recorder_survives_kill_9(tmp_path):
     path = tmp_path / "crash.jsonl"
     code = (
-        "import sys, time; from vpr_node.core.recorder import FlightDataRecorder as R; r = R(sys.argv[1]);\n"
+        "import sys, time; from vpr_node.core.io.recorder import FlightDataRecorder as R; r = R(sys.argv[1]);\n"
         "i = 0\nwhile True:\n    r.record('c2.vpr.embed_query', i=i); i += 1\n"
         "    if i == 500: print('ready', flush=True)\n"
     )

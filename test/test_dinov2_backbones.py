@@ -16,8 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vpr_node.core.backbones import create_backbone
+from vpr_node.core.backbones.convert import convert_checkpoint
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.tools.backbone_tools import convert_checkpoint
 
 
 # ---- facebookresearch/dinov2 hub ViT (dinov2_vits14), as in dinov2/models/vision_transformer.py --

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vpr_node.core import image_codec
-from vpr_node.core.engine import Frame, VprEngine
 from vpr_node.core.errors import VprPreprocessError
-from vpr_node.core.logs import StructuredLogger
+from vpr_node.core.io import image_codec
+from vpr_node.core.io.logs import StructuredLogger
+from vpr_node.core.retrieval.engine import Frame, VprEngine
 
 ENCODINGS = st.sampled_from(list(image_codec.SUPPORTED_ENCODINGS) + ["yuv422", "", "RGB8", "32FC1", "bayer_rggb16"])
 
@@ -50,7 +50,7 @@ def test_truncated_and_bitflipped_jpeg(data, cut):
 
 @pytest.fixture(scope="module")
 def engine(gem_index_dir):
-    from vpr_node.core.strategy import load_strategy
+    from vpr_node.core.retrieval.strategy import load_strategy
     s = load_strategy("efficientnet_lite0_gem", index_dir=str(gem_index_dir), backbone_options={"input_size": 160})
     return VprEngine(s, lambda r: None, top_k=3, logger=StructuredLogger(stream=io.StringIO()))
 

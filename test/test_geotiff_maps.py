@@ -8,13 +8,15 @@ rasterio = pytest.importorskip("rasterio")
 from rasterio.transform import from_bounds  # noqa: E402
 from rasterio.warp import Resampling, calculate_default_transform, reproject  # noqa: E402
 
-from vpr_node.core.corpus import TilePlan, cut_corpus, load_corner_table, load_maps  # noqa: E402
 from vpr_node.core.errors import ConfigurationError  # noqa: E402
+from vpr_node.core.maps.sources import load_corner_table, load_maps  # noqa: E402
+from vpr_node.core.maps.tiles import TilePlan  # noqa: E402
+from vpr_node.core.maps.tiling import cut_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def maps(tmp_path_factory):
-    from vpr_node.core.sample_map import write_sample_map
+    from vpr_node.core.maps.procedural import write_sample_map
     root = tmp_path_factory.mktemp("geotiff")
     csv = write_sample_map(root / "png", seed=4, size_px=600)
     png = load_corner_table(csv)[0]
@@ -109,13 +111,16 @@ def test_prepare_mission_and_build_index_take_a_utm_geotiff(maps, tmp_path):
     """The pre-flight command on an orthophoto as users have it: index, manifest, tiles with their source CRS."""
     import json
 
-    from vpr_node.core.adaptation import AdaptConfig
-    from vpr_node.core.camera import DEFAULT_CAMERA
-    from vpr_node.core.index import DescriptorIndex
-    from vpr_node.core.mission import MissionConfig, prepare_mission
+    from vpr_node.core.index.loaded import DescriptorIndex
+    from vpr_node.core.indexing.settings import BuildSettings
+    from vpr_node.core.maps.camera import DEFAULT_CAMERA
+    from vpr_node.core.mission.adaptation import AdaptConfig
+    from vpr_node.core.mission.config import MissionConfig
+    from vpr_node.core.mission.prepare import prepare_mission
     cfg = MissionConfig(maps=str(maps["root"] / "utm.tif"), out=str(tmp_path / "index"),
                         backbone="efficientnet_lite0_gem", backbone_options={"input_size": 96}, camera=DEFAULT_CAMERA,
-                        altitude_m=(50.0, 60.0), rotations=1, tile_px=96, report_queries=0, progress=False,
+                        altitude=(50.0, 60.0), build=BuildSettings(rotations=1), tile_px=96, report_queries=0,
+                        progress=False,
                         adapt=AdaptConfig(minutes=0, whiten_dim=0, validation_views=20))
     summary = prepare_mission(cfg, log=lambda *_: None)
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())

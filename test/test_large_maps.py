@@ -16,10 +16,11 @@ import pytest
 import torch
 from conftest import REPO
 
-from vpr_node.core.chunked_build import DaskExecutor, LocalExecutor
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.index import DescriptorIndex, make_faiss_index, recall_vs_exact
-from vpr_node.core.indexing import build_index_for
+from vpr_node.core.index.faiss_index import make_faiss_index, recall_vs_exact
+from vpr_node.core.index.loaded import DescriptorIndex
+from vpr_node.core.indexing.index_build import build_index_for
+from vpr_node.core.indexing.settings import BuildSettings
 
 GEM = "efficientnet_lite0_gem"
 OPTS = {"input_size": 160}
@@ -34,8 +35,8 @@ def sha(path) -> str:
 def local_build(sample_corpus, tmp_path_factory):
     """The reference: an uninterrupted in-process build, 2 rotations, 8 tiles a chunk, sq8 (+ re-rank)."""
     out = tmp_path_factory.mktemp("local")
-    m = build_index_for(GEM, sample_corpus, out, backbone_options=OPTS, rotations=2, chunk_tiles=8, kind="sq8",
-                        progress=False, executor=LocalExecutor())
+    m = build_index_for(GEM, sample_corpus, out, BuildSettings(rotations=2, chunk_tiles=8, index_type="sq8"),
+                        backbone_options=OPTS, progress=False)
     return out, m
 
 
@@ -81,8 +82,8 @@ def test_interrupted_build_resumes_and_matches_an_uninterrupted_one(local_build,
 
 def test_dask_build_is_identical_to_the_local_build(local_build, sample_corpus, tmp_path):
     """The same chunks embedded by a Dask LocalCluster of 2 worker processes: byte-identical index folder."""
-    m = build_index_for(GEM, sample_corpus, tmp_path, backbone_options=OPTS, rotations=2, chunk_tiles=8, kind="sq8",
-                        progress=False, executor=DaskExecutor(workers=2))
+    m = build_index_for(GEM, sample_corpus, tmp_path, BuildSettings(rotations=2, chunk_tiles=8, index_type="sq8",
+                                                                   workers=2), backbone_options=OPTS, progress=False)
     assert m["build"]["executor"].startswith("dask")
     for name in BUILT_FILES:
         assert sha(tmp_path / name) == sha(local_build[0] / name), name
@@ -90,22 +91,29 @@ def test_dask_build_is_identical_to_the_local_build(local_build, sample_corpus, 
 
 
 def test_shards_of_other_settings_are_not_reused(sample_corpus, tmp_path):
-    from vpr_node.core.chunked_build import embed_to_shards
-    from vpr_node.core.strategy import load_strategy
+    from vpr_node.core.indexing.embedding import embed_tiles
+    from vpr_node.core.retrieval.strategy import load_strategy
     s = load_strategy(GEM, backbone_options=OPTS)
     logs = []
-    embed_to_shards(sample_corpus, tmp_path, 1, 1, 16, strategy=s, progress=False, log=logs.append)
-    store, chunks, summary = embed_to_shards(sample_corpus, tmp_path, 2, 1, 16, strategy=s, progress=False,
-                                             log=logs.append)
-    assert summary["chunks_embedded_now"] == len(chunks)  # rotations changed: nothing reused
+    embed_tiles(sample_corpus, tmp_path, BuildSettings(rotations=1, chunk_tiles=16), s, progress=False,
+                log=logs.append)
+    emb = embed_tiles(sample_corpus, tmp_path, BuildSettings(rotations=2, chunk_tiles=16), s, progress=False,
+                      log=logs.append)
+    assert emb.summary["chunks_embedded_now"] == len(emb.chunks)  # rotations changed: nothing reused
     assert any("(rotations differ)" in m for m in logs), logs
-    _, again = embed_to_shards(sample_corpus, tmp_path, 2, 1, 16, strategy=s, progress=False, log=logs.append)[1:]
-    assert again["chunks_embedded_now"] == 0
+    again = embed_tiles(sample_corpus, tmp_path, BuildSettings(rotations=2, chunk_tiles=16), s, progress=False,
+                        log=logs.append)
+    assert again.summary["chunks_embedded_now"] == 0
+    # a sample of the tiles is keyed apart from the whole corpus (prepare-mission's adaptation sample)
+    part = embed_tiles(sample_corpus, tmp_path, BuildSettings(rotations=2, chunk_tiles=16), s, rows=[1, 3, 5],
+                       progress=False, log=logs.append)
+    assert part.summary["chunks_embedded_now"] == 1 and sorted(set(part.load()[1])) == [1, 3, 5]
 
 
 def test_pca_dim_reduces_the_index_and_the_node_embeds_the_same_way(sample_corpus, tmp_path):
-    from vpr_node.core.strategy import load_strategy
-    m = build_index_for(GEM, sample_corpus, tmp_path, backbone_options=OPTS, rotations=1, pca_dim=32, progress=False)
+    from vpr_node.core.retrieval.strategy import load_strategy
+    m = build_index_for(GEM, sample_corpus, tmp_path, BuildSettings(rotations=1, pca_dim=32), backbone_options=OPTS,
+                        progress=False)
     assert m["descriptor_dim"] == 32 and m["pca"]["dim"] == 32 and m["weights_file"] == "backbone_weights.pt"
     s = load_strategy(GEM, index_dir=str(tmp_path), backbone_options=OPTS)  # weights + whitening from the folder
     assert s.descriptor_dim == 32
@@ -116,7 +124,7 @@ def test_pca_dim_reduces_the_index_and_the_node_embeds_the_same_way(sample_corpu
 
 @pytest.mark.parametrize("kind,params", [("sq8", {}), ("ivfpq", {"nlist": 64, "m": 16, "nprobe": 8})])
 def test_rerank_restores_exact_top10(kind, params):
-    from vpr_node.tools.bench import clustered_descriptors
+    from vpr_node.core.index.synthetic import clustered_descriptors
     x = clustered_descriptors(20_000, 64, 1)[0]
     index = make_faiss_index(x, kind, params)
     plain, reranked = recall_vs_exact(index, x), recall_vs_exact(index, x, rerank=10)
@@ -124,7 +132,7 @@ def test_rerank_restores_exact_top10(kind, params):
 
 
 def test_index_over_the_memory_budget_fails_with_what_to_do(gem_index_dir):
-    from vpr_node.core.strategy import load_strategy
+    from vpr_node.core.retrieval.strategy import load_strategy
     size_mib = (gem_index_dir / "index.faiss").stat().st_size / 2**20
     with pytest.raises(ConfigurationError, match="--memory-budget") as e:
         load_strategy(GEM, index_dir=str(gem_index_dir), backbone_options=OPTS, index_memory_budget_mib=size_mib / 2)
@@ -135,8 +143,10 @@ def test_index_over_the_memory_budget_fails_with_what_to_do(gem_index_dir):
 
 def test_large_map_is_a_tiled_utm_geotiff_with_overviews(tmp_path):
     rasterio = pytest.importorskip("rasterio")
-    from vpr_node.core.corpus import TilePlan, cut_corpus, load_maps
-    from vpr_node.core.sample_map import LARGE_MAP_CRS, write_large_map
+    from vpr_node.core.maps.procedural import LARGE_MAP_CRS, write_large_map
+    from vpr_node.core.maps.sources import load_maps
+    from vpr_node.core.maps.tiles import TilePlan
+    from vpr_node.core.maps.tiling import cut_corpus
     path = write_large_map(tmp_path / "big.tif", size_m=600, gsd_m=1.0, block_px=250, progress=False)
     with rasterio.open(path) as src:
         assert src.crs.to_string() == LARGE_MAP_CRS and src.width == 600 and src.overviews(1)
@@ -150,8 +160,8 @@ def test_large_map_is_a_tiled_utm_geotiff_with_overviews(tmp_path):
 def test_synthetic_index_loads_with_the_real_backbone(gem_index_dir, tmp_path):
     """bench-scale's synthetic sizes: N clustered vectors that the real backbone's node accepts (same label, hash,
     dimension), the index type picked by the budget."""
-    from vpr_node.core.strategy import load_strategy
-    from vpr_node.tools.bench_scale import synthetic_index
+    from vpr_node.core.index.synthetic import synthetic_index
+    from vpr_node.core.retrieval.strategy import load_strategy
     m = synthetic_index(gem_index_dir, 20_000, tmp_path, memory_budget_mib=1.0)
     assert m["entry_count"] == 20_000 and m["index_type"] == "ivfpq" and m["recall_at_10_vs_exact"] >= 0.95
     s = load_strategy(GEM, index_dir=str(tmp_path), backbone_options=OPTS, index_memory_budget_mib=1.0)
@@ -161,7 +171,8 @@ def test_synthetic_index_loads_with_the_real_backbone(gem_index_dir, tmp_path):
 def test_reindex_changes_the_index_type_without_reembedding(local_build, tmp_path):
     """`vpr reindex`: another budget for the same descriptors; an IVF-PQ index gets the fewest probes that reach the
     recall target (the sweep is in the manifest)."""
-    from vpr_node.core.index import NPROBE_RECALL_TARGET, rebuild_index
+    from vpr_node.core.index.faiss_index import NPROBE_RECALL_TARGET
+    from vpr_node.core.indexing.reindex import rebuild_index
     src, m0 = local_build
     m = rebuild_index(src, tmp_path / "flat", "flat")
     assert m["index_type"] == "flat" and m["rebuilt_from"] == str(src) and m["build"] == m0["build"]

@@ -18,7 +18,7 @@ DOMAIN = 90 + os.getpid() % 10
 
 @pytest.fixture(scope="module")
 def replay_inputs(tmp_path_factory):
-    from vpr_node.core.bagio import write_query_bag
+    from vpr_node.core.io.bags import write_query_bag
     work = tmp_path_factory.mktemp("replay_launch")
     sample = small_index(work)
     bag = write_query_bag(sample["queries"], work / "flight_bag", rate_hz=3.0)
@@ -44,7 +44,7 @@ def replay_launch(replay_inputs):
 
 @pytest.mark.launch(fixture=replay_launch)
 def test_replay_launch_writes_a_result_bag_and_recall(replay_inputs):
-    from vpr_node.core.bagio import read_results
+    from vpr_node.core.io.bags import read_results
     from vpr_node.ros.bag_player import score_against_bag
     out = replay_inputs["out"]
     deadline = time.monotonic() + 240

@@ -9,19 +9,24 @@ import sys
 import pytest
 import torch
 
-from vpr_node.core.adaptation import AdaptConfig
-from vpr_node.core.backbones import sha256_file
-from vpr_node.core.camera import DEFAULT_CAMERA
-from vpr_node.core.mission import MissionConfig, prepare_mission
+from vpr_node.core.indexing.settings import BuildSettings
+from vpr_node.core.io.hashing import sha256_file
+from vpr_node.core.maps.camera import DEFAULT_CAMERA
+from vpr_node.core.mission.adaptation import AdaptConfig
+from vpr_node.core.mission.config import MissionConfig
+from vpr_node.core.mission.prepare import prepare_mission
 
 OPTS = {"input_size": 160, "num_clusters": 8}
+FINE_TUNE_STEPS = 3  # a step budget, not minutes: the same fine-tune on any machine, however loaded
+ONE_QUERY = 1 / 40  # of the report's 40 queries
 
 
 @pytest.fixture(scope="module")
 def whitened_mission(sample_maps, tmp_path_factory):
     """Whitening only, accepted whenever it scores higher on the held-out views (tolerance 1.0)."""
     out = tmp_path_factory.mktemp("mission_w") / "index"
-    cfg = MissionConfig(maps=str(sample_maps), out=str(out), backbone_options=OPTS, camera=DEFAULT_CAMERA, rotations=1,
+    cfg = MissionConfig(maps=str(sample_maps), out=str(out), backbone_options=OPTS, camera=DEFAULT_CAMERA,
+                        build=BuildSettings(rotations=1),
                         report_queries=0, progress=False,
                         adapt=AdaptConfig(minutes=0, views=200, whiten_dim=64, validation_views=60, tolerance=1.0))
     return cfg, prepare_mission(cfg, log=lambda *_: None)
@@ -30,9 +35,10 @@ def whitened_mission(sample_maps, tmp_path_factory):
 @pytest.fixture(scope="module")
 def mission(sample_maps, tmp_path_factory):
     out = tmp_path_factory.mktemp("mission") / "index"
-    cfg = MissionConfig(maps=str(sample_maps), out=str(out), backbone_options=OPTS, altitude_m=(55.0, 110.0),
-                        camera=DEFAULT_CAMERA, rotations=2, report_queries=40, report_seed=2000, progress=False,
-                        adapt=AdaptConfig(minutes=0.2, batch_size=4, views=300, whiten_dim=128, seed=1000))
+    cfg = MissionConfig(maps=str(sample_maps), out=str(out), backbone_options=OPTS, altitude=(55.0, 110.0),
+                        camera=DEFAULT_CAMERA, build=BuildSettings(rotations=2), report_queries=40, report_seed=2000,
+                        progress=False, adapt=AdaptConfig(steps=FINE_TUNE_STEPS, batch_size=4, views=300,
+                                                          whiten_dim=128, seed=1000))
     return cfg, prepare_mission(cfg, log=lambda *_: None)
 
 
@@ -43,7 +49,7 @@ def test_adapted_weights_are_in_the_index_folder_named_and_hashed(mission):
     assert manifest["weights_file"] == "backbone_weights.pt"
     assert manifest["files"]["backbone_weights.pt"] == sha256_file(f"{out}/backbone_weights.pt")
     adaptation = manifest["adaptation"]
-    assert adaptation["fine_tune"]["steps"] >= 1
+    assert adaptation["fine_tune"]["steps"] == FINE_TUNE_STEPS
     # every candidate was scored on held-out clean and hard views; the chosen one is recorded
     cands = adaptation["validation"]["candidates"]
     assert {c["model"] for c in cands} == {"corpus-fitted", "fine-tuned"} and len(cands) == 14
@@ -66,7 +72,7 @@ def test_whitening_travels_with_the_weights(whitened_mission):
 
 
 def test_selection_keeps_the_unadapted_model_unless_every_condition_holds():
-    from vpr_node.core.adaptation import choose_candidate
+    from vpr_node.core.mission.adaptation import choose_candidate
     ref = {"clean": {"r1": 0.9, "r5": 0.99}, "hard": {"r1": 0.3, "r5": 0.7}}
     hurts_clean = {"clean": {"r1": 0.6, "r5": 0.90}, "hard": {"r1": 0.8, "r5": 0.97}}
     helps_both = {"clean": {"r1": 0.92, "r5": 0.98}, "hard": {"r1": 0.6, "r5": 0.9}}
@@ -79,7 +85,9 @@ def test_recall_on_an_unseen_seed_does_not_fall(mission):
     rep = summary["report"]
     assert rep["seed"] == 2000 and rep["queries"] == 40
     before, after = rep["before"]["recall"]["25"], rep["after"]["recall"]["25"]
-    assert after["5"] >= before["5"] and after["10"] >= before["10"], (before, after)
+    # the selection rule allows a 0.02 recall@5 loss on its validation views; on 40 other queries one query is
+    # 0.025, so the margin is two queries: adaptation must not lose more than that anywhere
+    assert after["5"] >= before["5"] - 2 * ONE_QUERY and after["10"] >= before["10"] - 2 * ONE_QUERY, (before, after)
     assert set(rep["files"]) >= {"json", "plot", "mosaic"}
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from vpr_node.core.backbones import available_backbones, create_backbone, get_spec
-from vpr_node.core.model_cards import read_card
+from vpr_node.core.backbones.model_cards import read_card
 
 REQUIRED = {"name", "summary", "architecture", "input_size", "normalisation", "descriptor_dim", "weights", "convert"}
 

@@ -11,21 +11,21 @@ import torch
 import torch.nn.functional as F
 
 from vpr_node.core.backbones import create_backbone
-from vpr_node.core.backbones.base import Provenance
+from vpr_node.core.backbones.convert import convert_checkpoint, fit_pca
 from vpr_node.core.backbones.netvlad import (
     NetVladVgg16,
     convert_nanne_checkpoint,
     make_nanne_layout_checkpoint,
     pool_alignment,
 )
-from vpr_node.core.engine import Frame, VprEngine
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.weights import Provenance
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.logs import StructuredLogger
-from vpr_node.core.normalise import DescriptorNormaliser
-from vpr_node.core.recorder import FlightDataRecorder, read_records
-from vpr_node.core.runtimes import Runtime, create_runtime
-from vpr_node.core.strategy import RetrievalStrategy, VprStrategy, load_strategy
-from vpr_node.tools.backbone_tools import convert_checkpoint, fit_pca
+from vpr_node.core.io.logs import StructuredLogger
+from vpr_node.core.io.recorder import FlightDataRecorder, read_records
+from vpr_node.core.retrieval.engine import Frame, VprEngine
+from vpr_node.core.retrieval.runtimes import Runtime, create_runtime
+from vpr_node.core.retrieval.strategy import RetrievalStrategy, VprStrategy, load_strategy
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,8 @@ def test_requires_pytorch_runtime(converted):
     with pytest.raises(ConfigurationError, match="runs only on runtime"):
         load_strategy("net_vlad", weights=str(converted[0]), runtime="onnxruntime")
     out = subprocess.run(
-        [sys.executable, "-c", "from vpr_node.core.runtimes import installed_runtimes as i; print(sorted(i()))"],
+        [sys.executable, "-c",
+         "from vpr_node.core.retrieval.runtimes import installed_runtimes as i; print(sorted(i()))"],
         env={**__import__("os").environ, "VPR_DISABLE_RUNTIMES": "pytorch"},
         capture_output=True,
         text=True,
@@ -188,13 +189,14 @@ def test_requires_pytorch_runtime(converted):
 
 @pytest.fixture(scope="module")
 def netvlad_index(converted, sample_corpus, tmp_path_factory):
-    from vpr_node.core.indexing import build_index
+    from vpr_node.core.indexing.index_build import build_index
+    from vpr_node.core.indexing.settings import BuildSettings
     small = copy.copy(sample_corpus)
     small.records = sample_corpus.records[:12]
     s = load_strategy("net_vlad", weights=str(converted[0]))
     out = tmp_path_factory.mktemp("nv_index")
-    build_index(s, small, out, progress=False, batch_size=4)
-    from vpr_node.core.index import DescriptorIndex
+    build_index(s, small, out, BuildSettings(rotations=1, batch_size=4), progress=False)
+    from vpr_node.core.index.loaded import DescriptorIndex
     assert len(DescriptorIndex(out)) == 12 and len(sample_corpus) > 12  # the copy's subset, not the whole corpus
     return out
 
@@ -214,7 +216,7 @@ class _Exploding(Runtime):
 
 
 def test_forward_failure_is_typed_logged_recorded(model_4096, netvlad_index, image, tmp_path):
-    from vpr_node.core.index import DescriptorIndex
+    from vpr_node.core.index.loaded import DescriptorIndex
     stream = io.StringIO()
     rec = FlightDataRecorder(tmp_path / "fdr.jsonl")
     eng = VprEngine(RetrievalStrategy(model_4096, _Exploding(), DescriptorIndex(netvlad_index)), lambda r: None,

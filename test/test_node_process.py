@@ -152,7 +152,7 @@ def test_damaged_index_fails_configure_with_typed_error_and_node_recovers(tmp_pa
     import json
     import shutil
 
-    from vpr_node.core.recorder import read_records
+    from vpr_node.core.io.recorder import read_records
     idx = tmp_path / "index"
     shutil.copytree(gem_index_dir, idx)
     backup = tmp_path / "backup"
@@ -202,7 +202,7 @@ def test_weights_mismatch_fails_configure_with_typed_error_and_node_recovers(tmp
     import torch
 
     from vpr_node.core.backbones import create_backbone
-    from vpr_node.core.recorder import read_records
+    from vpr_node.core.io.recorder import read_records
     model = create_backbone("efficientnet_lite0_gem", **json.loads(GEM_OPTS))
     state = model.state_dict()
     key = next(k for k, v in state.items() if v.dtype.is_floating_point and v.ndim == 4)
@@ -234,7 +234,7 @@ def test_debug_level_logs_each_frames_distances_and_recorder_has_latency(tmp_pat
     carries the frame's end-to-end latency (receive -> result)."""
     import json
 
-    from vpr_node.core.recorder import read_records
+    from vpr_node.core.io.recorder import read_records
     r = Running(tmp_path, node_params(gem_index_dir, tmp_path), env={"VPR_LOG_LEVEL": "DEBUG"})
     try:
         assert r.client.transition("configure") and r.client.transition("activate")

@@ -6,22 +6,20 @@ import math
 import numpy as np
 import pytest
 
-from vpr_node.core.camera import CameraModel
 from vpr_node.core.errors import VprPriorError
-from vpr_node.core.index import DescriptorIndex
-from vpr_node.core.preprocess import rotate_to_north_up
-from vpr_node.core.priors import (
+from vpr_node.core.index.loaded import DescriptorIndex
+from vpr_node.core.maps.camera import CameraModel
+from vpr_node.core.priors.apply import PriorApplier, PriorConfig
+from vpr_node.core.priors.noise import PriorNoise
+from vpr_node.core.priors.samples import (
     ALTITUDE,
     HEADING,
     POSITION,
-    PriorApplier,
     PriorBuffer,
-    PriorConfig,
-    PriorNoise,
-    crop_to_ground,
     heading_from_yaw,
     yaw_from_quaternion,
 )
+from vpr_node.core.views.geometry import crop_to_ground, rotate_to_north_up
 
 
 def quat_yaw(yaw):
@@ -112,7 +110,7 @@ def test_altitude_prior_crops_to_the_tile_ground_size(index, sample_queries):
 
 
 def test_position_prior_restricts_the_search_or_falls_back(index, gem_index_dir, sample_queries):
-    from vpr_node.core.strategy import load_strategy
+    from vpr_node.core.retrieval.strategy import load_strategy
     s = load_strategy("efficientnet_lite0_gem", backbone_options={"input_size": 160}, index_dir=str(gem_index_dir))
     q = sample_queries[0]
     a = PriorApplier(PriorConfig(position=True, position_k_sigma=2.0), index)
@@ -120,7 +118,7 @@ def test_position_prior_restricts_the_search_or_falls_back(index, gem_index_dir,
     _, allowed, state = a.apply(q.image, 1)
     assert state.position == "ok" and 0 < len(allowed) < len(index)
     lat, lon = index.tile_array("lat")[allowed], index.tile_array("lon")[allowed]
-    from vpr_node.core.geo import haversine_m
+    from vpr_node.core.maps.geo import haversine_m
     assert haversine_m(q.lat, q.lon, lat, lon).max() <= 60.0 + 1e-6  # max(50 m floor, 2 sigma)
     cands = s.retrieve_topk(s.embed_query(q.image), 5, allowed)
     row = {r.tile_id: i for i, r in enumerate(index.records)}
@@ -133,8 +131,8 @@ def test_position_prior_restricts_the_search_or_falls_back(index, gem_index_dir,
 
 
 def test_evaluate_with_an_exact_heading_prior_equals_the_heading_known_path(gem_index_dir, sample_queries):
-    from vpr_node.core.evaluation import evaluate
-    from vpr_node.core.strategy import load_strategy
+    from vpr_node.core.evaluation.recall import evaluate
+    from vpr_node.core.retrieval.strategy import load_strategy
     s = load_strategy("efficientnet_lite0_gem", backbone_options={"input_size": 160}, index_dir=str(gem_index_dir))
     known = evaluate(s, sample_queries, k=5, heading_known=True, progress=False)
     prior = evaluate(s, sample_queries, k=5, progress=False, priors=PriorNoise(heading=True, heading_sigma_deg=0.0))

@@ -11,7 +11,7 @@ import pytest
 from conftest import Running, node_params
 from sensor_msgs.msg import Imu, NavSatFix
 
-from vpr_node.core.recorder import read_records
+from vpr_node.core.io.recorder import read_records
 from vpr_node.ros.conversions import ns_to_time
 
 T0 = 1_700_000_000_000_000_000

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 import torchvision
 
 from vpr_node.core.backbones import create_backbone
-from vpr_node.core.backbones.base import Provenance
+from vpr_node.core.backbones.convert import convert_checkpoint
+from vpr_node.core.backbones.weights import Provenance
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.tools.backbone_tools import convert_checkpoint
 
 
 class AuthorsGeM(nn.Module):

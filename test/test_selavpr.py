@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from test_dinov2_backbones import HubBlock, HubDinoVisionTransformer
 
 from vpr_node.core.backbones import create_backbone
-from vpr_node.tools.backbone_tools import convert_checkpoint
+from vpr_node.core.backbones.convert import convert_checkpoint
 
 OPTS = {"variant": "dinov2_vits14", "input_size": 224}
 

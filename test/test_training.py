@@ -9,8 +9,8 @@ import torch
 from conftest import WILDNAV
 
 from vpr_node.core.backbones import create_backbone
-from vpr_node.core.backbones.base import Provenance
-from vpr_node.core.corpus import load_corner_table
+from vpr_node.core.backbones.weights import Provenance
+from vpr_node.core.maps.sources import load_corner_table
 from vpr_node.core.training.data import CorpusTripletDataset, TripletCsvDataset, read_database_csv
 from vpr_node.core.training.module import RetrievalModule
 from vpr_node.core.training.trainer import TrainConfig, train
@@ -20,7 +20,8 @@ from vpr_node.core.training.trainer import TrainConfig, train
 def maps_and_corpus(sample_maps, sample_corpus, tmp_path_factory):
     """Real satellite imagery when ../shared is there, else the procedural sample map."""
     if WILDNAV.exists():
-        from vpr_node.core.corpus import TileCorpus, cut_tiles
+        from vpr_node.core.maps.tiles import TileCorpus
+        from vpr_node.core.maps.tiling import cut_tiles
         out = tmp_path_factory.mktemp("wn_corpus")
         cut_tiles(load_corner_table(WILDNAV)[:3], out, tile_m=60, overlap=0.5, tile_px=96, progress=False)
         return WILDNAV, TileCorpus(out)

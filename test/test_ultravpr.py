@@ -12,8 +12,8 @@ from e2cnn import gspaces
 from e2cnn import nn as enn
 
 from vpr_node.core.backbones import create_backbone
+from vpr_node.core.backbones.convert import convert_checkpoint
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.tools.backbone_tools import convert_checkpoint
 
 SIZE = 97  # odd into all five stride-2 stages (97, 49, 25, 13, 7): rotations by 90 degrees stay exact
 
@@ -188,7 +188,7 @@ def test_rotation_invariance(converted):
 def test_onnx_export_equals_pytorch(converted, tmp_path):
     import onnxruntime as ort
 
-    from vpr_node.core.runtimes import export_onnx
+    from vpr_node.core.retrieval.runtimes import export_onnx
     path = export_onnx(converted, (SIZE, SIZE), tmp_path / "ultravpr.onnx")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(1, 3, SIZE, SIZE)

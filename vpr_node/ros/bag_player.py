@@ -23,9 +23,9 @@ from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
-from vpr_node.core.bagio import FIX_TYPE, IMAGE_TYPES, ResultBagWriter, read_camera_bag
-from vpr_node.core.evaluation import percentile_ms, recall_summary, truth_distances
-from vpr_node.core.prior_messages import MESSAGE_TYPES
+from vpr_node.core.evaluation.recall import percentile_ms, recall_summary, truth_distances
+from vpr_node.core.io.bags import FIX_TYPE, IMAGE_TYPES, ResultBagWriter, read_camera_bag
+from vpr_node.core.priors.messages import MESSAGE_TYPES
 from vpr_node.msg import VprResult
 from vpr_node.ros.client_node import BackgroundNode
 from vpr_node.ros.conversions import ns_to_time, time_to_ns

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from builtin_interfaces.msg import Time
 
-from vpr_node.core import image_codec
+from vpr_node.core.io import image_codec
 from vpr_node.core.types import VprResult, candidate_fields, result_fields, stamp_to_ns
 from vpr_node.msg import VprCandidate
 from vpr_node.msg import VprResult as VprResultMsg

@@ -23,7 +23,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from vpr_node.core import image_codec
+from vpr_node.core.io import image_codec
 from vpr_node.core.resources import data_file
 from vpr_node.msg import VprResult
 from vpr_node.ros.client_node import BackgroundNode

@@ -24,12 +24,13 @@ from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
 
-from vpr_node.core.engine import Frame, VprEngine
 from vpr_node.core.errors import VprError, VprPriorError
-from vpr_node.core.logs import StructuredLogger
-from vpr_node.core.priors import ALTITUDE, HEADING, POSITION, PriorApplier
-from vpr_node.core.recorder import FlightDataRecorder
-from vpr_node.core.strategy import RetrievalStrategy, load_strategy
+from vpr_node.core.io.logs import StructuredLogger
+from vpr_node.core.io.recorder import FlightDataRecorder
+from vpr_node.core.priors.apply import PriorApplier
+from vpr_node.core.priors.samples import ALTITUDE, HEADING, POSITION
+from vpr_node.core.retrieval.engine import Frame, VprEngine
+from vpr_node.core.retrieval.strategy import RetrievalStrategy, load_strategy
 from vpr_node.msg import VprResult as VprResultMsg
 from vpr_node.ros.conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
 from vpr_node.ros.params import PARAMETERS, NodeConfig

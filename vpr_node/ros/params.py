@@ -1,4 +1,5 @@
-"""Node parameters, declared once: each NodeConfig field carries its default, description and check.
+"""Node parameters, declared once: each NodeConfig field (core.options.option) carries its default, description
+and check.
 
 `PARAMETERS` (name -> (default, description)) is what the node declares to ROS; `NodeConfig.from_params`
 converts and validates the values read back (a ConfigurationError names the parameter and says what to
@@ -12,13 +13,8 @@ import typing
 
 from vpr_node.core.backbones import available_backbones
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.runtimes import RUNTIME_NAMES
-
-
-def param(default, description: str, check=None, parse=None):
-    """A node parameter. check(value) -> None when valid, else why not; parse(ros_value) -> config value
-    (e.g. a JSON string -> dict) and may raise ValueError."""
-    return dataclasses.field(default=default, metadata={"description": description, "check": check, "parse": parse})
+from vpr_node.core.options import option
+from vpr_node.core.retrieval.runtimes import RUNTIME_NAMES
 
 
 def _one_of(choices):
@@ -42,76 +38,77 @@ def _json_object(text: str) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class NodeConfig:
-    backbone: str = param("efficientnet_lite0_netvlad",
+    backbone: str = option("efficientnet_lite0_netvlad",
                           "registry name of the backbone; a change takes effect at the next activation",
                           check=lambda v: None if v in available_backbones() else
                           f"unknown backbone; choose one of {', '.join(available_backbones())}")
-    weights: str = param("", "path of backbone weights ('' = the index folder's fitted/adapted weights, else the "
+    weights: str = option("", "path of backbone weights ('' = the index folder's fitted/adapted weights, else the "
                              "packaged default)")
-    backbone_options: dict = param("{}", "JSON object of backbone options (e.g. {\"descriptor_dim\": 512})",
+    backbone_options: dict = option("{}", "JSON object of backbone options (e.g. {\"descriptor_dim\": 512})",
                                    parse=_json_object)
-    index_dir: str = param("", "folder of the FAISS index built by `vpr build-index` / `vpr prepare-mission` "
+    index_dir: str = option("", "folder of the FAISS index built by `vpr build-index` / `vpr prepare-mission` "
                                "(required)",
                            check=lambda v: None if v else "is required: build an index with `vpr build-index` (or "
                                                           "`vpr prepare-mission`) and set index_dir to its folder")
-    index_memory_budget_mib: float = param(0.0, "largest index the node may hold in memory (MiB of index.faiss; 0 = "
+    index_memory_budget_mib: float = option(0.0, "largest index the node may hold in memory (MiB of index.faiss; 0 = "
                                                 "not checked); a larger one fails configure before it is read",
                                            check=lambda v: None if v >= 0 else "must be >= 0 (0 = not checked)")
-    verify_index_weights: bool = param(True, "refuse an index whose manifest weights SHA-256 differs from the loaded "
+    verify_index_weights: bool = option(True, "refuse an index whose manifest weights SHA-256 differs from the loaded "
                                              "weights")
-    top_k: int = param(10, "number of candidates per frame (1..1000)", check=_between(1, 1000))
-    image_topic: str = param("/camera/image_raw", "nav-camera image topic",
+    top_k: int = option(10, "number of candidates per frame (1..1000)", check=_between(1, 1000))
+    image_topic: str = option("/camera/image_raw", "nav-camera image topic",
                              check=lambda v: None if v else "must not be empty")
-    compressed: bool = param(False, "subscribe to sensor_msgs/CompressedImage instead of sensor_msgs/Image")
-    result_topic: str = param("vpr/result", "VprResult output topic")
-    runtime: str = param("pytorch", "inference runtime: pytorch | onnxruntime | tensorrt", check=_one_of(RUNTIME_NAMES))
-    precision: str = param("fp32", "fp32 | fp16", check=_one_of(("fp32", "fp16")))
-    device: str = param("cpu", "cpu | cuda | cuda:N",
+    compressed: bool = option(False, "subscribe to sensor_msgs/CompressedImage instead of sensor_msgs/Image")
+    result_topic: str = option("vpr/result", "VprResult output topic")
+    runtime: str = option("pytorch", "inference runtime: pytorch | onnxruntime | tensorrt",
+                          check=_one_of(RUNTIME_NAMES))
+    precision: str = option("fp32", "fp32 | fp16", check=_one_of(("fp32", "fp16")))
+    device: str = option("cpu", "cpu | cuda | cuda:N",
                         check=lambda v: None if v == "cpu" or v.startswith("cuda") else "choose cpu, cuda or cuda:N")
-    queue_depth: int = param(1, "frames buffered ahead of the inference thread (newest wins; drops are counted)",
+    queue_depth: int = option(1, "frames buffered ahead of the inference thread (newest wins; drops are counted)",
                              check=_between(1, 100))
-    warn_distance: float = param(1.5, "WARN when the top-1 descriptor distance is above this (squared L2 on unit "
+    warn_distance: float = option(1.5, "WARN when the top-1 descriptor distance is above this (squared L2 on unit "
                                       "vectors, 0..4)",
                                  check=_between(0.0, 4.0, "in [0, 4] (squared L2 between unit vectors)"))
-    recorder_path: str = param("", "flight-data recorder file ('' = off)")
-    recorder_max_bytes: int = param(16 << 20, "recorder rotation size in bytes", check=_positive)
-    diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", check=_positive)
-    hang_timeout: float = param(10.0, "seconds a frame may stay in flight before it is reported as "
+    recorder_path: str = option("", "flight-data recorder file ('' = off)")
+    recorder_max_bytes: int = option(16 << 20, "recorder rotation size in bytes", check=_positive)
+    diagnostics_period: float = option(1.0, "seconds between /diagnostics messages", check=_positive)
+    hang_timeout: float = option(10.0, "seconds a frame may stay in flight before it is reported as "
                                       "c2.vpr.backbone_hang", check=_positive)
-    shutdown_timeout: float = param(1.0, "at cleanup/shutdown/SIGINT, seconds the frame in flight may take to finish "
+    shutdown_timeout: float = option(1.0, "at cleanup/shutdown/SIGINT, seconds the frame in flight may take to finish "
                                          "before it is abandoned (and recorded as c2.vpr.frame_abandoned)",
                                     check=_between(0.0, 60.0))
     # --- priors (what the drone already knows); each is off while its topic is '' -----------------------
-    heading_topic: str = param("", "heading prior topic ('' = off): the frame is rotated north-up before embedding")
-    heading_type: str = param("imu", "heading message type: imu | odometry | pose | quaternion",
+    heading_topic: str = option("", "heading prior topic ('' = off): the frame is rotated north-up before embedding")
+    heading_type: str = option("imu", "heading message type: imu | odometry | pose | quaternion",
                               check=_one_of(("imu", "odometry", "pose", "quaternion")))
-    heading_frame: str = param("enu", "world frame of the orientation: enu (REP 103) | ned",
+    heading_frame: str = option("enu", "world frame of the orientation: enu (REP 103) | ned",
                                check=_one_of(("enu", "ned")))
-    heading_max_skew: float = param(0.2, "largest |sample stamp - frame stamp| (s) for a heading sample to be used",
+    heading_max_skew: float = option(0.2, "largest |sample stamp - frame stamp| (s) for a heading sample to be used",
                                     check=_positive)
-    camera_yaw_offset_deg: float = param(0.0, "camera mounting yaw: image 'up' points this many degrees clockwise of "
+    camera_yaw_offset_deg: float = option(0.0, "camera mounting yaw: image 'up' points this many degrees clockwise of "
                                               "the body heading")
-    altitude_topic: str = param("", "altitude prior topic ('' = off): the frame is cropped to the tiles' ground size")
-    altitude_type: str = param("range", "altitude message type: range (above ground) | odometry (z) | navsatfix",
+    altitude_topic: str = option("", "altitude prior topic ('' = off): the frame is cropped to the tiles' ground size")
+    altitude_type: str = option("range", "altitude message type: range (above ground) | odometry (z) | navsatfix",
                                check=_one_of(("range", "odometry", "navsatfix")))
-    ground_elevation_m: float = param(0.0, "ground elevation subtracted from odometry z / NavSatFix altitude")
-    altitude_max_skew: float = param(0.5, "largest |sample stamp - frame stamp| (s) for an altitude sample",
+    ground_elevation_m: float = option(0.0, "ground elevation subtracted from odometry z / NavSatFix altitude")
+    altitude_max_skew: float = option(0.5, "largest |sample stamp - frame stamp| (s) for an altitude sample",
                                      check=_positive)
-    camera_info_file: str = param("", "nav camera intrinsics (sensor_msgs/CameraInfo YAML) for the altitude prior")
-    camera_hfov_deg: float = param(0.0, "or the nav camera's horizontal field of view (deg; the frame gives its size)",
+    camera_info_file: str = option("", "nav camera intrinsics (sensor_msgs/CameraInfo YAML) for the altitude prior")
+    camera_hfov_deg: float = option(0.0, "or the nav camera's horizontal field of view (deg; the frame gives its size)",
                                    check=_between(0.0, 179.0))
-    prior_topic: str = param("", "position prior topic ('' = off): search only tiles within k sigma of it")
-    prior_type: str = param("navsatfix", "position message type: navsatfix | pose_cov (PoseWithCovarianceStamped, "
+    prior_topic: str = option("", "position prior topic ('' = off): search only tiles within k sigma of it")
+    prior_type: str = option("navsatfix", "position message type: navsatfix | pose_cov (PoseWithCovarianceStamped, "
                                          "local ENU) | odometry (local ENU)",
                             check=_one_of(("navsatfix", "pose_cov", "odometry")))
-    prior_origin_lat: float = param(0.0, "latitude of the local ENU frame's origin (pose_cov / odometry priors)",
+    prior_origin_lat: float = option(0.0, "latitude of the local ENU frame's origin (pose_cov / odometry priors)",
                                     check=_between(-90.0, 90.0))
-    prior_origin_lon: float = param(0.0, "longitude of the local ENU frame's origin", check=_between(-180.0, 180.0))
-    prior_k_sigma: float = param(3.0, "search radius in prior sigmas", check=_positive)
-    prior_max_sigma_m: float = param(1000.0, "a prior with a larger 1-sigma error is 'uncertain': whole map searched",
+    prior_origin_lon: float = option(0.0, "longitude of the local ENU frame's origin", check=_between(-180.0, 180.0))
+    prior_k_sigma: float = option(3.0, "search radius in prior sigmas", check=_positive)
+    prior_max_sigma_m: float = option(1000.0, "a prior with a larger 1-sigma error is 'uncertain': whole map searched",
                                      check=_positive)
-    prior_max_age: float = param(2.0, "largest age (s) of a position prior sample at a frame's stamp", check=_positive)
-    prior_sync_timeout: float = param(0.1, "longest wait (s) of a frame for prior samples stamped at or after it (a "
+    prior_max_age: float = option(2.0, "largest age (s) of a position prior sample at a frame's stamp", check=_positive)
+    prior_sync_timeout: float = option(0.1, "longest wait (s) of a frame for prior samples stamped at or after it (a "
                                            "sample published just after the frame is then still used)",
                                       check=_between(0.0, 5.0))
 
@@ -124,7 +121,7 @@ class NodeConfig:
             try:
                 value = f.metadata["parse"](raw) if f.metadata["parse"] else hints[f.name](raw)
             except (TypeError, ValueError) as exc:
-                raise ConfigurationError(f"parameter '{f.name}' = {raw!r}: {exc}; {f.metadata['description']}",
+                raise ConfigurationError(f"parameter '{f.name}' = {raw!r}: {exc}; {f.metadata['help']}",
                                          parameter=f.name) from exc
             why = f.metadata["check"](value) if f.metadata["check"] else None
             if why:
@@ -144,9 +141,9 @@ class NodeConfig:
     def priors(self):
         """(PriorConfig, PriorInputs) of the configured priors, or None when no prior topic is set (the node and
         offline replay build them here, so both apply the priors the same way)."""
-        from vpr_node.core.camera import CameraModel
-        from vpr_node.core.prior_messages import PriorInputs
-        from vpr_node.core.priors import PriorConfig
+        from vpr_node.core.maps.camera import CameraModel
+        from vpr_node.core.priors.apply import PriorConfig
+        from vpr_node.core.priors.messages import PriorInputs
 
         if not (self.heading_topic or self.altitude_topic or self.prior_topic):
             return None
@@ -167,4 +164,4 @@ class NodeConfig:
                 self.runtime, self.precision, self.device, self.verify_index_weights, self.index_memory_budget_mib)
 
 
-PARAMETERS: dict[str, tuple] = {f.name: (f.default, f.metadata["description"]) for f in dataclasses.fields(NodeConfig)}
+PARAMETERS: dict[str, tuple] = {f.name: (f.default, f.metadata["help"]) for f in dataclasses.fields(NodeConfig)}

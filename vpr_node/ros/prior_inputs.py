@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from vpr_node.core.prior_messages import MESSAGE_TYPES
+from vpr_node.core.priors.messages import MESSAGE_TYPES
 
 
 def message_class(kind: str, type_name: str):

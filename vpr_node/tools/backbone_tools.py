@@ -6,65 +6,13 @@ from __future__ import annotations
 import json
 import pathlib
 
+from vpr_node.core.backbones.convert import convert_checkpoint, fit_pca
 from vpr_node.tools.common import add_backbone_args, print_json
-
-
-def convert_checkpoint(backbone: str, checkpoint, out, source: str | None = None, licence: str | None = None,
-                       options: dict | None = None) -> dict:
-    """Authors' released checkpoint -> project weights file + provenance sidecar."""
-    import torch
-
-    from vpr_node.core.backbones import get_spec
-    from vpr_node.core.backbones.base import Provenance, sha256_file
-    from vpr_node.core.errors import ConfigurationError
-
-    spec = get_spec(backbone)
-    if spec.convert is None:
-        raise ConfigurationError(f"backbone {backbone!r} has no published-checkpoint converter; its weights come from "
-                                 f"{spec.weights_hint}", parameter="backbone")
-    model = spec.convert(str(checkpoint), **(options or {}))
-    out = pathlib.Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out)
-    prov = model.provenance
-    Provenance(source=source or prov.source, licence=licence or prov.licence, sha256=sha256_file(out),
-               trained=prov.trained,
-               notes=f"converted from {checkpoint} (sha256 {sha256_file(checkpoint)[:16]}...); "
-                     f"options {json.dumps(options or {})}; {prov.notes}").write(out)
-    return {"out": str(out), "backbone": backbone, "descriptor_dim": model.descriptor_dim, "trained": prov.trained}
-
-
-def fit_pca(weights, corpus_dir, out, dim: int = 512, n_images: int = 600, progress: bool = True) -> pathlib.Path:
-    """PCA-whitening for net_vlad (NetVLAD paper recipe) on top of a converted checkpoint's encoder+pool."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from vpr_node.core.backbones.base import Provenance, torch_load
-    from vpr_node.core.backbones.netvlad import fit_pca_whitening, netvlad_from_state, save_project_checkpoint
-    from vpr_node.core.corpus import TileCorpus
-
-    model = netvlad_from_state(torch_load(weights, "net_vlad"), drop_pca=True).eval()
-    corpus = TileCorpus(corpus_dir)
-    ids = np.random.default_rng(0).permutation(len(corpus))[:n_images]
-    images = (corpus.image(int(i)) for i in tqdm(ids, desc="VLADs for PCA", disable=not progress))
-    lin = fit_pca_whitening(model, images, dim)
-    state = {**model.state_dict(), "pca.weight": lin.weight.detach(), "pca.bias": lin.bias.detach()}
-    out_model = netvlad_from_state(state)
-    old = Provenance.read(pathlib.Path(weights))
-    prov = Provenance(
-        source=f"{old.source if old else weights} + PCA-whitening to {dim}-D over {len(ids)} tiles of {corpus_dir}",
-        licence=old.licence if old else "unknown",
-        trained=old.trained if old else False,
-        notes=(old.notes if old else "") + f"; PCA-whitened {dim}-D",
-    )
-    with torch.no_grad():
-        return save_project_checkpoint(out_model, out, prov)
 
 
 def _backbones(a):
     from vpr_node.core.backbones import available_backbones
-    from vpr_node.core.model_cards import read_card
+    from vpr_node.core.backbones.model_cards import read_card
     for name in available_backbones():
         card = read_card(name)
         print(f"{name:28s} {card.get('summary', '')}" if not a.long else json.dumps(card))
@@ -76,7 +24,7 @@ def _convert(a):
 
 def _init_vlad(a):
     from vpr_node.core.backbones import get_spec
-    from vpr_node.core.corpus import TileCorpus
+    from vpr_node.core.maps.tiles import TileCorpus
     opts = dict(a.backbone_options)
     if a.backbone == "efficientnet_lite0_netvlad" and a.clusters:
         opts["num_clusters"] = a.clusters
@@ -86,7 +34,7 @@ def _init_vlad(a):
 
 def _export_onnx(a):
     from vpr_node.core.backbones import create_backbone
-    from vpr_node.core.runtimes import export_onnx
+    from vpr_node.core.retrieval.runtimes import export_onnx
     m = create_backbone(a.backbone, weights=a.weights, **a.backbone_options)
     print(export_onnx(m, m.preprocessor.input_shape(), a.out))
 
@@ -104,7 +52,7 @@ def _rotation_invariance(a):
     import torch
 
     from vpr_node.core.backbones import create_backbone
-    from vpr_node.core.queries import read_queries
+    from vpr_node.core.views.queries import read_queries
     model = create_backbone(a.backbone, weights=a.weights, require_weights=False, **a.backbone_options)
     cos = {k: [] for k in ("90", "180", "270", "45")}
     for q in read_queries(a.queries)[:a.n]:

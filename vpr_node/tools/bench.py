@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from vpr_node.core.index.synthetic import clustered_descriptors
+
 
 def _pct(v, q):
     return round(float(np.percentile(np.asarray(v, np.float64), q)), 3) if len(v) else None
@@ -48,7 +50,7 @@ def bench_embed(cases=EMBED_CASES, reps: int = 20, device: str = "cpu", input_ov
     import torch
 
     from vpr_node.core.backbones import create_backbone
-    from vpr_node.core.runtimes import create_runtime
+    from vpr_node.core.retrieval.runtimes import create_runtime
 
     out = []
     for name, precision in cases:
@@ -76,18 +78,6 @@ def bench_embed(cases=EMBED_CASES, reps: int = 20, device: str = "cpu", input_ov
     return out
 
 
-# --- index -------------------------------------------------------------------------------------
-def clustered_descriptors(n: int, d: int, n_queries: int, seed: int = 0):
-    """Unit descriptors in many tight clusters (like views of places); queries are noisy database points."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((max(8, n // 20), d)).astype(np.float32)
-    x = centres[rng.integers(len(centres), size=n)] + 0.35 * rng.standard_normal((n, d)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = x[rng.integers(n, size=n_queries)] + 0.15 * rng.standard_normal((n_queries, d)).astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return x, q
-
-
 def _index_bytes(index) -> int:
     import faiss
     with tempfile.NamedTemporaryFile() as f:
@@ -100,7 +90,7 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
                 kinds=("flat", "hnsw", "ivfpq")) -> list[dict]:
     import faiss
 
-    from vpr_node.core.index import default_rerank, make_faiss_index, search_reranked, topk_overlap
+    from vpr_node.core.index.faiss_index import default_rerank, make_faiss_index, search_reranked, topk_overlap
 
     out = []
     for d in dims:
@@ -156,10 +146,11 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
 def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"), frames: int = 30,
                rates=(3.0, 0.0)) -> list[dict]:
     """rate 0 = max rate (publish the next frame as soon as the previous result arrives... and also a burst)."""
-    from vpr_node.core.procstats import rss_mib
-    from vpr_node.core.queries import QuerySpec
+    from vpr_node.core.benchmarks.workspace import cached_corpus, cached_index, cached_queries, sample_maps
+    from vpr_node.core.indexing.settings import BuildSettings
+    from vpr_node.core.io.procstats import rss_mib
+    from vpr_node.core.views.queries import QuerySpec
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
-    from vpr_node.tools.workspace import cached_corpus, cached_index, cached_queries, sample_maps
 
     workdir = pathlib.Path(workdir)
     maps = sample_maps(workdir, size_px=700)
@@ -167,7 +158,7 @@ def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_l
     queries = cached_queries(maps, frames, seed=1, spec=QuerySpec())
     out = []
     for b in backbones:
-        idx = cached_index(b, corpus, workdir / f"index_{b}", rotations=1, progress=False)
+        idx = cached_index(b, corpus, workdir / f"index_{b}", BuildSettings(rotations=1), progress=False)
         domain = 150 + len(out)
         params = write_params_file(workdir / f"params_{b}.yaml", {"backbone": b, "index_dir": str(idx), "top_k": 10})
         node = NodeProcess(params, workdir / f"node_{b}.log", domain)

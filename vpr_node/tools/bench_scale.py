@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from vpr_node.core.index.synthetic import synthetic_index
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -44,46 +46,6 @@ def _last_json(log: str) -> dict:
         if line.startswith("{"):
             return json.loads(line)
     return {}
-
-
-def synthetic_index(like, n: int, out, memory_budget_mib: float, seed: int = 0) -> dict:
-    """An index folder of n synthetic clustered unit vectors (tools.bench.clustered_descriptors) carrying the
-    backbone identity of the real index `like` (label, weights file and hash, preprocessing, dimension, rotations),
-    so the node configures and activates against it: node memory and search latency at sizes no map here reaches.
-    Tiles continue the real map's grid eastwards, one per `rotations` vectors; retrieved places are meaningless."""
-    import shutil
-
-    import numpy as np
-
-    from vpr_node.core.corpus import TileRecord, read_tile_table
-    from vpr_node.core.geo import metres_per_degree
-    from vpr_node.core.index import write_index
-    from vpr_node.tools.bench import clustered_descriptors
-
-    like, out = pathlib.Path(like), pathlib.Path(out)
-    m = json.loads((like / "manifest.json").read_text())
-    rot = int(m.get("rotations") or 1)
-    proto = read_tile_table(like / "tiles.csv")[0]
-    m_lat, m_lon = metres_per_degree(proto.lat)
-    ground = proto.ground_m or 60.0
-    n_tiles = -(-n // rot)
-    side = int(np.ceil(np.sqrt(n_tiles)))
-    dlat, dlon = ground / 2 / m_lat, ground / 2 / m_lon  # half-overlapping tiles
-    records = []
-    for i in range(n_tiles):
-        r, c = divmod(i, side)
-        lat, lon = proto.lat - r * dlat, proto.lon + c * dlon
-        records.append(TileRecord(f"synthetic_{i:07d}", proto.zoom, lat, lon, lat + dlat, lat - dlat, lon - dlon,
-                                  lon + dlon, "synthetic", 0, 0, 0, 0, "", ground))
-    x = clustered_descriptors(n, int(m["descriptor_dim"]), 1, seed)[0]
-    out.mkdir(parents=True, exist_ok=True)
-    if m.get("weights_file"):
-        shutil.copy(like / m["weights_file"], out / m["weights_file"])
-    info = {"label": m["backbone_label"], "weights_sha256": m["weights_sha256"], "preprocessing": m["preprocessing"],
-            "provenance": m.get("provenance")}
-    entries = np.minimum(np.arange(n) // rot, n_tiles - 1).astype(np.int32)
-    return write_index(out, x, entries, records, info, "auto", {"memory_budget_mib": memory_budget_mib},
-                       extra={"rotations": rot, "weights_file": m.get("weights_file"), "synthetic_like": str(like)})
 
 
 def _synthetic_index_cmd(a) -> int:

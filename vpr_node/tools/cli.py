@@ -35,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from vpr_node.core.errors import VprError
+
     args = build_parser().parse_args(argv)
-    return int(args.fn(args) or 0)
+    try:
+        return int(args.fn(args) or 0)
+    except VprError as exc:  # misconfiguration and bad inputs: the message says what to fix, no traceback
+        print(f"vpr {args.cmd}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""Argument helpers shared by the `vpr` subcommands."""
+"""Argument helpers shared by the `vpr` subcommands: settings dataclasses (core.options fields) as flags, the
+backbone and camera flags, JSON output."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
 import typing
+
+from vpr_node.core.maps.sources import MAPS_HELP  # noqa: F401  (the commands' --maps help)
 
 
 def add_backbone_args(p, default: str = "efficientnet_lite0_netvlad") -> None:
@@ -18,38 +21,29 @@ def add_backbone_args(p, default: str = "efficientnet_lite0_netvlad") -> None:
 
 
 def strategy_from_args(args, index_dir=None):
-    from vpr_node.core.strategy import load_strategy
+    from vpr_node.core.retrieval.strategy import load_strategy
     return load_strategy(args.backbone, weights=args.weights, index_dir=index_dir, runtime=args.runtime,
                          precision=args.precision, device=args.device, backbone_options=args.backbone_options)
 
 
-MAPS_HELP = ("the map: corner-coordinates CSV, GeoTIFF/COG orthophoto (any CRS) or a folder of them, or an XYZ "
-             "z/x/y folder")
+def add_camera_args(p, altitude: bool = True) -> None:
+    """The nav camera (and, unless a settings dataclass declares it, the planned altitudes): what tiles are matched
+    to and queries are made with."""
+    if altitude:
+        p.add_argument("--altitude", nargs=2, type=float, metavar=("MIN", "MAX"), default=None,
+                       help="planned altitude above ground (m); tiles are then matched to the camera's footprint")
+    p.add_argument("--hfov", type=float, default=86.0, help="camera horizontal field of view (deg)")
+    p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"), default=(1280, 720),
+                   help="camera image size (px)")
+    p.add_argument("--camera-info", default=None,
+                   help="sensor_msgs/CameraInfo calibration YAML (replaces --hfov/--image-size)")
 
 
-def add_index_type_args(p) -> None:
-    """--index-type / --index-params / --memory-budget (build-index, prepare-mission)."""
-    import json
-
-    from vpr_node.core.index import AUTO, INDEX_TYPES
-    p.add_argument("--index-type", default="flat", choices=(*INDEX_TYPES, AUTO),
-                   help="flat (exact), sq8 (8-bit scalar quantised), hnsw, ivfpq; auto = chosen by --memory-budget")
-    p.add_argument("--index-params", default="{}", type=json.loads, help='JSON, e.g. {"M": 32, "efSearch": 64}')
-    p.add_argument("--memory-budget", type=float, default=0.0,
-                   help="MiB the index may take in RAM: picks flat, sq8 or IVF-PQ (the recall cost vs exact search "
-                        "is measured into the manifest); implies --index-type auto")
-
-
-def index_type_from_args(a) -> tuple[str, dict]:
-    if a.memory_budget > 0:
-        return "auto", {**a.index_params, "memory_budget_mib": a.memory_budget}
-    return a.index_type, a.index_params
-
-
-def rasters_from(source, xyz_zooms=None):
-    """Georeferenced map rasters (core.corpus.load_maps: CSV, GeoTIFF, XYZ)."""
-    from vpr_node.core.corpus import load_maps
-    return load_maps(source, xyz_zooms)
+def camera_from_args(a):
+    from vpr_node.core.maps.camera import CameraModel
+    if a.camera_info:
+        return CameraModel.from_camera_info_yaml(a.camera_info)
+    return CameraModel.from_hfov(a.hfov, *a.image_size)
 
 
 def print_json(obj) -> None:
@@ -58,13 +52,14 @@ def print_json(obj) -> None:
 
 def add_dataclass_options(p: argparse.ArgumentParser, cls, prefix: str = "", required: tuple[str, ...] = (),
                           exclude: tuple[str, ...] = ()) -> None:
-    """One --<prefix><field> option per dataclass field (its default and core.options help): bool|None ->
-    --x/--no-x, tuple -> nargs, dict -> JSON. Read them back with dataclass_from_args."""
+    """One --<prefix><field> flag per field of a settings dataclass (its default and core.options help): bool ->
+    --x/--no-x, tuple -> that many values (or any number for tuple[X, ...]), dict -> JSON. Fields whose type is
+    another dataclass are skipped (they get flags of their own). Read them back with dataclass_from_args."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in exclude:
-            continue
         tp = hints[f.name]
+        if f.name in exclude or dataclasses.is_dataclass(tp):
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kw = {"help": f.metadata.get("help", "").replace("%", "%%"),  # argparse formats help with %
               "default": default, "dest": prefix.replace("-", "_") + f.name}
@@ -72,7 +67,8 @@ def add_dataclass_options(p: argparse.ArgumentParser, cls, prefix: str = "", req
         if tp in (bool, bool | None):
             kw["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is tuple:
-            kw.update(nargs="*", type=float if args and args[0] is float else str)
+            kw.update(nargs="*" if Ellipsis in args or not args else len(args),
+                      type=float if args and args[0] is float else str)
         elif tp is dict:
             kw["type"] = json.loads
         elif tp in (int, float, str):
@@ -86,7 +82,7 @@ def add_dataclass_options(p: argparse.ArgumentParser, cls, prefix: str = "", req
 
 
 def dataclass_from_args(cls, args, prefix: str = "", **override):
-    """The dataclass from options made by add_dataclass_options (tuples restored), plus overrides."""
+    """The dataclass from flags made by add_dataclass_options (tuples restored), plus overrides."""
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):

@@ -15,17 +15,18 @@ DEFAULT_BACKBONE = "efficientnet_lite0_netvlad"
 
 
 # The demo's short adaptation budget (the full recipe and its numbers: README "Mission preparation").
-DEMO_ADAPT = dict(minutes=0.25, views=400, validation_views=100)
+DEMO_ADAPT = dict(steps=4, views=400, validation_views=100)  # a step budget: the same model on any machine
 
 
 def prepare_sample(workdir: pathlib.Path, n_frames: int, seed: int, log=print, adapt: bool = True) -> dict:
     """Sample map -> prepare-mission (footprint tiles, short adaptation, index, before/after report) ->
     synthesised flight (the benchmark protocol: 55-110 m, unknown yaw, tilt <= 15 deg, strong photometric
     change); cached in workdir."""
-    from vpr_node.core.adaptation import AdaptConfig
-    from vpr_node.core.mission import MissionConfig, prepare_mission
-    from vpr_node.core.queries import QuerySpec
-    from vpr_node.tools.workspace import cached_queries, sample_maps
+    from vpr_node.core.benchmarks.workspace import cached_queries, sample_maps
+    from vpr_node.core.mission.adaptation import AdaptConfig
+    from vpr_node.core.mission.config import MissionConfig
+    from vpr_node.core.mission.prepare import prepare_mission
+    from vpr_node.core.views.queries import QuerySpec
 
     if not (workdir / "map" / "tiles.csv").exists():
         log("[demo] generating the procedural sample map")
@@ -35,9 +36,9 @@ def prepare_sample(workdir: pathlib.Path, n_frames: int, seed: int, log=print, a
     budget = DEMO_ADAPT if adapt else dict(minutes=0.0, views=400, validation_views=100, whiten_dim=0)
     if not (index_dir / "manifest.json").exists():
         log(f"[demo] prepare-mission with the default backbone ({DEFAULT_BACKBONE}): a SHORT adaptation budget for "
-            f"the demo ({budget['minutes'] * 60:.0f} s fine-tune, {budget['views']} views for the learned whitening); "
+            f"the demo ({budget.get('steps', 0)} fine-tune steps, {budget['views']} views for the learned whitening); "
             "first run about 5 minutes on 2 CPU cores, cached afterwards")
-    summary = prepare_mission(MissionConfig(maps=str(maps_csv), out=str(index_dir), altitude_m=spec.altitude_m,
+    summary = prepare_mission(MissionConfig(maps=str(maps_csv), out=str(index_dir), altitude=spec.altitude_m,
                                             camera=spec.camera_model(), report_queries=60,
                                             adapt=AdaptConfig(**budget, altitude_m=spec.altitude_m)), log=log)
     queries = cached_queries(maps_csv, n_frames, seed, spec, workdir / f"flight_seed{seed}_n{n_frames}")
@@ -59,7 +60,7 @@ def print_mission(summary: dict, log=print) -> None:
 
 
 def run_demo(args) -> int:
-    from vpr_node.core.evaluation import recall_summary, truth_distances
+    from vpr_node.core.evaluation.recall import recall_summary, truth_distances
     from vpr_node.core.types import stamp_to_ns
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
     from vpr_node.ros.node_spec import Ros2Cli, launch_command, ros2_cli_available

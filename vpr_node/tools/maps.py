@@ -1,29 +1,13 @@
 """`vpr sample-map`, `vpr make-corpus`, `vpr synth-queries`: the map side of the pre-flight tools."""
 from __future__ import annotations
 
-from vpr_node.tools.common import MAPS_HELP, print_json, rasters_from
-
-
-def add_camera_args(p) -> None:
-    """Camera and planned altitudes: what the corpus builder matches tiles to (and queries are made with)."""
-    p.add_argument("--altitude", nargs=2, type=float, metavar=("MIN", "MAX"), default=None,
-                   help="planned altitude above ground (m); tiles are then matched to the camera's footprint")
-    p.add_argument("--hfov", type=float, default=86.0, help="camera horizontal field of view (deg)")
-    p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"), default=(1280, 720),
-                   help="camera image size (px)")
-    p.add_argument("--camera-info", default=None,
-                   help="sensor_msgs/CameraInfo calibration YAML (replaces --hfov/--image-size)")
-
-
-def camera_from_args(a):
-    from vpr_node.core.camera import CameraModel
-    if a.camera_info:
-        return CameraModel.from_camera_info_yaml(a.camera_info)
-    return CameraModel.from_hfov(a.hfov, *a.image_size)
+from vpr_node.core.maps.sources import load_maps
+from vpr_node.tools.common import MAPS_HELP, add_camera_args, camera_from_args, print_json
 
 
 def tile_plan_from_args(a):
-    from vpr_node.core.corpus import TilePlan, plan_for_camera
+    from vpr_node.core.maps.tiles import TilePlan
+    from vpr_node.core.maps.tiling import plan_for_camera
     if a.altitude:
         return plan_for_camera(camera_from_args(a), a.altitude[0], a.altitude[1], a.radius, a.max_scale_step)
     return TilePlan.single(a.tile_m, a.overlap)
@@ -41,24 +25,24 @@ def add_tile_args(p) -> None:
 
 
 def _sample_map(a):
-    from vpr_node.core.sample_map import write_sample_map
+    from vpr_node.core.maps.procedural import write_sample_map
     print(write_sample_map(a.out, seed=a.seed))
 
 
 def _large_map(a):
-    from vpr_node.core.sample_map import write_large_map
+    from vpr_node.core.maps.procedural import write_large_map
     print(write_large_map(a.out, a.size_km * 1000.0, a.gsd, seed=a.seed))
 
 
 def _make_corpus(a):
-    from vpr_node.core.corpus import cut_corpus
+    from vpr_node.core.maps.tiling import cut_corpus
     plan = tile_plan_from_args(a)
-    recs = cut_corpus(rasters_from(a.maps, a.xyz_zoom), a.out, plan, a.tile_px)
+    recs = cut_corpus(load_maps(a.maps, a.xyz_zoom), a.out, plan, a.tile_px)
     print_json({"tiles": len(recs), "out": a.out, "scales": plan.scales, "plan": plan.reason})
 
 
 def _synth_queries(a):
-    from vpr_node.core.queries import QuerySpec, read_queries, synthesise_queries, write_queries
+    from vpr_node.core.views.queries import QuerySpec, read_queries, synthesise_queries, write_queries
     spec = QuerySpec.benchmark() if a.benchmark else QuerySpec(camera=tuple(a.image_size), footprint_m=a.footprint_m)
     if a.altitude:
         spec.altitude_m, spec.hfov_deg, spec.camera = tuple(a.altitude), a.hfov, tuple(a.image_size)
@@ -66,11 +50,11 @@ def _synth_queries(a):
         spec.yaw_deg = (0.0, 0.0)
     if a.photometric:
         spec.photometric = a.photometric
-    path = write_queries(synthesise_queries(rasters_from(a.maps), a.n, seed=a.seed, spec=spec), a.out)
+    path = write_queries(synthesise_queries(load_maps(a.maps), a.n, seed=a.seed, spec=spec), a.out)
     print(path)
     if a.bag:
-        from vpr_node.core.bagio import write_query_bag
-        from vpr_node.core.priors import PriorNoise
+        from vpr_node.core.io.bags import write_query_bag
+        from vpr_node.core.priors.noise import PriorNoise
         noise = None
         if a.bag_priors:
             noise = PriorNoise(**{k: True for k in a.bag_priors}, heading_sigma_deg=a.heading_sigma,

@@ -5,7 +5,7 @@ import json
 
 
 def _recorder(a):
-    from vpr_node.core.recorder import read_records
+    from vpr_node.core.io.recorder import read_records
     for rec in read_records(a.path):
         if not a.kind or rec.get("kind") == a.kind:
             print(json.dumps(rec))

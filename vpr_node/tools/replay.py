@@ -13,7 +13,7 @@ def prior_params(bag, hfov_deg: float = 86.0) -> dict:
     """Node parameters that subscribe to the prior topics a synthesised bag carries (bagio.PRIOR_TOPICS)."""
     from rosbags.rosbag2 import Reader
 
-    from vpr_node.core.bagio import PRIOR_TOPICS
+    from vpr_node.core.io.bags import PRIOR_TOPICS
     with Reader(bag) as r:
         present = {c.topic for c in r.connections}
     keys = {"heading": "heading_topic", "altitude": "altitude_topic", "position": "prior_topic"}
@@ -26,18 +26,19 @@ def prior_params(bag, hfov_deg: float = 86.0) -> dict:
 def replay_offline(bag, backbone: str, index_dir: str, out_bag=None, top_k: int = 10, weights=None,
                    camera_topic=None, backbone_options: dict | None = None, priors: dict | None = None) -> dict:
     """`priors`: node parameters of the priors (e.g. prior_params(bag)); applied exactly as the node does."""
-    from vpr_node.core.bagio import ResultBagWriter, read_camera_bag
-    from vpr_node.core.engine import Frame, VprEngine
-    from vpr_node.core.evaluation import recall_summary, truth_distances
-    from vpr_node.core.logs import StructuredLogger
-    from vpr_node.core.strategy import load_strategy
+    from vpr_node.core.evaluation.recall import recall_summary, truth_distances
+    from vpr_node.core.io.bags import ResultBagWriter, read_camera_bag
+    from vpr_node.core.io.logs import StructuredLogger
+    from vpr_node.core.retrieval.engine import Frame, VprEngine
+    from vpr_node.core.retrieval.strategy import load_strategy
 
     s = load_strategy(backbone, weights=weights, index_dir=index_dir, backbone_options=backbone_options)
     writer = ResultBagWriter(out_bag) if out_bag else None
     applier = None
     if priors:
-        from vpr_node.core.bagio import read_prior_samples
-        from vpr_node.core.priors import PriorApplier, PriorBuffer
+        from vpr_node.core.io.bags import read_prior_samples
+        from vpr_node.core.priors.apply import PriorApplier
+        from vpr_node.core.priors.samples import PriorBuffer
         from vpr_node.ros.params import NodeConfig
 
         made = NodeConfig.from_params({"index_dir": str(index_dir), **priors}).priors()
@@ -106,8 +107,7 @@ def _cmd(a):
     for b, idx in zip(a.backbone, a.index, strict=True):
         out_bag = f"{a.out}_{b}" if a.out else None
         rows.append(replay_offline(a.bag, b, idx, out_bag, a.top_k, camera_topic=a.camera_topic,
-                                   priors=prior_params(a.bag, a.hfov) if a.priors else None,
-                         node_params={"index_memory_budget_mib": a.index_memory_budget}))
+                                   priors=prior_params(a.bag, a.hfov) if a.priors else None))
         print(json.dumps(rows[-1]))
     return 0
 
@@ -120,7 +120,7 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
     `priors`: node parameters of the prior topics (prior_params(bag)); the player publishes those topics.
     `node_params`: any other node parameters (e.g. index_memory_budget_mib). The node's resident memory after
     activation and its peak are reported."""
-    from vpr_node.core.procstats import rss_mib
+    from vpr_node.core.io.procstats import rss_mib
     from vpr_node.ros.bag_player import replay_into_ros
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
 
@@ -131,7 +131,7 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
               "recorder_path": str(workdir / f"fdr_{backbone}.jsonl"), **(priors or {}), **(node_params or {})}
     from rosbags.rosbag2 import Reader
 
-    from vpr_node.core.bagio import IMAGE_TYPES
+    from vpr_node.core.io.bags import IMAGE_TYPES
     with Reader(bag) as r:
         cams = [c for c in r.connections if c.msgtype in IMAGE_TYPES and camera_topic in (None, c.topic)]
     if not cams:

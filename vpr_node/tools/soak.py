@@ -46,7 +46,7 @@ def run_soak(workdir, frames: int = 10_000, rate_hz: float = 20.0, corrupt_fract
              compressed: bool = False, log=print) -> dict:
     from tqdm import tqdm
 
-    from vpr_node.core.procstats import rss_mib
+    from vpr_node.core.io.procstats import rss_mib
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
     from vpr_node.tools.demo import DEFAULT_BACKBONE, prepare_sample
 

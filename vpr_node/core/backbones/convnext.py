@@ -8,20 +8,14 @@ import timm
 import torch
 import torch.nn as nn
 
-from vpr_node.core.backbones.base import (
-    BackboneSpec,
-    Provenance,
-    VprBackbone,
-    load_project_weights,
-    load_state_dict_strict,
-    register,
-    sha256_file,
-    torch_load,
-)
+from vpr_node.core.backbones.base import VprBackbone
 from vpr_node.core.backbones.layers import GeM
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.preprocess import BackbonePreprocessor
+from vpr_node.core.backbones.registry import BackboneSpec, register
+from vpr_node.core.backbones.weights import Provenance, load_project_weights, load_state_dict_strict, torch_load
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.normalise import DescriptorNormaliser
-from vpr_node.core.preprocess import BackbonePreprocessor
+from vpr_node.core.io.hashing import sha256_file
 
 
 class ConvNextTinyVpr(VprBackbone):

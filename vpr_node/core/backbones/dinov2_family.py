@@ -26,11 +26,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vpr_node.core.backbones.base import BackboneSpec, Provenance, VprBackbone, register
+from vpr_node.core.backbones.base import VprBackbone
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.preprocess import BackbonePreprocessor
 from vpr_node.core.backbones.published import convert_by_loading, load_published_weights
+from vpr_node.core.backbones.registry import BackboneSpec, register
+from vpr_node.core.backbones.weights import Provenance
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.normalise import DescriptorNormaliser
-from vpr_node.core.preprocess import BackbonePreprocessor
 
 DINOV2_VARIANTS = {"dinov2_vits14": ("vit_small_patch14_dinov2", 384),
                    "dinov2_vitb14": ("vit_base_patch14_dinov2", 768),

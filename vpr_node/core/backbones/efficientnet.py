@@ -9,21 +9,15 @@ import timm
 import torch
 import torch.nn as nn
 
-from vpr_node.core.backbones.base import (
-    BackboneSpec,
-    Provenance,
-    VprBackbone,
-    create_backbone,
-    load_project_weights,
-    load_state_dict_strict,
-    register,
-    sha256_file,
-    torch_load,
-)
+from vpr_node.core.backbones.base import VprBackbone
 from vpr_node.core.backbones.layers import GeM, NetVLADPool
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.preprocess import BackbonePreprocessor
+from vpr_node.core.backbones.registry import BackboneSpec, create_backbone, register
+from vpr_node.core.backbones.vlad_init import init_vlad
+from vpr_node.core.backbones.weights import Provenance, load_project_weights, load_state_dict_strict, torch_load
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.normalise import DescriptorNormaliser
-from vpr_node.core.preprocess import BackbonePreprocessor
+from vpr_node.core.io.hashing import sha256_file
 
 # Blocks per stage of EfficientNet-Lite0 (timm's blocks.<stage>.<idx>), flattened in lukemelas' _blocks.N.
 LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
@@ -147,7 +141,6 @@ def _lite0_netvlad(weights=None, input_size: int = 320, stages: int = 6, num_clu
 
 def _fit_lite0_netvlad(corpus, out_path, weights=None, n_images: int = 200, seed: int = 0, **options):
     """NetVLAD centroids by k-means over the corpus's local features (the NetVLAD paper's recipe)."""
-    from vpr_node.core.vlad_init import init_vlad
     model = create_backbone("efficientnet_lite0_netvlad", weights=weights, require_weights=False, **options)
     return init_vlad(model, corpus, out_path, n_images=n_images, seed=seed)
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vpr_node.core.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
 
 
 class GeM(nn.Module):

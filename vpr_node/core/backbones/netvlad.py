@@ -20,19 +20,15 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from vpr_node.core.backbones.base import (
-    BackboneSpec,
-    Provenance,
-    VprBackbone,
-    load_state_dict_strict,
-    register,
-    sha256_file,
-    torch_load,
-)
+from vpr_node.core.backbones.base import VprBackbone
 from vpr_node.core.backbones.layers import NetVLADPool
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.preprocess import BackbonePreprocessor
+from vpr_node.core.backbones.registry import BackboneSpec, register
+from vpr_node.core.backbones.vlad_init import init_vlad
+from vpr_node.core.backbones.weights import Provenance, load_state_dict_strict, torch_load
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.normalise import DescriptorNormaliser
-from vpr_node.core.preprocess import BackbonePreprocessor
+from vpr_node.core.io.hashing import sha256_file
 
 NUM_CLUSTERS = 64
 ENCODER_DIM = 512
@@ -139,7 +135,6 @@ def _fit_net_vlad(corpus, out_path, weights=None, n_images: int = 200, seed: int
     """`vpr init-vlad --backbone net_vlad`: k-means centroids over conv5_3 features; the encoder (and the
     conv layout) come from a converted checkpoint when given (its PCA is dropped: 32768-D result; run
     fit-pca afterwards for 4096/512-D), else from random initialisation (an untrained scaffold)."""
-    from vpr_node.core.vlad_init import init_vlad
     model, trained = NetVladVgg16(VLAD_DIM), False
     if weights:
         model = netvlad_from_state(torch_load(weights, "net_vlad"), drop_pca=True)
@@ -163,7 +158,7 @@ def _convert_nanne(checkpoint, **_):
 
 
 @torch.inference_mode()
-def fit_pca_whitening(model: NetVladVgg16, images, out_dim: int = 512, eps: float = 1e-9) -> nn.Linear:
+def fit_vlad_pca(model: NetVladVgg16, images, out_dim: int = 512, eps: float = 1e-9) -> nn.Linear:
     """PCA-whitening from VLAD vectors of corpus images (the NetVLAD paper's recipe): returns the
     Linear(32768 -> out_dim) to install as model.pca (its input is the intra-normalised VLAD)."""
     vlads = []

@@ -19,19 +19,14 @@ import pathlib
 import torch.nn as nn
 import torchvision
 
-from vpr_node.core.backbones.base import (
-    BackboneSpec,
-    Provenance,
-    VprBackbone,
-    load_state_dict_strict,
-    register,
-    sha256_file,
-    torch_load,
-)
+from vpr_node.core.backbones.base import VprBackbone
 from vpr_node.core.backbones.layers import FlattenSpatial, GeM4d, L2Norm
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.preprocess import BackbonePreprocessor
+from vpr_node.core.backbones.registry import BackboneSpec, create_backbone, register
+from vpr_node.core.backbones.weights import Provenance, load_state_dict_strict, torch_load
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.normalise import DescriptorNormaliser
-from vpr_node.core.preprocess import BackbonePreprocessor
+from vpr_node.core.io.hashing import sha256_file
 
 # --- CosPlace / EigenPlaces -------------------------------------------------------------------
 _TRUNK_DIMS = {"resnet18": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048, "vgg16": 512}
@@ -164,7 +159,6 @@ def _mixvpr(weights=None, input_size: int = 320, out_channels: int = 1024, out_r
 def convert_by_loading(spec_name: str):
     """Converter for layouts this module declares exactly: loading the authors' file IS the conversion."""
     def convert(checkpoint, **options):
-        from vpr_node.core.backbones.base import create_backbone
         return create_backbone(spec_name, weights=str(checkpoint), **options)
     return convert
 

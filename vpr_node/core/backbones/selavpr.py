@@ -17,13 +17,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vpr_node.core.backbones.base import BackboneSpec, Provenance, VprBackbone, register
+from vpr_node.core.backbones.base import VprBackbone
 from vpr_node.core.backbones.dinov2_family import PATCH, hub_tokens, timm_dinov2
 from vpr_node.core.backbones.layers import FlattenSpatial, GeM4d, L2Norm
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.preprocess import BackbonePreprocessor
 from vpr_node.core.backbones.published import convert_by_loading, load_published_weights
+from vpr_node.core.backbones.registry import BackboneSpec, register
+from vpr_node.core.backbones.weights import Provenance
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.normalise import DescriptorNormaliser
-from vpr_node.core.preprocess import BackbonePreprocessor
 
 
 class Adapter(nn.Module):

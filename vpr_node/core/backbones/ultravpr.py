@@ -23,11 +23,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vpr_node.core.backbones.base import BackboneSpec, Provenance, VprBackbone, register
+from vpr_node.core.backbones.base import VprBackbone
 from vpr_node.core.backbones.layers import GeM4d
+from vpr_node.core.backbones.normalise import DescriptorNormaliser
+from vpr_node.core.backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD, BackbonePreprocessor
+from vpr_node.core.backbones.published import load_published_weights
+from vpr_node.core.backbones.registry import BackboneSpec, register
+from vpr_node.core.backbones.weights import Provenance
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.normalise import DescriptorNormaliser
-from vpr_node.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, BackbonePreprocessor
 
 DEFAULT_INPUT_SIZE = 321  # odd into every stride-2 stage: 321, 161, 81, 41, 21 (exact 90-degree rotations)
 
@@ -246,7 +249,6 @@ class _PlainUltraVpr(nn.Module):
 
 
 def _ultravpr(weights=None, **opts):
-    from vpr_node.core.backbones.published import load_published_weights
     try:
         model = UltraVprNet(**opts)
     except TypeError as exc:

@@ -1,1 +1,1 @@
-"""Training of retrieval models (Lightning). Plain Python: no rclpy."""
+"""Training retrieval models on GPS triplets synthesised from a tile corpus (Lightning)."""

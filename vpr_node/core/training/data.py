@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vpr_node.core import augment
-from vpr_node.core.corpus import GeoRaster, TileCorpus
-from vpr_node.core.geo import haversine_m
-from vpr_node.core.preprocess import BackbonePreprocessor
-from vpr_node.core.queries import QuerySpec, synthesise_queries
+from vpr_node.core.backbones.preprocess import BackbonePreprocessor
+from vpr_node.core.maps.geo import haversine_m
+from vpr_node.core.maps.sources import GeoRaster
+from vpr_node.core.maps.tiles import TileCorpus
+from vpr_node.core.views import augment
+from vpr_node.core.views.queries import QuerySpec, synthesise_queries
 
 
 class CorpusTripletDataset(Dataset):

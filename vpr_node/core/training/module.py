@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.geo import haversine_m
+from vpr_node.core.maps.geo import haversine_m
 
 
 def _far_mask(batch, pos_m: float, neg_m: float):

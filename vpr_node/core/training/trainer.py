@@ -12,11 +12,14 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from vpr_node.core.backbones import Provenance, create_backbone, sha256_file
-from vpr_node.core.corpus import TileCorpus, load_maps
+from vpr_node.core.backbones import Provenance, create_backbone
+from vpr_node.core.io.hashing import sha256_file
+from vpr_node.core.maps.sources import load_maps
+from vpr_node.core.maps.tiles import TileCorpus
 from vpr_node.core.options import option
 from vpr_node.core.training.data import CorpusTripletDataset
 from vpr_node.core.training.module import RetrievalModule
+from vpr_node.core.views.queries import QuerySpec
 
 
 @dataclasses.dataclass
@@ -58,7 +61,6 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA when present) | cpu | cuda")
 
     def anchor_spec(self):
-        from vpr_node.core.queries import QuerySpec
         spec = QuerySpec(camera=(480, 270), photometric=self.anchor_profile, max_tilt_deg=self.max_tilt_deg)
         if self.altitude:
             spec.altitude_m, spec.hfov_deg = (float(self.altitude[0]), float(self.altitude[1])), self.hfov

@@ -1,0 +1,47 @@
+"""NetVLAD centroid initialisation from corpus features (the NetVLAD paper's recipe): sample local
+descriptors (L2-normalised per location) from corpus images, k-means them, set centroids and the
+soft-assignment conv (alpha from the top-2 similarity gap)."""
+from __future__ import annotations
+
+import pathlib
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vpr_node.core.backbones.weights import Provenance
+from vpr_node.core.io.hashing import sha256_file
+from vpr_node.core.maps.tiles import TileCorpus
+
+
+@torch.inference_mode()
+def sample_local_features(model, corpus: TileCorpus, n_images: int = 200, per_image: int = 100, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(len(corpus), size=min(n_images, len(corpus)), replace=False)
+    out = []
+    for i in ids:
+        x = model.preprocessor(corpus.image(int(i)))
+        f = F.normalize(model.features(x), p=2, dim=1)[0]  # (C, H, W)
+        f = f.flatten(1).T.numpy()
+        out.append(f[rng.choice(len(f), size=min(per_image, len(f)), replace=False)])
+    return np.concatenate(out).astype(np.float32)
+
+
+def init_vlad(model, corpus: TileCorpus, out_path, n_images: int = 200, per_image: int = 100, seed: int = 0,
+              trunk: str = "packaged EfficientNet-Lite0 ImageNet", trunk_trained: bool = True) -> pathlib.Path:
+    """Fit centroids for `model.pool` (a NetVLADPool) and save the model's state_dict + provenance.
+    `model.features(x)` must return the local feature map the pool aggregates."""
+    feats = sample_local_features(model, corpus, n_images, per_image, seed)
+    k = model.pool.num_clusters
+    km = faiss.Kmeans(feats.shape[1], k, niter=50, seed=seed, verbose=False)
+    km.train(feats)
+    model.pool.init_from_features(km.centroids, feats[:20000])
+    out_path = pathlib.Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out_path)
+    Provenance(source=f"k-means ({k} clusters) over {len(feats)} local features of corpus {corpus.root}",
+               licence="see trunk weights", sha256=sha256_file(out_path), trained=trunk_trained,
+               notes=f"centroids from corpus features; trunk = {trunk}"
+               + ("" if trunk_trained else "; untrained pool trunk: encoder weights are random")).write(out_path)
+    return out_path

@@ -1,0 +1,30 @@
+"""Query protocols of the developer benchmarks: `benchmark` (QuerySpec.benchmark: 55-110 m, 86 deg hfov, unknown yaw,
+tilt <= 15 deg, strong photometric change; tiles matched to that camera footprint) and `legacy` (the earlier
+README rows: 60 m footprint +-30 %, tilt <= 10 deg, standard photometrics, 60 m tiles at 50 % overlap)."""
+from __future__ import annotations
+
+import pathlib
+
+from vpr_node.core.benchmarks.workspace import cached_corpus, cached_queries
+from vpr_node.core.maps.tiles import TilePlan
+from vpr_node.core.maps.tiling import plan_for_camera
+from vpr_node.core.views.queries import QuerySpec
+
+PROTOCOLS = ("benchmark", "legacy")
+
+
+def protocol_setup(protocol: str):
+    """(QuerySpec, TilePlan factory) of a protocol."""
+    if protocol == "legacy":
+        return QuerySpec(), TilePlan.single(60.0, 0.5)
+    if protocol != "benchmark":
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    spec = QuerySpec.benchmark()
+    return spec, plan_for_camera(spec.camera_model(), *spec.altitude_m)
+
+
+def prepare_benchmark(maps_csv, workdir, n_queries: int, seed: int, protocol: str = "benchmark"):
+    """The map's tiles for the protocol (cached in workdir/corpus) and the seeded synthesised queries."""
+    spec, plan = protocol_setup(protocol)
+    corpus = cached_corpus(maps_csv, pathlib.Path(workdir) / "corpus", plan)
+    return corpus, cached_queries(maps_csv, n_queries, seed, spec)

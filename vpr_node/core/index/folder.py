@@ -1,0 +1,103 @@
+"""The index folder: what build-index and prepare-mission write and the node loads (loaded.py).
+
+An index folder holds:
+  index.faiss       the FAISS index (inner product on unit descriptors)
+  descriptors.npy   float32 (rows, dim) descriptors, memory-mapped on load
+  entries.npy       int32 (rows,) tile row of each descriptor (a tile may have several rotated views)
+  tiles.csv         the tile table (tile id, zoom, centre lat/lon, bounds, ...)
+  manifest.json     backbone label, weights SHA-256, descriptor dim, preprocessing, index type and
+                    parameters, tile count, file SHA-256s, format version
+Loading verifies the manifest (loaded.py): a field that differs from what the node expects -> ConfigurationError
+naming the field; a missing, truncated or corrupt file -> IndexUnavailableError. No silent fallback.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import faiss
+import numpy as np
+
+from vpr_node.core.backbones.identity import BackboneIdentity
+from vpr_node.core.errors import ConfigurationError
+from vpr_node.core.index.faiss_index import (
+    AUTO,
+    RERANK_DEFAULT,
+    choose_index_type,
+    default_rerank,
+    make_faiss_index,
+    recall_vs_exact,
+    tune_nprobe,
+)
+from vpr_node.core.index.hubness import hubness_report
+from vpr_node.core.io.hashing import sha256_file
+from vpr_node.core.maps.tiles import TileRecord, write_tile_table
+
+FORMAT_VERSION = 1
+INDEX_FILES = ("index.faiss", "descriptors.npy", "entries.npy", "tiles.csv")
+OPTIONAL_FILES = ("backbone_weights.pt",)
+
+
+def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: list[TileRecord],
+                identity: BackboneIdentity, kind: str = "flat", params: dict | None = None,
+                extra: dict | None = None) -> dict:
+    """Build the FAISS index and write the index folder + manifest. `identity` is the backbone that made the
+    descriptors (what the node checks its own against). Returns the manifest."""
+    if identity.descriptor_dim != descriptors.shape[1]:
+        raise ValueError(f"descriptors are {descriptors.shape[1]}-D but {identity.label} gives "
+                         f"{identity.descriptor_dim}-D")
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    budget = None
+    if kind == AUTO:
+        params = dict(params or {})
+        budget = float(params.pop("memory_budget_mib", 0) or 0)
+        if budget <= 0:
+            raise ConfigurationError("index type auto needs a memory budget (--memory-budget MiB)")
+        kind, chosen, _ = choose_index_type(len(descriptors), descriptors.shape[1], budget)
+        params = {**chosen, **params}
+    params = dict(params or {})
+    if kind in RERANK_DEFAULT:
+        params.setdefault("rerank", default_rerank(kind))
+    t0 = time.perf_counter()
+    index = make_faiss_index(descriptors, kind, params)
+    build_s = time.perf_counter() - t0
+    compression = {}
+    recall = None
+    if kind == "ivfpq" and "nprobe" not in params:
+        params["nprobe"], compression["nprobe_sweep"] = tune_nprobe(index, descriptors, params.get("rerank", 0))
+        recall = compression["nprobe_sweep"][-1]["recall_at_10_vs_exact"]  # measured at the chosen nprobe
+    if budget is not None or kind != "flat":  # the recall cost of a compressed index, measured
+        if recall is None:
+            recall = recall_vs_exact(index, descriptors, rerank=params.get("rerank", 0))
+        compression.update({"memory_budget_mib": budget, "recall_at_10_vs_exact": round(recall, 4)})
+        if params.get("rerank"):
+            compression["recall_at_10_vs_exact_without_rerank"] = round(recall_vs_exact(index, descriptors), 4)
+    compression["hubness"] = hubness_report(descriptors, entries, index, params.get("rerank", 0))
+    faiss.write_index(index, str(out_dir / "index.faiss"))
+    compression["index_bytes"] = (out_dir / "index.faiss").stat().st_size
+    target = out_dir / "descriptors.npy"
+    if not (isinstance(descriptors, np.memmap) and pathlib.Path(descriptors.filename).resolve() == target.resolve()):
+        np.save(target, np.ascontiguousarray(descriptors, np.float32))  # else: already written there, streamed
+    np.save(out_dir / "entries.npy", np.asarray(entries, np.int32))
+    write_tile_table(out_dir / "tiles.csv", records)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        **identity.manifest_fields(),
+        "index_type": kind,
+        "index_params": params,
+        "metric": "inner_product",
+        "tile_count": len(records),
+        "entry_count": int(len(entries)),
+        "build_seconds": round(build_s, 3),
+        **compression,
+        "files": {
+            name: sha256_file(out_dir / name) for name in INDEX_FILES + OPTIONAL_FILES if (out_dir / name).exists()
+        },
+        **(extra or {}),
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+

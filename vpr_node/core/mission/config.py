@@ -1,0 +1,43 @@
+"""The settings of `vpr prepare-mission`: the map, the camera and altitudes the tiles are matched to, the backbone,
+its adaptation (AdaptConfig), the index build (BuildSettings) and the report. Every field is a command-line flag
+(tools/prepare_mission.py); the camera comes from --hfov/--image-size or --camera-info."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from vpr_node.core.indexing.settings import BuildSettings
+from vpr_node.core.maps.camera import DEFAULT_CAMERA, CameraModel
+from vpr_node.core.maps.sources import MAPS_HELP
+from vpr_node.core.mission.adaptation import AdaptConfig
+from vpr_node.core.options import option
+
+STEPS = ("corpus", "base_weights", "adapt", "index", "report")
+
+
+@dataclasses.dataclass
+class MissionConfig:
+    maps: str = option("", MAPS_HELP)
+    out: str = option("", "index folder (set the node's index_dir to it)")
+    backbone: str = option("efficientnet_lite0_netvlad", "registry name (see `vpr backbones`)")
+    backbone_options: dict = option(factory=dict, help="JSON object of backbone options")
+    weights: str | None = option(None, "start from these weights (converted or `vpr train`ed); default: fitted to "
+                                       "the corpus (NetVLAD centroids) or the packaged ones")
+    altitude: tuple[float, float] = option((55.0, 110.0), "planned altitude above ground MIN MAX (m): tiles are "
+                                                          "matched to the camera's footprint over it")
+    camera: CameraModel = option(factory=lambda: DEFAULT_CAMERA, help="the nav camera (--hfov/--image-size or "
+                                                                       "--camera-info)")
+    radius: float = option(25.0, "recall radius (m) the tile spacing must support")
+    max_scale_step: float = option(1.5, "a new tile scale when footprints differ more than this ratio")
+    tile_px: int = option(320, "stored tile size (px)")
+    build: BuildSettings = option(factory=BuildSettings, help="the index build (rotations, index type, chunks, Dask)")
+    adapt: AdaptConfig = option(factory=AdaptConfig, help="the adaptation (--adapt-* flags)")
+    report_queries: int = option(100, "queries for the before/after report (0 = none)")
+    report_seed: int = option(2000, "seed of the report's queries (adaptation never uses it)")
+    progress: bool = option(True, "progress bars")
+
+    def settings(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("progress")
+        d["camera"] = dataclasses.asdict(self.camera)
+        return json.loads(json.dumps(d, default=str))

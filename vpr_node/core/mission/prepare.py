@@ -1,0 +1,139 @@
+"""Pre-flight mission preparation: map -> footprint-matched tiles -> fitted and adapted backbone -> index.
+
+`prepare_mission` is what `vpr prepare-mission` runs. Every step writes into the output folder and is skipped on a
+rerun when its result is there for the same settings (an interrupted run resumes: the fine-tune from its last
+checkpoint, tile embedding per finished chunk):
+
+  work/corpus/            tiles cut to the camera's footprint over the planned altitudes (maps/tiling.py)
+  work/base_weights.pt    weights fitted to the corpus (NetVLAD centroids), when the backbone needs them
+  work/adapt/finetune/    the fine-tune (checkpoints, logs)
+  work/adapt/embed/       tile shards per candidate model (indexing/embedding.py), reused by the index and the report
+  work/adapt/result/      the chosen model and whitening (adaptation.json, whitening.npz)
+  backbone_weights.pt     the adapted weights (+ learned whitening), named and hashed in the manifest
+  index.faiss, ...        the index (index/folder.py) over the adapted, whitened tile descriptors
+  report/                 before/after recall on synthesised queries of a seed never used for adaptation,
+                          hubness, plot and mosaic (report.json, recall_at_n.png, examples_*.png)
+
+Tiles are embedded only through indexing/embedding.py, so memory is bounded by a chunk and the adaptation's sample
+whatever the map's size, and the work runs on Dask with the build settings' --workers/--scheduler.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+import time
+
+from vpr_node.core.backbones import get_spec
+from vpr_node.core.backbones.weights import Provenance
+from vpr_node.core.indexing.index_build import build_index
+from vpr_node.core.maps.sources import load_maps
+from vpr_node.core.maps.tiles import TileCorpus
+from vpr_node.core.maps.tiling import cut_corpus, plan_for_camera
+from vpr_node.core.mission.adaptation import Adaptation, adapt_backbone, device_for, raw_strategy, worker_spec
+from vpr_node.core.mission.config import STEPS, MissionConfig
+from vpr_node.core.mission.report import mission_report
+
+
+class _State:
+    """work/state.json: which steps are done, for which settings (a change redoes that step and later ones)."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def done(self, step: str, key) -> bool:
+        return self.data.get(step) == json.loads(json.dumps(key, default=str))
+
+    def mark(self, step: str, key) -> None:
+        self.data[step] = json.loads(json.dumps(key, default=str))
+        for later in STEPS[STEPS.index(step) + 1:]:
+            self.data.pop(later, None)
+        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
+
+
+def prepare_mission(cfg: MissionConfig, log=print) -> dict:
+    out = pathlib.Path(cfg.out)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    state = _State(work / "state.json")
+    timings: dict = {}
+    rasters = load_maps(cfg.maps)
+    device = device_for(cfg.adapt.device)
+
+    # 1. tiles matched to the camera footprint over the planned altitudes
+    plan = plan_for_camera(cfg.camera, *cfg.altitude, cfg.radius, cfg.max_scale_step)
+    corpus_key = {"maps": str(cfg.maps), "plan": plan.to_json(), "tile_px": cfg.tile_px}
+    if not state.done("corpus", corpus_key):
+        log(f"[mission] cutting tiles: {plan.reason}")
+        t0 = time.perf_counter()
+        cut_corpus(rasters, work / "corpus", plan, cfg.tile_px, cfg.progress)
+        timings["corpus_s"] = round(time.perf_counter() - t0, 1)
+        state.mark("corpus", corpus_key)
+    corpus = TileCorpus(work / "corpus")
+    log(f"[mission] {len(corpus)} tiles at {', '.join(f'{t:g} m' for t, _ in plan.scales)} "
+        f"(stride {plan.scales[0][1]:g} m)")
+
+    # 2. weights fitted to the corpus (NetVLAD centroids) when the backbone needs them
+    spec = get_spec(cfg.backbone)
+    base = cfg.weights
+    if base is None and spec.weights_required and spec.fit_to_corpus:
+        base = str(work / "base_weights.pt")
+        if not state.done("base_weights", corpus_key) or not pathlib.Path(base).exists():
+            log("[mission] fitting the backbone's corpus weights (k-means centroids)")
+            t0 = time.perf_counter()
+            spec.fit_to_corpus(corpus, base, **cfg.backbone_options)
+            timings["base_weights_s"] = round(time.perf_counter() - t0, 1)
+            state.mark("base_weights", corpus_key)
+
+    # 3. adaptation (fine-tune within the budget, learned whitening chosen on held-out views)
+    adapt_dir, result_dir = work / "adapt", work / "adapt" / "result"
+    adapt_key = {**corpus_key, "backbone": cfg.backbone, "options": cfg.backbone_options,
+                 "adapt": dataclasses.asdict(cfg.adapt), "rotations": cfg.build.rotations}
+    if not state.done("adapt", adapt_key) or not (result_dir / "adaptation.json").exists():
+        log(f"[mission] adapting {cfg.backbone} to the map: fine-tune budget {cfg.adapt.budget_label()} on {device}, "
+            f"learned whitening from {cfg.adapt.views} synthesised views")
+        t0 = time.perf_counter()
+        adaptation = adapt_backbone(cfg.backbone, base, cfg.maps, rasters, corpus, adapt_dir, cfg.adapt, cfg.build,
+                                    cfg.backbone_options, cfg.progress, log)
+        adaptation.save(result_dir)
+        timings["adapt_s"] = round(time.perf_counter() - t0, 1)
+        state.mark("adapt", adapt_key)
+    adaptation = Adaptation.load(result_dir)
+
+    # 4. the index: every tile through the same embedding path, the chosen whitening applied as it is assembled
+    index_key = {**adapt_key, "index": cfg.build.index_kind()}
+    if not state.done("index", index_key) or not (out / "manifest.json").exists():
+        t0 = time.perf_counter()
+        settings = dataclasses.replace(cfg.build, pca_dim=0, work_dir=adaptation.embed_dir, keep_work=True)
+        provenance = Provenance(source=f"vpr prepare-mission on {cfg.maps}",
+                                licence="as the trunk weights and the mission map",
+                                notes=json.dumps({"base_weights": adaptation.weights, **adaptation.log,
+                                                  "settings": cfg.settings()}, default=str))
+        build_index(raw_strategy(cfg.backbone, adaptation.weights, cfg.backbone_options, device), corpus, out,
+                    settings, spec=worker_spec(cfg.backbone, adaptation.weights, cfg.backbone_options, device),
+                    whitening=adaptation.whitening, weights_provenance=provenance,
+                    extra={"adaptation": adaptation.log}, progress=cfg.progress, log=log)
+        timings["index_s"] = round(time.perf_counter() - t0, 1)
+        state.mark("index", index_key)
+    manifest = json.loads((out / "manifest.json").read_text())
+    summary = {"out": str(out), "tiles": len(corpus), "tile_plan": plan.to_json(), "timings": timings,
+               "adaptation": manifest.get("adaptation"), "hubness": manifest.get("hubness"),
+               "weights_file": manifest.get("weights_file"), "weights_sha256": manifest.get("weights_sha256"),
+               **{k: manifest.get(k) for k in ("index_type", "index_params", "index_bytes", "recall_at_10_vs_exact")}}
+
+    # 5. before/after report on synthesised queries of a seed the adaptation never used
+    if cfg.report_queries > 0:
+        report_key = {**index_key, "n": cfg.report_queries, "seed": cfg.report_seed}
+        rpath = out / "report" / "report.json"
+        if not state.done("report", report_key) or not rpath.exists():
+            log(f"[mission] before/after report on {cfg.report_queries} synthesised queries (seed {cfg.report_seed})")
+            report = mission_report(cfg, corpus, base, out, adapt_dir)
+            state.mark("report", report_key)
+        else:
+            report = json.loads(rpath.read_text())
+        summary["report"] = report
+    if not cfg.build.keep_work:
+        shutil.rmtree(adapt_dir / "embed", ignore_errors=True)
+    return summary

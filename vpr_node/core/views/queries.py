@@ -1,0 +1,190 @@
+"""Synthesise drone-like nav-camera frames from georeferenced maps, with ground-truth positions.
+
+Each query: random position, yaw 0-360 deg, a ground footprint (from an altitude range and the camera
+model, or a nominal footprint +-30 %), camera tilt (perspective warp), photometric change (a profile of
+`augment`). Deterministic by seed. Written as images + queries.csv.
+
+`QuerySpec.benchmark()` is the developer benchmark's protocol: 1280x720 camera with 86 deg horizontal
+field of view at 55-110 m above ground (the centred square crop sees 58-115 m), unknown yaw, tilt up
+to 15 deg, `strong` photometric change (another season, time of day and sensor than the map).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import pathlib
+
+import cv2
+import numpy as np
+
+from vpr_node.core.maps.camera import CameraModel
+from vpr_node.core.maps.sources import GeoRaster
+from vpr_node.core.views import augment
+
+
+@dataclasses.dataclass
+class QuerySpec:
+    camera: tuple[int, int] = (1280, 720)  # (width, height) px
+    footprint_m: float = 60.0  # without altitude_m: ground extent of the frame's SHORT side at nominal altitude
+    scale_jitter: float = 0.30  # without altitude_m: footprint x U(1 - j, 1 + j)
+    yaw_deg: tuple[float, float] = (0.0, 360.0)
+    max_tilt_deg: float = 10.0
+    photometric: bool | str = True  # True = "standard", False = "none", or an `augment` profile name
+    altitude_m: tuple[float, float] | None = None  # altitude above ground, uniform in this range
+    hfov_deg: float = 86.0  # with altitude_m: the camera's horizontal field of view
+
+    @classmethod
+    def benchmark(cls, **over) -> "QuerySpec":
+        """The developer benchmark's query protocol (module docstring)."""
+        return cls(**{"altitude_m": (55.0, 110.0), "max_tilt_deg": 15.0, "photometric": "strong", **over})
+
+    @property
+    def profile(self) -> str:
+        if isinstance(self.photometric, str):
+            return self.photometric
+        return "standard" if self.photometric else "none"
+
+    def camera_model(self) -> CameraModel:
+        return CameraModel.from_hfov(self.hfov_deg, *self.camera)
+
+    def footprint_range_m(self) -> tuple[float, float]:
+        """Smallest and largest ground side of the frames' centred square crop."""
+        if self.altitude_m:
+            cam = self.camera_model()
+            return cam.square_footprint_m(self.altitude_m[0]), cam.square_footprint_m(self.altitude_m[1])
+        return self.footprint_m * (1 - self.scale_jitter), self.footprint_m * (1 + self.scale_jitter)
+
+
+@dataclasses.dataclass
+class Query:
+    name: str
+    lat: float
+    lon: float
+    yaw_deg: float
+    scale: float
+    tilt_deg: float
+    source: str
+    image: np.ndarray | None = None
+    altitude_m: float | None = None  # above ground, when the spec had an altitude range
+    footprint_m: float | None = None  # ground side of the frame's centred square crop
+
+
+def render_view(map_rgb: np.ndarray, cx: float, cy: float, yaw_deg: float, side_px: float, camera: tuple[int, int],
+                tilt_deg: float = 0.0, tilt_dir_deg: float = 0.0) -> np.ndarray:
+    """Render a camera frame looking down at map pixel (cx, cy): frame 'up' points along heading `yaw_deg`
+    (clockwise from north), the short side covers `side_px` map pixels; tilt adds a perspective warp."""
+    cw, ch = camera
+    s = side_px / ch  # map px per camera px
+    a = math.radians(yaw_deg)
+    ux, uy = math.sin(a), -math.cos(a)  # 'up' direction in map px
+    rx, ry = -uy, ux  # 'right'
+    # camera corners (tl, tr, br, bl) in map coordinates
+    hw, hh = cw / 2 * s, ch / 2 * s
+    corners = np.array(
+        [
+            [cx - rx * hw + ux * hh, cy - ry * hw + uy * hh],
+            [cx + rx * hw + ux * hh, cy + ry * hw + uy * hh],
+            [cx + rx * hw - ux * hh, cy + ry * hw - uy * hh],
+            [cx - rx * hw - ux * hh, cy - ry * hw - uy * hh],
+        ],
+        np.float32,
+    )
+    if tilt_deg:
+        # an oblique view sees a trapezoid on the ground: stretch the far edge by tan(tilt)
+        k = math.tan(math.radians(tilt_deg))
+        far = int(((tilt_dir_deg % 360) // 90) % 4)
+        idx = [(0, 1), (1, 2), (2, 3), (3, 0)][far]
+        centre = corners.mean(0)
+        for i in idx:
+            corners[i] = centre + (corners[i] - centre) * (1 + k)
+    dst = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float32)
+    m = cv2.getPerspectiveTransform(corners, dst)
+    return cv2.warpPerspective(map_rgb, m, (cw, ch), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+
+
+def footprint_radius_px(side_px: float, camera: tuple[int, int], tilt_deg: float) -> float:
+    cw, ch = camera
+    return 0.5 * side_px * math.hypot(cw / ch, 1.0) * (1 + math.tan(math.radians(tilt_deg)))
+
+
+def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: QuerySpec | None = None):
+    """Yield n Query objects (with image) whose whole footprint lies inside one map raster."""
+    spec = spec or QuerySpec()
+    rng = np.random.default_rng(seed)
+    cam = spec.camera_model() if spec.altitude_m else None
+    images = {}
+    made = 0
+    attempts = 0
+    while made < n:
+        attempts += 1
+        if attempts > 100 * n:
+            raise ValueError("cannot place queries: maps are too small for the configured footprint")
+        r = rasters[int(rng.integers(len(rasters)))]
+        if r.path not in images:
+            images[r.path] = r.read_rgb()
+        img = images[r.path]
+        if cam is not None:
+            altitude = float(rng.uniform(*spec.altitude_m))
+            footprint = cam.square_footprint_m(altitude)
+        else:
+            altitude, footprint = (
+                None,
+                spec.footprint_m * float(rng.uniform(1 - spec.scale_jitter, 1 + spec.scale_jitter)),
+            )
+        tilt = float(rng.uniform(0, spec.max_tilt_deg))
+        side_px = footprint / r.geo.gsd_m
+        rad = footprint_radius_px(side_px, spec.camera, tilt)
+        h, w = img.shape[:2]
+        if 2 * rad >= min(w, h):
+            # the rotated frame cannot fit: clamp to what fits (rather than loop forever)
+            rad_allowed = min(w, h) / 2 - 1
+            side_px *= rad_allowed / rad
+            footprint = side_px * r.geo.gsd_m
+            altitude = cam.altitude_for_footprint(footprint) if cam is not None else None
+            rad = rad_allowed
+        cx = float(rng.uniform(rad, w - rad))
+        cy = float(rng.uniform(rad, h - rad))
+        yaw = float(rng.uniform(*spec.yaw_deg))
+        view = render_view(img, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
+        view = augment.apply(spec.profile, rng, view)
+        lat, lon = (float(v) for v in r.geo.pixel_to_latlon(cx, cy))
+        yield Query(f"q{made:05d}", lat, lon, yaw, footprint / spec.footprint_m, tilt, r.path.name, view, altitude,
+                    footprint)
+        made += 1
+
+
+QUERY_FIELDS = ("name", "path", "lat", "lon", "yaw_deg", "scale", "tilt_deg", "source", "altitude_m", "footprint_m")
+
+
+def write_queries(queries, out_dir) -> pathlib.Path:
+    """Write query images (JPEG) and queries.csv; returns the CSV path."""
+    out_dir = pathlib.Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "queries.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=QUERY_FIELDS)
+        w.writeheader()
+        for q in queries:
+            rel = f"images/{q.name}.jpg"
+            cv2.imwrite(str(out_dir / rel), cv2.cvtColor(q.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            w.writerow({"name": q.name, "path": rel, "lat": f"{q.lat:.8f}", "lon": f"{q.lon:.8f}",
+                        "yaw_deg": f"{q.yaw_deg:.2f}", "scale": f"{q.scale:.4f}", "tilt_deg": f"{q.tilt_deg:.2f}",
+                        "source": q.source, "altitude_m": "" if q.altitude_m is None else f"{q.altitude_m:.2f}",
+                        "footprint_m": "" if q.footprint_m is None else f"{q.footprint_m:.2f}"})
+    return csv_path
+
+
+def read_queries(csv_path, with_images: bool = True) -> list[Query]:
+    csv_path = pathlib.Path(csv_path)
+    out = []
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            img = None
+            if with_images:
+                bgr = cv2.imread(str(csv_path.parent / row["path"]), cv2.IMREAD_COLOR)
+                img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            opt = {k: float(row[k]) if row.get(k) else None for k in ("altitude_m", "footprint_m")}
+            out.append(Query(row["name"], float(row["lat"]), float(row["lon"]), float(row["yaw_deg"]),
+                             float(row["scale"]), float(row["tilt_deg"]), row["source"], img, **opt))
+    return out
