@@ -14,6 +14,20 @@ WILDNAV = SHARED / "data" / "wildnav_turku" / "tiles.csv"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+NOT_UNIT = ("process", "ros_launch", "slow")
+BY_MODULE = {"test_launch_": "ros_launch", "test_node_": "process"}  # launch_testing's own items carry no pytestmark
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules test_launch_* are ros_launch, test_node_* process; every test not marked process, ros_launch or
+    slow is a unit test (`scripts/test.sh -m unit`)."""
+    for item in items:
+        for prefix, mark in BY_MODULE.items():
+            if item.path.name.startswith(prefix) and not item.get_closest_marker(mark):
+                item.add_marker(getattr(pytest.mark, mark))
+        if not any(item.get_closest_marker(m) for m in NOT_UNIT):
+            item.add_marker(pytest.mark.unit)
+
 
 @pytest.fixture(scope="session")
 def sample_maps(tmp_path_factory):

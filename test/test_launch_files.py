@@ -12,6 +12,8 @@ import yaml
 from vpr_node.ros import node_spec
 from vpr_node.ros.params import PARAMETERS
 
+pytestmark = pytest.mark.ros_launch
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 

@@ -12,6 +12,8 @@ pytest.importorskip("launch_testing", reason=SKIP_REASON)  # the imports below n
 import launch_testing.actions
 import launch_testing.asserts
 
+pytestmark = pytest.mark.ros_launch
+
 DOMAIN = 50 + os.getpid() % 10
 
 

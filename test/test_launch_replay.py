@@ -13,6 +13,8 @@ import launch_pytest
 from ament_index_python.packages import get_package_share_directory
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
+pytestmark = pytest.mark.ros_launch
+
 DOMAIN = 90 + os.getpid() % 10
 
 

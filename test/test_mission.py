@@ -1,23 +1,33 @@
-"""`vpr prepare-mission` on the procedural sample map: a short adaptation (fine-tune + learned whitening,
-chosen on held-out views), the adapted weights in the index folder, named and hashed in its manifest,
-loaded by the node process without a `weights` parameter; before/after recall on queries of a seed the
-adaptation never used; a rerun resumes (finished steps are skipped)."""
+"""mission/: `vpr prepare-mission` on the procedural sample map (a fine-tune of a few steps + learned whitening, chosen
+on held-out views) and on a UTM GeoTIFF; the adapted weights in the index folder, named and hashed in its manifest,
+loaded by the node process without a `weights` parameter; before/after recall on queries of a seed the adaptation
+never used; a rerun resumes."""
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from rasterio.transform import from_bounds  # noqa: E402
+from rasterio.warp import Resampling, calculate_default_transform, reproject  # noqa: E402
 
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.io.hashing import sha256_file
 from vpr_node.core.maps.camera import DEFAULT_CAMERA
+from vpr_node.core.maps.sources import load_corner_table  # noqa: E402
 from vpr_node.core.mission.adaptation import AdaptConfig
 from vpr_node.core.mission.config import MissionConfig
 from vpr_node.core.mission.prepare import prepare_mission
 
+pytestmark = pytest.mark.slow
+
 OPTS = {"input_size": 160, "num_clusters": 8}
+
+
 FINE_TUNE_STEPS = 3  # a step budget, not minutes: the same fine-tune on any machine, however loaded
+
+
 ONE_QUERY = 1 / 40  # of the report's 40 queries
 
 
@@ -125,3 +135,62 @@ def test_command_line(sample_maps, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "after  adaptation: recall@1/5/10 (25 m)" in proc.stdout
     assert (out / "manifest.json").is_file() and (out / "report" / "recall_at_n.png").is_file()
+
+
+rasterio = pytest.importorskip("rasterio")
+
+
+@pytest.fixture(scope="module")
+def maps(tmp_path_factory):
+    from vpr_node.core.maps.procedural import write_sample_map
+    root = tmp_path_factory.mktemp("geotiff")
+    csv = write_sample_map(root / "png", seed=4, size_px=600)
+    png = load_corner_table(csv)[0]
+    rgb = png.read_rgb()
+    g = png.geo
+    h, w = rgb.shape[:2]
+    wgs = from_bounds(g.lon0, g.lat1, g.lon1, g.lat0, w, h)
+    prof = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs="EPSG:4326", transform=wgs,
+                tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(root / "wgs84.tif", "w", **prof) as dst:
+        dst.write(rgb.transpose(2, 0, 1))
+        dst.build_overviews([2, 4], Resampling.average)
+    # the same map reprojected to UTM zone 34N (as an orthophoto usually comes), pixels outside = nodata 0
+    with rasterio.open(root / "wgs84.tif") as src:
+        t, tw, th = calculate_default_transform(src.crs, "EPSG:32634", w, h, *src.bounds)
+        utm = np.zeros((3, th, tw), np.uint8)
+        reproject(rgb.transpose(2, 0, 1), utm, src_transform=wgs, src_crs="EPSG:4326", dst_transform=t,
+                  dst_crs="EPSG:32634", resampling=Resampling.bilinear, dst_nodata=0)
+    with rasterio.open(root / "utm.tif", "w", **dict(prof, crs="EPSG:32634", transform=t, width=tw, height=th,
+                                                       nodata=0)) as dst:
+        dst.write(utm)
+    # grey, 16-bit, in UTM
+    grey = (utm.astype(np.float32).mean(0) * 40 + 1000).astype(np.uint16)
+    grey[utm.max(0) == 0] = 0
+    with rasterio.open(root / "grey16.tif", "w", **dict(prof, crs="EPSG:32634", transform=t, width=tw, height=th,
+                                                          count=1, dtype="uint16", nodata=0)) as dst:
+        dst.write(grey, 1)
+    return {"csv": csv, "root": root}
+
+
+def test_prepare_mission_and_build_index_take_a_utm_geotiff(maps, tmp_path):
+    """The pre-flight command on an orthophoto as users have it: index, manifest, tiles with their source CRS."""
+    import json
+
+    from vpr_node.core.index.loaded import DescriptorIndex
+    from vpr_node.core.indexing.settings import BuildSettings
+    from vpr_node.core.maps.camera import DEFAULT_CAMERA
+    from vpr_node.core.mission.adaptation import AdaptConfig
+    from vpr_node.core.mission.config import MissionConfig
+    from vpr_node.core.mission.prepare import prepare_mission
+    cfg = MissionConfig(maps=str(maps["root"] / "utm.tif"), out=str(tmp_path / "index"),
+                        backbone="efficientnet_lite0_gem", backbone_options={"input_size": 96}, camera=DEFAULT_CAMERA,
+                        altitude=(50.0, 60.0), build=BuildSettings(rotations=1), tile_px=96, report_queries=0,
+                        progress=False,
+                        adapt=AdaptConfig(minutes=0, whiten_dim=0, validation_views=20))
+    summary = prepare_mission(cfg, log=lambda *_: None)
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["tile_count"] == summary["tiles"] > 0
+    idx = DescriptorIndex(tmp_path / "index")
+    assert {r.src_crs for r in idx.records} == {"EPSG:32634"}
+    assert idx.search(idx.index.reconstruct(0), 1)[0].distance < 1e-4

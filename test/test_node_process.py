@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from conftest import GEM_OPTS, Running, node_params, send_frame
 
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture(scope="module")
 def running(gem_index_dir, tmp_path_factory):

@@ -1,6 +1,5 @@
-"""Heading, altitude and position priors in the core: conversions (REP 103/105), time matching, what each
-prior does to a frame and to the search, typed errors for malformed samples, and the offline benchmark
-path (evaluate with simulated priors) applying them the way the node does."""
+"""priors/: heading from ENU/NED orientations, malformed samples, stamp matching and waiting, each prior applied to a
+frame, evaluation with priors."""
 import math
 
 import numpy as np
@@ -19,7 +18,7 @@ from vpr_node.core.priors.samples import (
     heading_from_yaw,
     yaw_from_quaternion,
 )
-from vpr_node.core.views.geometry import crop_to_ground, rotate_to_north_up
+from vpr_node.core.views.geometry import rotate_to_north_up
 
 
 def quat_yaw(yaw):
@@ -73,12 +72,6 @@ def test_a_frame_waits_briefly_for_the_samples_of_its_own_instant(index, sample_
     threading.Timer(0.03, lambda: b.add(HEADING, t0 + 10**9, 180.0)).start()
     _, _, state = applier.apply(sample_queries[0].image, t0 + 10**9)
     assert state.heading == "ok" and state.heading_deg == 180.0
-
-
-def test_crop_to_ground_keeps_the_centre():
-    img = np.zeros((720, 1280, 3), np.uint8)
-    assert crop_to_ground(img, footprint_m=120.0, target_m=60.0).shape == (360, 360, 3)
-    assert crop_to_ground(img, footprint_m=50.0, target_m=60.0).shape == (720, 720, 3)  # cannot zoom out
 
 
 @pytest.fixture(scope="module")

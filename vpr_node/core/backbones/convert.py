@@ -1,12 +1,17 @@
-"""TODO docstring: convert."""
+"""Authors' checkpoints -> project weights files (`vpr convert-checkpoint`, through each backbone spec's converter),
+and the NetVLAD paper's PCA-whitening of a converted NetVLAD (`vpr fit-pca`)."""
 from __future__ import annotations
 
 import json
 import pathlib
 
+import numpy as np
+import torch
+from tqdm import tqdm
+
 from vpr_node.core.backbones import get_spec
-from vpr_node.core.backbones.netvlad import fit_vlad_pca, netvlad_from_state, save_project_checkpoint
-from vpr_node.core.backbones.weights import Provenance, torch_load
+from vpr_node.core.backbones.netvlad import fit_vlad_pca, netvlad_from_state
+from vpr_node.core.backbones.weights import Provenance, save_weights, torch_load
 from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.io.hashing import sha256_file
 from vpr_node.core.maps.tiles import TileCorpus
@@ -15,32 +20,21 @@ from vpr_node.core.maps.tiles import TileCorpus
 def convert_checkpoint(backbone: str, checkpoint, out, source: str | None = None, licence: str | None = None,
                        options: dict | None = None) -> dict:
     """Authors' released checkpoint -> project weights file + provenance sidecar."""
-    import torch
-
-
     spec = get_spec(backbone)
     if spec.convert is None:
         raise ConfigurationError(f"backbone {backbone!r} has no published-checkpoint converter; its weights come from "
                                  f"{spec.weights_hint}", parameter="backbone")
     model = spec.convert(str(checkpoint), **(options or {}))
-    out = pathlib.Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out)
     prov = model.provenance
-    Provenance(source=source or prov.source, licence=licence or prov.licence, sha256=sha256_file(out),
-               trained=prov.trained,
-               notes=f"converted from {checkpoint} (sha256 {sha256_file(checkpoint)[:16]}...); "
-                     f"options {json.dumps(options or {})}; {prov.notes}").write(out)
+    out = save_weights(model, out, Provenance(
+        source=source or prov.source, licence=licence or prov.licence, trained=prov.trained,
+        notes=f"converted from {checkpoint} (sha256 {sha256_file(checkpoint)[:16]}...); "
+              f"options {json.dumps(options or {})}; {prov.notes}"))
     return {"out": str(out), "backbone": backbone, "descriptor_dim": model.descriptor_dim, "trained": prov.trained}
 
 
 def fit_pca(weights, corpus_dir, out, dim: int = 512, n_images: int = 600, progress: bool = True) -> pathlib.Path:
     """PCA-whitening for net_vlad (NetVLAD paper recipe) on top of a converted checkpoint's encoder+pool."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-
     model = netvlad_from_state(torch_load(weights, "net_vlad"), drop_pca=True).eval()
     corpus = TileCorpus(corpus_dir)
     ids = np.random.default_rng(0).permutation(len(corpus))[:n_images]
@@ -56,4 +50,4 @@ def fit_pca(weights, corpus_dir, out, dim: int = 512, n_images: int = 600, progr
         notes=(old.notes if old else "") + f"; PCA-whitened {dim}-D",
     )
     with torch.no_grad():
-        return save_project_checkpoint(out_model, out, prov)
+        return save_weights(out_model, out, prov)

@@ -187,15 +187,6 @@ def fit_vlad_pca(model: NetVladVgg16, images, out_dim: int = 512, eps: float = 1
     return lin
 
 
-def save_project_checkpoint(model: NetVladVgg16, path, provenance: Provenance) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    provenance.sha256 = sha256_file(path)
-    provenance.write(path)
-    return path
-
-
 def make_nanne_layout_checkpoint(path, wpca_dim: int = 4096, vladv2: bool = False, seed: int = 0) -> pathlib.Path:
     """A checkpoint in Nanne/pytorch-NetVlad's exact key layout (random values): for converter tests
     and for users to check a converter install without the 500 MB download."""

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vpr_node.core.backbones.weights import Provenance
-from vpr_node.core.io.hashing import sha256_file
+from vpr_node.core.backbones.weights import Provenance, save_weights
 from vpr_node.core.maps.tiles import TileCorpus
 
 
@@ -37,11 +36,7 @@ def init_vlad(model, corpus: TileCorpus, out_path, n_images: int = 200, per_imag
     km = faiss.Kmeans(feats.shape[1], k, niter=50, seed=seed, verbose=False)
     km.train(feats)
     model.pool.init_from_features(km.centroids, feats[:20000])
-    out_path = pathlib.Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out_path)
-    Provenance(source=f"k-means ({k} clusters) over {len(feats)} local features of corpus {corpus.root}",
-               licence="see trunk weights", sha256=sha256_file(out_path), trained=trunk_trained,
-               notes=f"centroids from corpus features; trunk = {trunk}"
-               + ("" if trunk_trained else "; untrained pool trunk: encoder weights are random")).write(out_path)
-    return out_path
+    return save_weights(model, out_path, Provenance(
+        source=f"k-means ({k} clusters) over {len(feats)} local features of corpus {corpus.root}",
+        licence="see trunk weights", trained=trunk_trained, notes=f"centroids from corpus features; trunk = {trunk}"
+        + ("" if trunk_trained else "; untrained pool trunk: encoder weights are random")))

@@ -2,11 +2,15 @@
 benchmarks skip where they are absent)."""
 from __future__ import annotations
 
+import os
 import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[3]  # vpr_node/core/benchmarks/ -> the checkout
 
 
 def shared_data_dir() -> pathlib.Path:
-    return pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
+    """VPR_SHARED_DIR/data, else ../shared/data beside the checkout."""
+    return pathlib.Path(os.environ.get("VPR_SHARED_DIR", REPO.parent / "shared")) / "data"
 
 
 def developer_maps() -> list[pathlib.Path]:

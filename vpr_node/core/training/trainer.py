@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from vpr_node.core.backbones import Provenance, create_backbone
-from vpr_node.core.io.hashing import sha256_file
+from vpr_node.core.backbones.weights import save_weights
 from vpr_node.core.maps.sources import load_maps
 from vpr_node.core.maps.tiles import TileCorpus
 from vpr_node.core.options import option
@@ -112,16 +112,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.workers)
     trainer.fit(module, DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers),
                 val_loader, ckpt_path=resume)
-    weights = out / f"{cfg.backbone}.pt"
     model.eval()
-    torch.save(model.state_dict(), weights)
-    Provenance(
+    weights = save_weights(model, out / f"{cfg.backbone}.pt", Provenance(
         source=f"vpr train on {cfg.corpus} ({trainer.global_step} steps, batch {cfg.batch_size})",
         licence="as the training data and trunk weights",
-        sha256=sha256_file(weights),
-        trained=True,
-        notes=json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("resume",)}),
-    ).write(weights)
+        notes=json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("resume",)})))
     return {"weights": str(weights), "steps": trainer.global_step,
             "metrics_csv": str(pathlib.Path(loggers[0].log_dir) / "metrics.csv"),
             "best_checkpoint": ckpt.best_model_path, "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}

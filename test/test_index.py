@@ -1,91 +1,17 @@
-"""Backbones, runtimes, the FAISS index + manifest, the strategy protocol and evaluation."""
+"""index/: search contract, manifest verification against the loaded backbone, damaged folders, FAISS types and the
+memory budget, exact re-rank, synthetic indexes."""
 import dataclasses
 import json
 import shutil
 
 import numpy as np
 import pytest
-import torch
 
-from vpr_node.core.backbones import available_backbones, create_backbone
-from vpr_node.core.backbones.efficientnet import (
-    build_lite0_imagenet,
-    lukemelas_to_timm_lite0,
-    packaged_lite0_weights_path,
-)
 from vpr_node.core.backbones.identity import BackboneIdentity
 from vpr_node.core.errors import ConfigurationError, IndexUnavailableError
-from vpr_node.core.evaluation.recall import evaluate, recall_from_distances
-from vpr_node.core.index.faiss_index import make_faiss_index
+from vpr_node.core.index.faiss_index import make_faiss_index, recall_vs_exact
 from vpr_node.core.index.loaded import DescriptorIndex
-from vpr_node.core.retrieval.runtimes import create_runtime
-from vpr_node.core.retrieval.strategy import RetrievalStrategy, VprStrategy, load_strategy
-
-
-def test_registry_lists_backbones_and_rejects_unknown():
-    assert {"efficientnet_lite0_gem", "efficientnet_lite0_netvlad"} <= set(available_backbones())
-    with pytest.raises(ConfigurationError, match="unknown backbone 'nope'; choose one of"):
-        create_backbone("nope")
-
-
-def test_lukemelas_weights_map_onto_timm_exactly():
-    raw = torch.load(packaged_lite0_weights_path(), map_location="cpu")
-    mapped = lukemelas_to_timm_lite0(raw)
-    model, _ = build_lite0_imagenet()
-    sd = model.state_dict()
-    assert set(mapped) == set(sd) and len(mapped) == len(raw)
-    for k, v in mapped.items():
-        assert torch.equal(sd[k], v), k
-    # A real ImageNet classifier: confident, non-uniform predictions on a natural-looking input
-    x = torch.zeros(1, 3, 224, 224)
-    x[:, :, 60:160, 60:160] = 1.5
-    probs = model(x).softmax(-1)
-    assert probs.max() > 5.0 / 1000
-
-
-def test_gem_backbone_unit_norm_deterministic(gem_strategy, sample_queries):
-    img = sample_queries[0].image
-    outs = [gem_strategy.embed_query(img) for _ in range(3)]
-    assert outs[0].shape == (gem_strategy.descriptor_dim,)
-    assert abs(np.linalg.norm(outs[0]) - 1.0) < 1e-3
-    assert all(np.array_equal(outs[0], o) for o in outs[1:])
-
-
-def test_strategy_satisfies_protocol(gem_strategy, gem_index_dir, sample_queries):
-    """The C2 protocol as behaviour: embed_query -> (descriptor_dim,) float32 unit vector; retrieve_topk -> k
-    candidates, ascending distance, labelled with the backbone and dimension."""
-    s = load_strategy("efficientnet_lite0_gem", backbone_options={"input_size": 160}, index_dir=str(gem_index_dir))
-    assert isinstance(s, VprStrategy)
-    d = s.embed_query(sample_queries[0].image)
-    assert d.shape == (s.descriptor_dim,) and d.dtype == np.float32 and abs(np.linalg.norm(d) - 1) < 1e-3
-    cands = s.retrieve_topk(d, 4)
-    assert len(cands) == 4 and [c.rank for c in cands] == [0, 1, 2, 3]
-    assert [c.distance for c in cands] == sorted(c.distance for c in cands)
-    assert {(c.backbone_label, c.descriptor_dim) for c in cands} == {("efficientnet_lite0_gem", s.descriptor_dim)}
-
-
-def test_onnxruntime_matches_pytorch(gem_strategy, sample_queries):
-    model = gem_strategy.backbone
-    ort = create_runtime("onnxruntime", model)
-    x = model.preprocessor([q.image for q in sample_queries[:2]])
-    ref = create_runtime("pytorch", model).forward(x)
-    assert np.allclose(ort.forward(x), ref, atol=1e-4)
-
-
-def test_fp16_runtime_close_to_fp32(sample_queries):
-    m = create_backbone("efficientnet_lite0_gem", input_size=160)
-    x = m.preprocessor([sample_queries[0].image])
-    fp32 = create_runtime("pytorch", m, "fp32").forward(x)
-    fp16 = create_runtime("pytorch", m, "fp16").forward(x)
-    assert fp16.dtype == np.float16 and float(fp32[0] @ fp16[0].astype(np.float32)) > 0.99
-
-
-def test_unavailable_runtimes_fail_fast_with_a_message():
-    m = create_backbone("efficientnet_lite0_gem", input_size=64)
-    with pytest.raises(ConfigurationError, match="tensorrt"):
-        create_runtime("tensorrt", m)
-    with pytest.raises(ConfigurationError, match="BUILD_ONNX_RUNTIME=OFF"):
-        create_runtime("onnxruntime", m, installed=frozenset({"pytorch"}))
+from vpr_node.core.retrieval.strategy import RetrievalStrategy, load_strategy
 
 
 def test_index_search_sorted_k_and_labelled(gem_strategy, gem_index_dir, sample_queries):
@@ -155,23 +81,6 @@ def test_faiss_index_types_agree_on_easy_data():
         make_faiss_index(x[:50], "ivfpq", {"nlist": 16})
 
 
-def test_recall_definition():
-    dist = np.array([[30.0, 10.0, 99.0], [5.0, 80.0, 80.0], [60.0, 70.0, 80.0]])
-    assert recall_from_distances(dist, (1, 2, 3), 25.0) == {1: 1 / 3, 2: 2 / 3, 3: 2 / 3}
-
-
-def test_evaluate_on_sample_map(gem_index_dir, sample_queries, tmp_path):
-    from vpr_node.core.evaluation.report import write_report
-    s = load_strategy("efficientnet_lite0_gem", index_dir=str(gem_index_dir), backbone_options={"input_size": 160})
-    r = evaluate(s, sample_queries, k=20, progress=False)
-    assert r.n_queries == len(sample_queries) and 0.0 <= r.recall["25"]["1"] <= r.recall["25"]["20"] <= 1.0
-    assert r.recall["50"]["10"] >= r.recall["25"]["10"]
-    files = write_report([r], tmp_path, sample_queries, s.index)
-    assert json.loads((tmp_path / "results.json").read_text())[0]["backbone"] == "efficientnet_lite0_gem"
-    for key in ("plot", "mosaic"):
-        assert (tmp_path / files[key].split("/")[-1]).stat().st_size > 1000
-
-
 def test_memory_budget_picks_the_most_exact_index_that_fits_and_measures_its_recall_cost(tmp_path):
     """flat while float32 vectors fit, then 8-bit scalar quantisation, then IVF-PQ; the manifest records the
     budget, the choice, the file size and recall@10 against exact search; too small a budget says what fits."""
@@ -203,3 +112,39 @@ def test_memory_budget_picks_the_most_exact_index_that_fits_and_measures_its_rec
         top = idx.search(x[7], 5)
         assert top[0].tile.name == "t7" or want == "ivfpq"
     assert m["recall_at_10_vs_exact"] < 1.0  # IVF-PQ is approximate, and says by how much
+
+
+GEM = "efficientnet_lite0_gem"
+
+
+OPTS = {"input_size": 160}
+
+
+@pytest.mark.parametrize("kind,params", [("sq8", {}), ("ivfpq", {"nlist": 64, "m": 16, "nprobe": 8})])
+def test_rerank_restores_exact_top10(kind, params):
+    from vpr_node.core.index.synthetic import clustered_descriptors
+    x = clustered_descriptors(20_000, 64, 1)[0]
+    index = make_faiss_index(x, kind, params)
+    plain, reranked = recall_vs_exact(index, x), recall_vs_exact(index, x, rerank=10)
+    assert reranked >= 0.99 and reranked >= plain
+
+
+def test_index_over_the_memory_budget_fails_with_what_to_do(gem_index_dir):
+    from vpr_node.core.retrieval.strategy import load_strategy
+    size_mib = (gem_index_dir / "index.faiss").stat().st_size / 2**20
+    with pytest.raises(ConfigurationError, match="--memory-budget") as e:
+        load_strategy(GEM, index_dir=str(gem_index_dir), backbone_options=OPTS, index_memory_budget_mib=size_mib / 2)
+    assert e.value.context["field"] == "index_memory_budget_mib"
+    assert load_strategy(GEM, index_dir=str(gem_index_dir), backbone_options=OPTS,
+                         index_memory_budget_mib=size_mib * 2).index is not None
+
+
+def test_synthetic_index_loads_with_the_real_backbone(gem_index_dir, tmp_path):
+    """bench-scale's synthetic sizes: N clustered vectors that the real backbone's node accepts (same label, hash,
+    dimension), the index type picked by the budget."""
+    from vpr_node.core.index.synthetic import synthetic_index
+    from vpr_node.core.retrieval.strategy import load_strategy
+    m = synthetic_index(gem_index_dir, 20_000, tmp_path, memory_budget_mib=1.0)
+    assert m["entry_count"] == 20_000 and m["index_type"] == "ivfpq" and m["recall_at_10_vs_exact"] >= 0.95
+    s = load_strategy(GEM, index_dir=str(tmp_path), backbone_options=OPTS, index_memory_budget_mib=1.0)
+    assert len(s.retrieve_topk(np.zeros(s.descriptor_dim, np.float32) + 0.1, 10)) == 10

@@ -15,6 +15,8 @@ from vpr_node.core.backbones import create_backbone
 from vpr_node.core.backbones.convert import convert_checkpoint
 from vpr_node.core.errors import ConfigurationError
 
+pytestmark = pytest.mark.slow  # the authors' E2ResNet-50 is built and run on the CPU
+
 SIZE = 97  # odd into all five stride-2 stages (97, 49, 25, 13, 7): rotations by 90 degrees stay exact
 
 

@@ -12,7 +12,7 @@ from launch_helpers import SKIP_REASON, node_params_file, small_index
 
 from vpr_node.ros.node_spec import Ros2Cli, ros2_cli_available
 
-pytestmark = pytest.mark.skipif(not ros2_cli_available(), reason=SKIP_REASON)
+pytestmark = [pytest.mark.ros_launch, pytest.mark.skipif(not ros2_cli_available(), reason=SKIP_REASON)]
 DOMAIN = 70 + os.getpid() % 20
 CLI = Ros2Cli(DOMAIN)  # the operator's verbs without the daemon, retried (discovery is slow under load)
 

@@ -1,8 +1,5 @@
-"""Mission-sized maps: checkpointed + resumable build, the Dask build matching the local one byte for byte,
-PCA to a smaller dimension applied by the node too, exact re-rank of compressed indexes, the node's index
-memory budget, and the procedural mission-sized GeoTIFF."""
-from __future__ import annotations
-
+"""indexing/: the one tile-embedding path: chunked and checkpointed, resumed after kill -9, byte-identical on Dask,
+keyed to its settings and rows; PCA to a smaller dimension applied by the node too; reindex without re-embedding."""
 import hashlib
 import json
 import os
@@ -16,14 +13,16 @@ import pytest
 import torch
 from conftest import REPO
 
-from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.index.faiss_index import make_faiss_index, recall_vs_exact
 from vpr_node.core.index.loaded import DescriptorIndex
 from vpr_node.core.indexing.index_build import build_index_for
 from vpr_node.core.indexing.settings import BuildSettings
 
 GEM = "efficientnet_lite0_gem"
+
+
 OPTS = {"input_size": 160}
+
+
 BUILT_FILES = ("descriptors.npy", "entries.npy", "index.faiss", "tiles.csv")
 
 
@@ -53,6 +52,7 @@ def test_manifest_records_the_chunked_build_and_the_rerank(local_build, sample_c
         assert top.tile.name == idx.records[idx.entries[row]].tile_id
 
 
+@pytest.mark.slow
 def test_interrupted_build_resumes_and_matches_an_uninterrupted_one(local_build, sample_corpus, tmp_path):
     """`vpr build-index` killed after some chunks are on disk; the same command again embeds only the rest and
     writes the same files as the uninterrupted build."""
@@ -80,6 +80,7 @@ def test_interrupted_build_resumes_and_matches_an_uninterrupted_one(local_build,
         assert sha(out / name) == sha(local_build[0] / name), name
 
 
+@pytest.mark.slow
 def test_dask_build_is_identical_to_the_local_build(local_build, sample_corpus, tmp_path):
     """The same chunks embedded by a Dask LocalCluster of 2 worker processes: byte-identical index folder."""
     m = build_index_for(GEM, sample_corpus, tmp_path, BuildSettings(rotations=2, chunk_tiles=8, index_type="sq8",
@@ -120,52 +121,6 @@ def test_pca_dim_reduces_the_index_and_the_node_embeds_the_same_way(sample_corpu
     hits = [s.retrieve_topk(s.embed_query(sample_corpus.image(i)), 1)[0].tile.name
             == sample_corpus.records[i].tile_id for i in range(0, len(sample_corpus), 5)]
     assert all(hits), hits
-
-
-@pytest.mark.parametrize("kind,params", [("sq8", {}), ("ivfpq", {"nlist": 64, "m": 16, "nprobe": 8})])
-def test_rerank_restores_exact_top10(kind, params):
-    from vpr_node.core.index.synthetic import clustered_descriptors
-    x = clustered_descriptors(20_000, 64, 1)[0]
-    index = make_faiss_index(x, kind, params)
-    plain, reranked = recall_vs_exact(index, x), recall_vs_exact(index, x, rerank=10)
-    assert reranked >= 0.99 and reranked >= plain
-
-
-def test_index_over_the_memory_budget_fails_with_what_to_do(gem_index_dir):
-    from vpr_node.core.retrieval.strategy import load_strategy
-    size_mib = (gem_index_dir / "index.faiss").stat().st_size / 2**20
-    with pytest.raises(ConfigurationError, match="--memory-budget") as e:
-        load_strategy(GEM, index_dir=str(gem_index_dir), backbone_options=OPTS, index_memory_budget_mib=size_mib / 2)
-    assert e.value.context["field"] == "index_memory_budget_mib"
-    assert load_strategy(GEM, index_dir=str(gem_index_dir), backbone_options=OPTS,
-                         index_memory_budget_mib=size_mib * 2).index is not None
-
-
-def test_large_map_is_a_tiled_utm_geotiff_with_overviews(tmp_path):
-    rasterio = pytest.importorskip("rasterio")
-    from vpr_node.core.maps.procedural import LARGE_MAP_CRS, write_large_map
-    from vpr_node.core.maps.sources import load_maps
-    from vpr_node.core.maps.tiles import TilePlan
-    from vpr_node.core.maps.tiling import cut_corpus
-    path = write_large_map(tmp_path / "big.tif", size_m=600, gsd_m=1.0, block_px=250, progress=False)
-    with rasterio.open(path) as src:
-        assert src.crs.to_string() == LARGE_MAP_CRS and src.width == 600 and src.overviews(1)
-        assert src.block_shapes[0] == (256, 256)  # tiled: windowed reads touch only their blocks
-        a, b = src.read(window=((0, 250), (0, 250))), src.read(window=((0, 250), (250, 500)))
-    assert np.abs(a.astype(int) - b.astype(int)).mean() > 5  # blocks are different landscapes
-    records = cut_corpus(load_maps(path), tmp_path / "corpus", TilePlan.single(150, 0.5), 96, progress=False)
-    assert len(records) >= 36 and records[0].src_crs == LARGE_MAP_CRS
-
-
-def test_synthetic_index_loads_with_the_real_backbone(gem_index_dir, tmp_path):
-    """bench-scale's synthetic sizes: N clustered vectors that the real backbone's node accepts (same label, hash,
-    dimension), the index type picked by the budget."""
-    from vpr_node.core.index.synthetic import synthetic_index
-    from vpr_node.core.retrieval.strategy import load_strategy
-    m = synthetic_index(gem_index_dir, 20_000, tmp_path, memory_budget_mib=1.0)
-    assert m["entry_count"] == 20_000 and m["index_type"] == "ivfpq" and m["recall_at_10_vs_exact"] >= 0.95
-    s = load_strategy(GEM, index_dir=str(tmp_path), backbone_options=OPTS, index_memory_budget_mib=1.0)
-    assert len(s.retrieve_topk(np.zeros(s.descriptor_dim, np.float32) + 0.1, 10)) == 10
 
 
 def test_reindex_changes_the_index_type_without_reembedding(local_build, tmp_path):

@@ -1,4 +1,4 @@
-"""The README's "Adding a backbone" example is real: its code block, run as the module it names (in a
+"""docs/backbones.md's "Adding a backbone" example is real: its code block, run as the module it names (in a
 subprocess, so the registry of this test run stays as shipped), registers a backbone that the registry,
 the weights loader and the index builder accept."""
 import pathlib
@@ -53,9 +53,9 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
-def test_the_readme_add_a_backbone_example_works(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Adding a backbone"):]
+def test_the_documented_add_a_backbone_example_works(tmp_path):
+    doc = (REPO / "docs" / "backbones.md").read_text()
+    section = doc[doc.index("## Adding a backbone"):]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert block.startswith("# vpr_node/core/backbones/resnet18_gem.py")
     (tmp_path / "resnet18_gem.py").write_text(block)

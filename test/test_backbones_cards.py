@@ -7,7 +7,8 @@ from vpr_node.core.backbones.model_cards import read_card
 REQUIRED = {"name", "summary", "architecture", "input_size", "normalisation", "descriptor_dim", "weights", "convert"}
 
 
-@pytest.mark.parametrize("name", available_backbones())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "ultravpr" else n
+                                  for n in available_backbones()])
 def test_card_matches_the_backbone(name):
     card = read_card(name)
     assert REQUIRED <= set(card), REQUIRED - set(card)

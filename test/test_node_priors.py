@@ -14,6 +14,8 @@ from sensor_msgs.msg import Imu, NavSatFix
 from vpr_node.core.io.recorder import read_records
 from vpr_node.ros.conversions import ns_to_time
 
+pytestmark = pytest.mark.process
+
 T0 = 1_700_000_000_000_000_000
 
 

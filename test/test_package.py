@@ -1,6 +1,4 @@
-"""The ground-station half installs with pip and runs without ROS 2: `pip install .` gives a `vpr`
-command whose corpus and index commands work in an environment where rclpy and the ROS message
-packages cannot be imported (a sitecustomize blocks them, so any ROS import fails loudly)."""
+"""The package as a whole: core never imports rclpy; the ground-station half installs with pip and works without ROS."""
 import os
 import pathlib
 import shutil
@@ -9,10 +7,25 @@ import sys
 import sysconfig
 import venv
 
+import pytest
+
+
+def test_core_imports_without_rclpy():
+    code = ("import sys; import vpr_node.core.retrieval.strategy, vpr_node.core.retrieval.engine, "
+            "vpr_node.core.index.folder, vpr_node.core.evaluation.recall, vpr_node.core.io.image_codec, "
+            "vpr_node.core.mission.prepare, vpr_node.core.benchmarks.recall, vpr_node.ros.params; "
+            "assert 'rclpy' not in sys.modules, 'core imported rclpy'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
 ROS_MODULES = ("rclpy", "rosidl_runtime_py", "rosidl_parser", "rpyutils", "launch", "launch_ros", "ament_index_python",
                "sensor_msgs", "std_msgs", "geometry_msgs", "nav_msgs", "lifecycle_msgs", "diagnostic_msgs",
                "builtin_interfaces", "rosbag2_py")
+
+
 BLOCKER = f'''import sys
 class _NoRos:
     def find_spec(self, name, path=None, target=None):
@@ -22,6 +35,7 @@ sys.meta_path.insert(0, _NoRos())
 '''
 
 
+@pytest.mark.slow
 def test_pip_install_gives_a_vpr_cli_that_builds_an_index_without_ros(tmp_path):
     src = tmp_path / "src"
     tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
@@ -73,3 +87,30 @@ def test_pip_install_gives_a_vpr_cli_that_builds_an_index_without_ros(tmp_path):
         "--corpus", "corpus", "--out", "index", "--rotations", "1")
     assert (tmp_path / "index" / "manifest.json").is_file()
     assert (tmp_path / "index" / "index.faiss").is_file() or any((tmp_path / "index").glob("*.faiss"))
+
+
+# The capability layers of vpr_node/core, bottom to top: a subpackage may import its own floor or lower ones,
+# never a higher one (the README's architecture; docs/design-notes.md).
+LAYERS = (("errors", "types", "options", "resources"), ("io", "maps"), ("views",), ("backbones",),
+          ("index", "priors", "training"), ("retrieval",), ("indexing", "evaluation"), ("mission",), ("benchmarks",))
+
+
+def test_core_imports_only_downwards():
+    import ast
+
+    floor = {name: i for i, names in enumerate(LAYERS) for name in names}
+    core = REPO / "vpr_node" / "core"
+    upward = []
+    for path in core.rglob("*.py"):
+        here = path.relative_to(core).parts[0].removesuffix(".py")
+        if here == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vpr_node."):
+                parts = node.module.split(".")
+                assert parts[1] == "core", f"{path}: core imports {node.module} (the ROS layer or the CLI)"
+                target = parts[2] if len(parts) > 2 else node.names[0].name
+                assert here in floor and target in floor, f"{path}: {node.module} is in no layer of LAYERS"
+                if floor[target] > floor[here]:
+                    upward.append(f"{path.relative_to(REPO)} imports {node.module}")
+    assert not upward, "\n".join(upward)

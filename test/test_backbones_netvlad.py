@@ -27,6 +27,8 @@ from vpr_node.core.retrieval.engine import Frame, VprEngine
 from vpr_node.core.retrieval.runtimes import Runtime, create_runtime
 from vpr_node.core.retrieval.strategy import RetrievalStrategy, VprStrategy, load_strategy
 
+pytestmark = pytest.mark.slow  # VGG16 (149 M parameters) is built and run on the CPU in most tests
+
 
 @pytest.fixture(scope="module")
 def nanne_ckpt(tmp_path_factory):
@@ -228,6 +230,7 @@ def test_forward_failure_is_typed_logged_recorded(model_4096, netvlad_index, ima
     assert eng.snapshot()["errors"] == {"c2.vpr.backbone_error": 1}
 
 
+@pytest.mark.process
 def test_node_wires_net_vlad_and_logs_ready(converted, netvlad_index, tmp_path, image):
     """AC-10 + scaffold WARN, through the real node process."""
     from conftest import Running, node_params, send_frame

@@ -12,6 +12,8 @@ import pytest
 
 from vpr_node.ros.harness import TRANSITIONS, NodeProcess, VprClient, write_params_file
 
+pytestmark = pytest.mark.process
+
 _domains = itertools.count(160 + (os.getpid() % 40))
 VALID = {("unconfigured", "configure"): "inactive", ("inactive", "cleanup"): "unconfigured",
          ("inactive", "activate"): "active", ("active", "deactivate"): "inactive",

@@ -1,5 +1,5 @@
 """SelaVPR in the registry: a checkpoint in the authors' layout (their GeoLocalizationNet re-declared here
-on the independently written hub DINOv2 of test_dinov2_backbones: blocks with the serial and parallel
+on the independently written hub DINOv2 of test_backbones_dinov2: blocks with the serial and parallel
 adapters, aggregation = L2Norm/GeM/Flatten, LocalAdapt; saved as {"model_state_dict": ...} with
 DataParallel's `module.` prefixes) converts, loads strictly and gives the authors' global descriptor and
 local features. ViT-S/14 (the authors' code builds ViT-L/14; the block structure is the same)."""
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from test_dinov2_backbones import HubBlock, HubDinoVisionTransformer
+from test_backbones_dinov2 import HubBlock, HubDinoVisionTransformer
 
 from vpr_node.core.backbones import create_backbone
 from vpr_node.core.backbones.convert import convert_checkpoint

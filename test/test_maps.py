@@ -1,17 +1,22 @@
-"""GeoTIFF orthophotos as mission maps: a map in a projected CRS (UTM), grey 16-bit with a nodata
-border, and one with overviews, cut into the same tiles (positions and pixels) as the same map given as
-a corner-coordinates table; nodata windows are skipped; records keep the source CRS; XYZ zoom filter."""
+"""maps/: map sources (corner CSV, UTM GeoTIFF with nodata and 16-bit bands, XYZ folders), tile plans and cutting, the
+procedural mission-sized orthophoto."""
+import math
+
+import cv2
 import numpy as np
 import pytest
-
-rasterio = pytest.importorskip("rasterio")
 from rasterio.transform import from_bounds  # noqa: E402
 from rasterio.warp import Resampling, calculate_default_transform, reproject  # noqa: E402
 
 from vpr_node.core.errors import ConfigurationError  # noqa: E402
-from vpr_node.core.maps.sources import load_corner_table, load_maps  # noqa: E402
+from vpr_node.core.maps.sources import load_corner_table, load_maps, load_xyz_folder, slippy_tile_bounds  # noqa: E402
 from vpr_node.core.maps.tiles import TilePlan  # noqa: E402
-from vpr_node.core.maps.tiling import cut_corpus  # noqa: E402
+from vpr_node.core.maps.tiling import (
+    cut_corpus,  # noqa: E402
+    cut_tiles,
+)
+
+rasterio = pytest.importorskip("rasterio")
 
 
 @pytest.fixture(scope="module")
@@ -107,24 +112,36 @@ def test_xyz_folder_at_a_chosen_zoom(tmp_path):
         load_maps(tmp_path / "xyz", xyz_zooms=[12])
 
 
-def test_prepare_mission_and_build_index_take_a_utm_geotiff(maps, tmp_path):
-    """The pre-flight command on an orthophoto as users have it: index, manifest, tiles with their source CRS."""
-    import json
+def test_xyz_folder_corpus(tmp_path):
+    z, x0, y0 = 17, 72000, 37000
+    rng = np.random.default_rng(0)
+    for dx in range(2):
+        for dy in range(2):
+            p = tmp_path / "xyz" / str(z) / str(x0 + dx) / f"{y0 + dy}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(p), rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))
+    rasters = load_xyz_folder(tmp_path / "xyz")
+    assert len(rasters) == 4
+    north, west, south, east = slippy_tile_bounds(z, x0, y0)
+    assert west == pytest.approx(x0 / 2**z * 360 - 180) and north > south
+    recs = cut_tiles(rasters, tmp_path / "corpus", tile_m=rasters[0].geo.gsd_m * 128, overlap=0.5, progress=False)
+    assert len(recs) == 4 * 9
+    r = recs[0]
+    assert r.north > r.lat > r.south and r.west < r.lon < r.east
+    assert abs(r.zoom - z) <= 2 and not math.isnan(r.lat)
 
-    from vpr_node.core.index.loaded import DescriptorIndex
-    from vpr_node.core.indexing.settings import BuildSettings
-    from vpr_node.core.maps.camera import DEFAULT_CAMERA
-    from vpr_node.core.mission.adaptation import AdaptConfig
-    from vpr_node.core.mission.config import MissionConfig
-    from vpr_node.core.mission.prepare import prepare_mission
-    cfg = MissionConfig(maps=str(maps["root"] / "utm.tif"), out=str(tmp_path / "index"),
-                        backbone="efficientnet_lite0_gem", backbone_options={"input_size": 96}, camera=DEFAULT_CAMERA,
-                        altitude=(50.0, 60.0), build=BuildSettings(rotations=1), tile_px=96, report_queries=0,
-                        progress=False,
-                        adapt=AdaptConfig(minutes=0, whiten_dim=0, validation_views=20))
-    summary = prepare_mission(cfg, log=lambda *_: None)
-    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
-    assert manifest["tile_count"] == summary["tiles"] > 0
-    idx = DescriptorIndex(tmp_path / "index")
-    assert {r.src_crs for r in idx.records} == {"EPSG:32634"}
-    assert idx.search(idx.index.reconstruct(0), 1)[0].distance < 1e-4
+
+def test_large_map_is_a_tiled_utm_geotiff_with_overviews(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    from vpr_node.core.maps.procedural import LARGE_MAP_CRS, write_large_map
+    from vpr_node.core.maps.sources import load_maps
+    from vpr_node.core.maps.tiles import TilePlan
+    from vpr_node.core.maps.tiling import cut_corpus
+    path = write_large_map(tmp_path / "big.tif", size_m=600, gsd_m=1.0, block_px=250, progress=False)
+    with rasterio.open(path) as src:
+        assert src.crs.to_string() == LARGE_MAP_CRS and src.width == 600 and src.overviews(1)
+        assert src.block_shapes[0] == (256, 256)  # tiled: windowed reads touch only their blocks
+        a, b = src.read(window=((0, 250), (0, 250))), src.read(window=((0, 250), (250, 500)))
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 5  # blocks are different landscapes
+    records = cut_corpus(load_maps(path), tmp_path / "corpus", TilePlan.single(150, 0.5), 96, progress=False)
+    assert len(records) >= 36 and records[0].src_crs == LARGE_MAP_CRS
