@@ -1,61 +1,54 @@
-"""Launch the vpr_node lifecycle node with a params file; optionally configure + activate it.
+"""Launch the vpr_node lifecycle node (and, with verifier:=true, the vpr_verifier node) with a params file.
 
-    ros2 launch vpr_node vpr.launch.py params_file:=/path/vpr.yaml auto_start:=true
+    ros2 launch vpr_node vpr.launch.py params_file:=/path/vpr.yaml [auto_start:=true] [verifier:=true] [respawn:=true]
 
-Arguments: params_file (config/vpr.yaml shows every parameter, the prior topics with commented
-defaults), auto_start (configure + activate at launch; false leaves the node unconfigured for
-`ros2 lifecycle set /vpr_node configure|activate`). The node's executable, name, environment and DDS
-profile come from vpr_node/ros/node_spec.py, which the process harness (environments without `ros2
-launch`) uses too.
+Arguments: params_file (config/vpr.yaml shows every parameter of both nodes), auto_start (the nodes configure and
+activate themselves: their `autostart` parameter; false leaves them unconfigured for `ros2 lifecycle set
+/vpr_node configure|activate`), verifier (start vpr_verifier beside vpr_node: geometric verification, the
+position fix), respawn (restart a node that dies, after respawn_delay seconds; a respawned node with auto start
+configures and activates itself again, and appends to a new recorder file). The nodes' executables, names,
+environment and DDS profile come from vpr_node/ros/node_spec.py, which the process harness (environments without
+`ros2 launch`) uses too.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
-from lifecycle_msgs.msg import Transition
 
-from vpr_node.ros.node_spec import EXECUTABLE, FASTDDS_PROFILE, NODE_ENV, NODE_NAME, PACKAGE
+from vpr_node.ros.node_spec import (
+    EXECUTABLE,
+    FASTDDS_PROFILE,
+    NODE_ENV,
+    NODE_NAME,
+    PACKAGE,
+    RESPAWN_MAX_RETRIES,
+    VERIFIER_EXECUTABLE,
+    VERIFIER_NAME,
+)
 
 
 def generate_launch_description():
     share = get_package_share_directory(PACKAGE)
-    params_file = LaunchConfiguration("params_file")
-    auto_start = LaunchConfiguration("auto_start")
+    arg = LaunchConfiguration
 
-    node = LifecycleNode(
-        package=PACKAGE,
-        executable=EXECUTABLE,
-        name=NODE_NAME,
-        namespace="",
-        output="screen",
-        parameters=[params_file],
-        additional_env=NODE_ENV,
-    )
-    configure = EmitEvent(
-        event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_CONFIGURE),
-        condition=IfCondition(auto_start),
-    )
-    activate_when_configured = RegisterEventHandler(
-        OnStateTransition(
-            target_lifecycle_node=node, goal_state="inactive",
-            entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                                  transition_id=Transition.TRANSITION_ACTIVATE))],
-        ),
-        condition=IfCondition(auto_start),
-    )
+    def node(executable, name, **kw):
+        return LifecycleNode(package=PACKAGE, executable=executable, name=name, namespace="", output="screen",
+                             parameters=[arg("params_file"), {"autostart": arg("auto_start")}],
+                             additional_env=NODE_ENV, respawn=arg("respawn"), respawn_delay=1.0,
+                             respawn_max_retries=RESPAWN_MAX_RETRIES, **kw)
+
     return LaunchDescription([
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "vpr.yaml"),
                               description="node parameters (see config/vpr.yaml)"),
-        DeclareLaunchArgument("auto_start", default_value="true", description="configure and activate at launch"),
+        DeclareLaunchArgument("auto_start", default_value="true", description="configure and activate at start"),
+        DeclareLaunchArgument("verifier", default_value="false",
+                              description="also start vpr_verifier (geometric verification and the position fix)"),
+        DeclareLaunchArgument("respawn", default_value="true", description="restart a node that dies"),
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, *FASTDDS_PROFILE)),
-        node,
-        activate_when_configured,
-        configure,
+        node(EXECUTABLE, NODE_NAME),
+        node(VERIFIER_EXECUTABLE, VERIFIER_NAME, condition=IfCondition(arg("verifier"))),
     ])

@@ -11,6 +11,7 @@ import yaml
 
 from vpr_node.ros import node_spec
 from vpr_node.ros.params import PARAMETERS
+from vpr_node.ros.verifier_params import PARAMETERS as VERIFIER_PARAMETERS
 
 pytestmark = pytest.mark.ros_launch
 
@@ -34,8 +35,10 @@ def test_launch_file_executables_are_installed_and_parameters_declared(path):
         if isinstance(node, ast.keyword) and node.arg == "executable":
             if isinstance(node.value, ast.Constant):
                 executables.add(node.value.value)
-            elif isinstance(node.value, ast.Name) and node.value.id == "EXECUTABLE":  # node_spec's
-                executables.add(node_spec.EXECUTABLE)
+            elif isinstance(node.value, ast.Name) and node.value.id in ("EXECUTABLE", "VERIFIER_EXECUTABLE"):
+                executables.add(getattr(node_spec, node.value.id))  # node_spec's
+            elif isinstance(node.value, ast.Name):  # a helper's parameter: the call sites pass node_spec names
+                executables |= {node_spec.EXECUTABLE, node_spec.VERIFIER_EXECUTABLE}
         if isinstance(node, ast.keyword) and node.arg == "parameters" and isinstance(node.value, ast.List):
             for elt in node.value.elts:
                 if isinstance(elt, ast.Dict):
@@ -45,11 +48,13 @@ def test_launch_file_executables_are_installed_and_parameters_declared(path):
     for exe in executables:
         assert exe in installed, f"{exe} is started by {path.name} but not installed by CMakeLists.txt"
         assert (ROOT / "scripts" / exe).is_file()
-    assert param_keys <= set(PARAMETERS) | {"use_sim_time"}, param_keys - set(PARAMETERS)
+    assert param_keys <= (set(PARAMETERS) & set(VERIFIER_PARAMETERS)) | set(PARAMETERS) | {"use_sim_time"}, \
+        param_keys - set(PARAMETERS)
 
 
-def test_params_file_sets_only_declared_parameters():
-    params = yaml.safe_load((ROOT / "config" / "vpr.yaml").read_text())
-    (node_params,) = [v["ros__parameters"] for v in params.values()]
-    assert set(node_params) <= set(PARAMETERS) | {"use_sim_time"}, set(node_params) - set(PARAMETERS)
-    assert set(PARAMETERS) <= set(node_params), f"config/vpr.yaml lacks {set(PARAMETERS) - set(node_params)}"
+@pytest.mark.parametrize("node,declared", [(node_spec.NODE_NAME, PARAMETERS),
+                                           (node_spec.VERIFIER_NAME, VERIFIER_PARAMETERS)])
+def test_params_file_sets_only_declared_parameters(node, declared):
+    node_params = yaml.safe_load((ROOT / "config" / "vpr.yaml").read_text())[node]["ros__parameters"]
+    assert set(node_params) <= set(declared) | {"use_sim_time"}, set(node_params) - set(declared)
+    assert set(declared) <= set(node_params), f"config/vpr.yaml lacks {set(declared) - set(node_params)}"

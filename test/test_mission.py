@@ -17,6 +17,7 @@ from vpr_node.core.io.hashing import sha256_file
 from vpr_node.core.maps.camera import DEFAULT_CAMERA
 from vpr_node.core.maps.sources import load_corner_table  # noqa: E402
 from vpr_node.core.mission.adaptation import AdaptConfig
+from vpr_node.core.mission.calibration import CalibrationConfig
 from vpr_node.core.mission.config import MissionConfig
 from vpr_node.core.mission.prepare import prepare_mission
 
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.slow
 OPTS = {"input_size": 160, "num_clusters": 8}
 
 
+CALIBRATION_VIEWS = 100
 FINE_TUNE_STEPS = 3  # a step budget, not minutes: the same fine-tune on any machine, however loaded
 
 
@@ -36,7 +38,7 @@ def whitened_mission(sample_maps, tmp_path_factory):
     """Whitening only, accepted whenever it scores higher on the held-out views (tolerance 1.0)."""
     out = tmp_path_factory.mktemp("mission_w") / "index"
     cfg = MissionConfig(maps=str(sample_maps), out=str(out), backbone_options=OPTS, camera=DEFAULT_CAMERA,
-                        build=BuildSettings(rotations=1),
+                        build=BuildSettings(rotations=1), calibration=CalibrationConfig(views=0),
                         report_queries=0, progress=False,
                         adapt=AdaptConfig(minutes=0, views=200, whiten_dim=64, validation_views=60, tolerance=1.0))
     return cfg, prepare_mission(cfg, log=lambda *_: None)
@@ -48,7 +50,8 @@ def mission(sample_maps, tmp_path_factory):
     cfg = MissionConfig(maps=str(sample_maps), out=str(out), backbone_options=OPTS, altitude=(55.0, 110.0),
                         camera=DEFAULT_CAMERA, build=BuildSettings(rotations=2), report_queries=40, report_seed=2000,
                         progress=False, adapt=AdaptConfig(steps=FINE_TUNE_STEPS, batch_size=4, views=300,
-                                                          whiten_dim=128, seed=1000))
+                                                          whiten_dim=128, seed=1000),
+                        calibration=CalibrationConfig(views=CALIBRATION_VIEWS))
     return cfg, prepare_mission(cfg, log=lambda *_: None)
 
 
@@ -88,6 +91,22 @@ def test_selection_keeps_the_unadapted_model_unless_every_condition_holds():
     helps_both = {"clean": {"r1": 0.92, "r5": 0.98}, "hard": {"r1": 0.6, "r5": 0.9}}
     assert choose_candidate([dict(ref), dict(hurts_clean)], 0.02)["hard"]["r1"] == 0.3
     assert choose_candidate([dict(ref), dict(hurts_clean), dict(helps_both)], 0.02)["hard"]["r1"] == 0.6
+
+
+def test_the_verifier_is_calibrated_on_the_mission_map(mission):
+    """prepare-mission fits the verifier's confidence on validation views of the map (photometric and changed ground)
+    into the index folder, and the report verifies its queries with it."""
+    from vpr_node.core.verification.confidence import Calibration
+    _, summary = mission
+    cal = Calibration.for_index(summary["out"], required=True)
+    v = cal.validation
+    assert v["views"] == CALIBRATION_VIEWS and v["conditions"] == ["strong", "changed"] and v["fixes"] > 0
+    if v["accepted"]:
+        assert v["precision"] >= 0.99
+    assert summary["verification"]["views"] == CALIBRATION_VIEWS
+    ver = summary["report"]["verification"]
+    assert ver["frames"] == 40 and 0.0 <= ver["acceptance_rate"] <= 1.0
+    assert ver["precision"] is None or ver["precision"] >= 0.0
 
 
 def test_recall_on_an_unseen_seed_does_not_fall(mission):
@@ -130,6 +149,7 @@ def test_command_line(sample_maps, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vpr_node.tools.cli", "prepare-mission", "--maps", str(sample_maps),
                            "--out", str(out), "--backbone-options", json.dumps(OPTS), "--rotations", "1",
                            "--adapt-views", "120", "--adapt-whiten-dim", "32", "--adapt-minutes", "0",
+                           "--calib-views", "0",
                            "--report-queries", "10"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -186,6 +206,7 @@ def test_prepare_mission_and_build_index_take_a_utm_geotiff(maps, tmp_path):
     cfg = MissionConfig(maps=str(maps["root"] / "utm.tif"), out=str(tmp_path / "index"),
                         backbone="efficientnet_lite0_gem", backbone_options={"input_size": 96}, camera=DEFAULT_CAMERA,
                         altitude=(50.0, 60.0), build=BuildSettings(rotations=1), tile_px=96, report_queries=0,
+                        calibration=CalibrationConfig(views=0),
                         progress=False,
                         adapt=AdaptConfig(minutes=0, whiten_dim=0, validation_views=20))
     summary = prepare_mission(cfg, log=lambda *_: None)

@@ -92,7 +92,8 @@ def test_pip_install_gives_a_vpr_cli_that_builds_an_index_without_ros(tmp_path):
 # The capability layers of vpr_node/core, bottom to top: a subpackage may import its own floor or lower ones,
 # never a higher one (the README's architecture; docs/design-notes.md).
 LAYERS = (("errors", "types", "options", "resources"), ("io", "maps"), ("views",), ("backbones",),
-          ("index", "priors", "training"), ("retrieval",), ("indexing", "evaluation"), ("mission",), ("benchmarks",))
+          ("index", "priors", "training"), ("retrieval",), ("verification",), ("indexing", "evaluation"), ("mission",),
+          ("benchmarks",))
 
 
 def test_core_imports_only_downwards():

@@ -44,3 +44,10 @@ class VprPriorError(VprError):
     frame is still served, without that prior."""
 
     kind = "c2.vpr.prior_error"
+
+
+class VprVerificationError(VprError):
+    """A frame could not be verified: its retrieval result has no candidates, names a tile the index does not hold,
+    came without its frame (or the frame without it), or from another index."""
+
+    kind = "c2.vpr.verify_error"

@@ -59,6 +59,8 @@ class VprLifecycleNode(LifecycleNode):
         self.prior_inputs = None  # core.prior_messages.PriorInputs while priors are configured
         self.state_label: str = "unconfigured"
         self._last_stats: dict = {}
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.05, self._autostart)
 
     # --- helpers ---------------------------------------------------------------------------
     def _rosout(self, level: str, line: str) -> None:
@@ -114,6 +116,13 @@ class VprLifecycleNode(LifecycleNode):
             pub.publish(result_to_msg(result, self.strategy.index.index_id))
 
     # --- lifecycle -------------------------------------------------------------------------
+    def _autostart(self) -> None:
+        """One-shot: configure, then activate (the `autostart` parameter); a failure is logged and recorded by the
+        transition and the node stays where it stopped."""
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             cfg = self._read_config()

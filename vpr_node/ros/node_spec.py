@@ -12,33 +12,38 @@ import time
 PACKAGE = "vpr_node"
 EXECUTABLE = "vpr_lifecycle_node"
 NODE_NAME = "vpr_node"
+VERIFIER_EXECUTABLE = "vpr_verifier_node"
+VERIFIER_NAME = "vpr_verifier"
+RESPAWN_MAX_RETRIES = 100  # a crash loop (a node that dies at once every time) ends, and the launch with it
 LAUNCH_FILE = "vpr.launch.py"
 # the structured JSON line is the whole console message (it also goes to /rosout)
 NODE_ENV = {"RCUTILS_CONSOLE_OUTPUT_FORMAT": "{message}", "PYTHONUNBUFFERED": "1"}
 FASTDDS_PROFILE = ("config", "fastdds_large_frames.xml")  # share/vpr_node/<...>: large frames over shared memory
 
 
-def node_executable() -> str:
-    """The installed node executable (colcon install tree), as `ros2 run vpr_node vpr_lifecycle_node` finds it."""
+def node_executable(executable: str = EXECUTABLE) -> str:
+    """An installed node executable (colcon install tree), as `ros2 run vpr_node vpr_lifecycle_node` finds it."""
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        exe = pathlib.Path(prefix) / "lib" / PACKAGE / EXECUTABLE
+        exe = pathlib.Path(prefix) / "lib" / PACKAGE / executable
         if exe.is_file():
             return str(exe)
-    found = shutil.which(EXECUTABLE)
+    found = shutil.which(executable)
     if found:
         return found
-    raise FileNotFoundError(f"{EXECUTABLE} not found: run `bash scripts/setup_env.sh` and `. scripts/env.sh`")
+    raise FileNotFoundError(f"{executable} not found: run `bash scripts/setup_env.sh` and `. scripts/env.sh`")
 
 
-def node_command(params_file) -> list[str]:
-    """The node started directly (what the launch file's LifecycleNode action runs)."""
-    return [node_executable(), "--ros-args", "-r", f"__node:={NODE_NAME}", "--params-file", str(params_file)]
+def node_command(params_file, executable: str = EXECUTABLE, name: str = NODE_NAME) -> list[str]:
+    """A node started directly (what the launch file's LifecycleNode action runs)."""
+    return [node_executable(executable), "--ros-args", "-r", f"__node:={name}", "--params-file", str(params_file)]
 
 
-def launch_command(params_file, auto_start: bool = False) -> list[str]:
-    """The node started through `ros2 launch` (where the ROS 2 launch tools are installed)."""
-    return ["ros2", "launch", PACKAGE, LAUNCH_FILE, f"params_file:={params_file}",
-            f"auto_start:={'true' if auto_start else 'false'}"]
+def launch_command(params_file, auto_start: bool = False, verifier: bool = False, respawn: bool = True) -> list[str]:
+    """The nodes started through `ros2 launch` (where the ROS 2 launch tools are installed)."""
+    def flag(v: bool) -> str:
+        return "true" if v else "false"
+    return ["ros2", "launch", PACKAGE, LAUNCH_FILE, f"params_file:={params_file}", f"auto_start:={flag(auto_start)}",
+            f"verifier:={flag(verifier)}", f"respawn:={flag(respawn)}"]
 
 
 def ros2_cli_available() -> bool:

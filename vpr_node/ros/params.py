@@ -17,6 +17,32 @@ from vpr_node.core.options import option
 from vpr_node.core.retrieval.runtimes import RUNTIME_NAMES
 
 
+def config_from_params(cls, values: dict):
+    """A settings dataclass (core.options fields) from ROS parameter values: each converted (its parser, else its
+    type) and checked; a ConfigurationError names the parameter and says what to fix."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        raw = values.get(f.name, default)
+        try:
+            value = f.metadata["parse"](raw) if f.metadata.get("parse") else hints[f.name](raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"parameter '{f.name}' = {raw!r}: {exc}; {f.metadata['help']}",
+                                     parameter=f.name) from exc
+        why = f.metadata["check"](value) if f.metadata.get("check") else None
+        if why:
+            raise ConfigurationError(f"parameter '{f.name}' = {raw!r}: {why}", parameter=f.name)
+        out[f.name] = value
+    return cls(**out)
+
+
+def parameters_of(cls) -> dict[str, tuple]:
+    """name -> (default, description) of a settings dataclass: what a node declares to ROS."""
+    return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory(), f.metadata["help"])
+            for f in dataclasses.fields(cls)}
+
+
 def _one_of(choices):
     return lambda v: None if v in choices else f"choose one of {', '.join(choices)}"
 
@@ -38,6 +64,8 @@ def _json_object(text: str) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class NodeConfig:
+    autostart: bool = option(False, "configure and activate at start: `ros2 launch ... auto_start:=true` sets it, so a "
+                                    "node respawned after a crash starts serving again by itself")
     backbone: str = option("efficientnet_lite0_netvlad",
                           "registry name of the backbone; a change takes effect at the next activation",
                           check=lambda v: None if v in available_backbones() else
@@ -114,20 +142,7 @@ class NodeConfig:
 
     @classmethod
     def from_params(cls, values: dict) -> "NodeConfig":
-        hints = typing.get_type_hints(cls)
-        out = {}
-        for f in dataclasses.fields(cls):
-            raw = values.get(f.name, f.default)
-            try:
-                value = f.metadata["parse"](raw) if f.metadata["parse"] else hints[f.name](raw)
-            except (TypeError, ValueError) as exc:
-                raise ConfigurationError(f"parameter '{f.name}' = {raw!r}: {exc}; {f.metadata['help']}",
-                                         parameter=f.name) from exc
-            why = f.metadata["check"](value) if f.metadata["check"] else None
-            if why:
-                raise ConfigurationError(f"parameter '{f.name}' = {raw!r}: {why}", parameter=f.name)
-            out[f.name] = value
-        cfg = cls(**out)
+        cfg = config_from_params(cls, values)
         cfg.check_priors()
         return cfg
 
@@ -164,4 +179,4 @@ class NodeConfig:
                 self.runtime, self.precision, self.device, self.verify_index_weights, self.index_memory_budget_mib)
 
 
-PARAMETERS: dict[str, tuple] = {f.name: (f.default, f.metadata["help"]) for f in dataclasses.fields(NodeConfig)}
+PARAMETERS: dict[str, tuple] = parameters_of(NodeConfig)

@@ -20,10 +20,11 @@ from vpr_node.tools import (
     replay,
     soak,
     train,
+    verification,
 )
 
-COMMAND_MODULES = (maps, index_tools, prepare_mission, backbone_tools, train, bench_recall, compare_backbones, bench,
-                   bench_scale, soak, replay, recorder_tool, demo)
+COMMAND_MODULES = (maps, index_tools, prepare_mission, verification, backbone_tools, train, bench_recall,
+                   compare_backbones, bench, bench_scale, soak, replay, recorder_tool, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,17 +43,26 @@ def _evaluate(a):
     qs = read_queries(a.queries)
     if a.limit:
         qs = qs[:a.limit]
-    results, first = [], None
+    results, first, verifier = [], None, None
     for idx in a.index:
         s = strategy_from_args(a, index_dir=idx)
         first = first or s
-        r = evaluate(s, qs, k=20, heading_known=a.heading_known)
+        if a.verify:
+            from vpr_node.core.verification.verifier import Verifier
+            verifier = Verifier.for_index(idx)
+        r = evaluate(s, qs, k=20, heading_known=a.heading_known, verifier=verifier)
+        if verifier is not None:
+            print_json({"index": idx, "verification": r.extra["verification"]})
         if len(a.index) > 1 or a.heading_known:
             r.backbone = f"{r.backbone}{'+heading' if a.heading_known else ''}[{pathlib.Path(idx).name}]"
         results.append(r)
     print(format_table(results))
     if a.out:
-        print_json(write_report(results, a.out, qs, first.index))
+        files = write_report(results, a.out, qs, first.index)
+        if verifier is not None:
+            from vpr_node.core.evaluation.report import write_verification_report
+            files.update(write_verification_report(results[-1], verifier, qs, a.out))
+        print_json(files)
 
 
 def register(sub) -> None:
@@ -80,4 +89,7 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="report folder (JSON, PNG plot, PNG mosaic)")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--heading-known", action="store_true", help="rotate each query north-up by its true heading")
+    p.add_argument("--verify", action="store_true", help="also verify each query against the index's tiles (the "
+                                                         "index's calibration when it has one): verified recall, "
+                                                         "fixes, precision, latency, and their plot and mosaic")
     p.set_defaults(fn=_evaluate)

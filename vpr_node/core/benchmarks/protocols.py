@@ -1,5 +1,6 @@
 """Query protocols of the developer benchmarks: `benchmark` (QuerySpec.benchmark: 55-110 m, 86 deg hfov, unknown yaw,
-tilt <= 15 deg, strong photometric change; tiles matched to that camera footprint) and `legacy` (the earlier
+tilt <= 15 deg, strong photometric change; tiles matched to that camera footprint), `changed` (the same queries
+over ground that has changed since the map: views/changed.py) and `legacy` (the earlier
 README rows: 60 m footprint +-30 %, tilt <= 10 deg, standard photometrics, 60 m tiles at 50 % overlap)."""
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ from vpr_node.core.maps.tiles import TilePlan
 from vpr_node.core.maps.tiling import plan_for_camera
 from vpr_node.core.views.queries import QuerySpec
 
-PROTOCOLS = ("benchmark", "legacy")
+PROTOCOLS = ("benchmark", "changed", "legacy")
 
 
 def protocol_setup(protocol: str):
     """(QuerySpec, TilePlan factory) of a protocol."""
     if protocol == "legacy":
         return QuerySpec(), TilePlan.single(60.0, 0.5)
-    if protocol != "benchmark":
+    if protocol not in ("benchmark", "changed"):
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    spec = QuerySpec.benchmark()
+    spec = QuerySpec.benchmark(photometric="strong" if protocol == "benchmark" else "changed")
     return spec, plan_for_camera(spec.camera_model(), *spec.altitude_m)
 
 

@@ -10,7 +10,8 @@ Configurations: `default` (efficientnet_lite0_netvlad, corpus k-means, no adapta
 Priors (the node's PriorApplier, fed the truth plus noise: heading 10 deg, altitude 10 %, position
 200 m unless named): `adapted+heading`, `adapted+altitude`, `adapted+position`, `adapted+position50`,
 `adapted+position500`, `adapted+all` (the three together), `adapted_rot1+heading` (an index with one
-rotation per tile instead of four, for heading-known operation), `adapted_rot8` (eight rotations per tile)."""
+rotation per tile instead of four, for heading-known operation), `adapted_rot8` (eight rotations per tile).
+Verification (the calibrated verifier of the adapted index): `adapted+verify`, `adapted+all+verify`."""
 from __future__ import annotations
 
 import json
@@ -22,13 +23,14 @@ import numpy as np
 from vpr_node.core.benchmarks.protocols import prepare_benchmark, protocol_setup
 from vpr_node.core.benchmarks.workspace import cached_index
 from vpr_node.core.evaluation.recall import evaluate
-from vpr_node.core.evaluation.report import write_report
+from vpr_node.core.evaluation.report import write_report, write_verification_report
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.mission.adaptation import AdaptConfig
 from vpr_node.core.mission.config import MissionConfig
 from vpr_node.core.mission.prepare import prepare_mission
 from vpr_node.core.priors.noise import PriorNoise
 from vpr_node.core.retrieval.strategy import load_strategy
+from vpr_node.core.verification.verifier import Verifier
 
 DEFAULT_BACKBONE = "efficientnet_lite0_netvlad"
 CONFIGS = {
@@ -46,6 +48,9 @@ CONFIGS = {
     "adapted+all": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(heading=True, altitude=True, position=True)),
     "adapted_rot1+heading": dict(backbone=DEFAULT_BACKBONE, adapt=True, rotations=1, priors=dict(heading=True)),
     "adapted_rot8": dict(backbone=DEFAULT_BACKBONE, adapt=True, rotations=8),
+    "adapted+verify": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=True),
+    "adapted+all+verify": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=True,
+                               priors=dict(heading=True, altitude=True, position=True)),
 }
 DEFAULT_CONFIGS = ("default", "adapted")
 PRIOR_CONFIGS = ("adapted", "adapted+heading", "adapted+altitude", "adapted+position", "adapted+all")
@@ -74,8 +79,12 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
         s = load_strategy(cfg["backbone"], index_dir=str(idx), backbone_options=opts)
         first_index = first_index or s.index
         noise = PriorNoise(**cfg["priors"], seed=seed) if cfg.get("priors") else None
+        verifier = Verifier.for_index(idx) if cfg.get("verify") else None
         r = evaluate(s, queries, k=20, heading_known=cfg.get("heading_known", False), priors=noise,
-                     camera=protocol_setup(protocol)[0].camera_model())
+                     camera=protocol_setup(protocol)[0].camera_model(), verifier=verifier)
+        if verifier is not None and report_dir:
+            r.extra["verification_files"] = write_verification_report(r, verifier, queries,
+                                                                       pathlib.Path(report_dir) / name)
         r.backbone = name
         r.extra.update(extra)
         r.extra["index_MiB"] = round(sum(f.stat().st_size for f in pathlib.Path(idx).glob("*.*")) / 2**20, 2)
@@ -139,4 +148,15 @@ def format_markdown(summary: dict) -> str:
     for c, rc in summary["mean"].items():
         lines.append(f"| **mean** | {c} | {rc['25']['1']:.3f} | {rc['25']['5']:.3f} | {rc['25']['10']:.3f} | "
                      f"{rc['25']['20']:.3f} | {rc['50']['1']:.3f} | | | | | |")
+    verified = [(a, c, r["extra"]["verification"]) for a, rows in summary["per_map"].items() for c, r in rows.items()
+                if (r.get("extra") or {}).get("verification")]
+    if verified:
+        lines += ["", "| area | configuration | retrieval R@1 | verified R@1 | fix rate | accepted | precision | "
+                      "error p50 / p95 m | mean NEES | verify p50 / p95 ms |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for a, c, v in verified:
+            r1 = summary["per_map"][a][c]["recall"]["25"]["1"]
+            lines.append(f"| {a} | {c} | {r1:.3f} | {v['verified_recall_at_1']:.3f} | {v['fix_rate']:.3f} | "
+                         f"{v['acceptance_rate']:.3f} | {v['precision']} | {v['error_m_p50']} / {v['error_m_p95']} | "
+                         f"{v['mean_nees']} | {v['verify_ms_p50']} / {v['verify_ms_p95']} |")
     return "\n".join(lines)

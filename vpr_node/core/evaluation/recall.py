@@ -8,6 +8,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from vpr_node.core.evaluation.verified import frame_record, summarise
 from vpr_node.core.index.hubness import top1_hubness
 from vpr_node.core.index.loaded import DescriptorIndex
 from vpr_node.core.maps.geo import haversine_m
@@ -65,8 +66,11 @@ def recall_summary(dists: list, k: int, radius_m: float = 25.0) -> dict[str, flo
 
 
 def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, heading_known: bool = False,
-             progress: bool = True, priors=None, camera=None) -> EvalResult:
+             progress: bool = True, priors=None, camera=None, verifier=None) -> EvalResult:
     """Embed each query, retrieve top-k, compute recall@N at 25 m and 50 m and latency.
+
+    `verifier` (verification.Verifier) also verifies each query's candidates (the frame as the camera took it):
+    per-query outcome in `per_query[i]["verification"]`, totals in `extra["verification"]` (evaluation/verified.py).
 
     `priors` (priors.PriorNoise) simulates the drone's heading / altitude / position priors with noise
     and applies them exactly as the node does (priors.PriorApplier); `camera` (camera.CameraModel) is the
@@ -106,6 +110,8 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
             if dm[0] > RADII_M[0]:
                 wrong.append(top1[-1])
         per_query.append({"name": q.name, "tiles": [c.tile.name for c in cands[:5]], "dist_m": dm[:5].tolist()})
+        if verifier is not None:
+            per_query[-1]["verification"] = frame_record(verifier.verify(q.image, cands), q.lat, q.lon)
     dist = np.stack(dists)
     recall = {str(int(r)): {str(n): v for n, v in recall_from_distances(dist, RECALL_NS, r).items()} for r in RADII_M}
     result = EvalResult(strategy.label, strategy.descriptor_dim, len(queries), recall,
@@ -114,6 +120,8 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
                         query_hubness(top1, truth, wrong, len(index.records)), per_query)
     if applier is not None:
         result.extra["priors"] = {"simulated": priors.label(), "states": dict(prior_states)}
+    if verifier is not None:
+        result.extra["verification"] = summarise([p["verification"] for p in per_query])
     return result
 
 

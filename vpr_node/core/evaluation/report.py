@@ -87,3 +87,71 @@ def write_mosaic(result: EvalResult, queries: list[Query], index: DescriptorInde
     mosaic = np.concatenate(rows, 0)
     cv2.imwrite(str(path), cv2.cvtColor(mosaic, cv2.COLOR_RGB2BGR))
     return pathlib.Path(path)
+
+
+def write_verification_report(result: EvalResult, verifier, queries: list[Query], out_dir, n_mosaic: int = 6,
+                              radius_m: float = 25.0) -> dict:
+    """For an evaluation run with a verifier: the precision of accepted fixes against the acceptance rate as the
+    confidence threshold varies (PNG; the calibrated threshold marked), and a mosaic of frames beside their
+    verified tiles with the inlier matches (PNG)."""
+    import cv2
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vpr_node.core.verification.confidence import precision_curve
+    from vpr_node.core.verification.drawing import draw_verification, verification_picture
+
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recs = [p["verification"] for p in result.per_query]
+    fixed = [r for r in recs if r["fix"] and r.get("confidence") == r.get("confidence")]  # with a confidence
+    files = {}
+    if fixed:
+        conf = np.array([r["confidence"] for r in fixed])
+        correct = np.array([r["fix_error_m"] <= radius_m for r in fixed])
+        curve = precision_curve(conf, correct, len(recs))
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([p["acceptance"] for p in curve], [p["precision"] for p in curve], "-", label=result.backbone)
+        cal = verifier.calibration
+        if cal is not None:
+            at = [p for p in curve if p["threshold"] >= cal.threshold]
+            if at:
+                ax.plot([at[-1]["acceptance"]], [at[-1]["precision"]], "o", color="red",
+                        label=f"calibrated threshold {cal.threshold:.3f}")
+        ax.set_xlabel("acceptance rate (accepted fixes / frames)")
+        ax.set_ylabel(f"precision (accepted fixes within {radius_m:g} m)")
+        ax.set_ylim(min(0.8, min(p["precision"] for p in curve)) - 0.02, 1.005)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(f"verification: precision vs acceptance ({len(recs)} frames)")
+        fig.tight_layout()
+        fig.savefig(out_dir / "precision_vs_acceptance.png", dpi=120)
+        plt.close(fig)
+        files["precision_curve"] = str(out_dir / "precision_vs_acceptance.png")
+    rows = []
+    for q, pq in list(zip(queries, result.per_query, strict=True))[:n_mosaic]:
+        rec = pq["verification"]
+        v = verifier.verify(q.image, verifier_candidates(verifier, [rec["tile_id"]] if rec["fix"] else pq["tiles"]))
+        pic = verification_picture(verifier, q.image, v, height=240)
+        if pic is None:
+            pic = draw_verification(q.image, np.zeros((320, 320, 3), np.uint8), None,
+                                    (q.image.shape[1] // 3, q.image.shape[0] // 3), 240, label=v.reason)
+        rows.append(cv2.resize(pic, (720, 240)))
+    if rows:
+        cv2.imwrite(str(out_dir / "verification_examples.png"),
+                    cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+        files["verification_mosaic"] = str(out_dir / "verification_examples.png")
+    return files
+
+
+def verifier_candidates(verifier, tile_ids: list[str]) -> list:
+    """Candidates (in this order) for tile ids of the verifier's index: to re-verify an evaluated query."""
+    from vpr_node.core.types import Candidate, TileId
+
+    out = []
+    for rank, t in enumerate(tile_ids):
+        row = verifier.tiles.row(t)
+        c = verifier.tiles.cols
+        out.append(Candidate(rank, TileId(0, float(c["lat"][row]), float(c["lon"][row]), t), 0.0, 0, ""))
+    return out

@@ -5,6 +5,9 @@ An index folder holds:
   descriptors.npy   float32 (rows, dim) descriptors, memory-mapped on load
   entries.npy       int32 (rows,) tile row of each descriptor (a tile may have several rotated views)
   tiles.csv         the tile table (tile id, zoom, centre lat/lon, bounds, ...)
+  tiles/            the tile images (hard links to the corpus's where the file system allows), listed with their
+                    SHA-256 in tile_images.sha256: the pixels the verifier matches frames against
+  verification.json the verifier's calibration (confidence model, threshold, covariance scale), when fitted
   manifest.json     backbone label, weights SHA-256, descriptor dim, preprocessing, index type and
                     parameters, tile count, file SHA-256s, format version
 Loading verifies the manifest (loaded.py): a field that differs from what the node expects -> ConfigurationError
@@ -13,7 +16,9 @@ naming the field; a missing, truncated or corrupt file -> IndexUnavailableError.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import shutil
 import time
 
 import faiss
@@ -36,7 +41,39 @@ from vpr_node.core.maps.tiles import TileRecord, write_tile_table
 
 FORMAT_VERSION = 1
 INDEX_FILES = ("index.faiss", "descriptors.npy", "entries.npy", "tiles.csv")
-OPTIONAL_FILES = ("backbone_weights.pt",)
+OPTIONAL_FILES = ("backbone_weights.pt", "tile_images.sha256", "verification.json")
+TILE_IMAGES = "tile_images.sha256"
+VERIFICATION = "verification.json"
+
+
+def write_tile_images(corpus_root, records: list[TileRecord], out_dir) -> int:
+    """The corpus's tile images into out_dir/<their path> (a hard link where the file system allows, else a copy),
+    and their SHA-256 list (sha256sum format). Returns the number of images."""
+    corpus_root, out_dir = pathlib.Path(corpus_root), pathlib.Path(out_dir)
+    lines = []
+    for r in records:
+        src, dst = corpus_root / r.path, out_dir / r.path
+        if not src.is_file():
+            raise ConfigurationError(f"tile image {src} of the corpus is missing; cut the corpus again")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+        lines.append(f"{sha256_file(dst)}  {r.path}\n")
+    (out_dir / TILE_IMAGES).write_text("".join(lines))
+    return len(lines)
+
+
+def add_to_manifest(out_dir, name: str, **fields) -> dict:
+    """Record a file written into an existing index folder (its SHA-256 in the manifest) and extra fields."""
+    out_dir = pathlib.Path(out_dir)
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    manifest["files"][name] = sha256_file(out_dir / name)
+    manifest.update(fields)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
 
 
 def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: list[TileRecord],

@@ -63,6 +63,7 @@ class ShardStore:
     """Finished chunks on disk under work_dir, keyed by build.json."""
 
     def __init__(self, work_dir, key: dict, log=print):
+        self.key = key
         self.root = pathlib.Path(work_dir)
         self.shards = self.root / "shards"
         kpath = self.root / "build.json"
@@ -73,6 +74,14 @@ class ShardStore:
             shutil.rmtree(self.shards)
         self.shards.mkdir(parents=True, exist_ok=True)
         kpath.write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def existing(cls, work_dir, key: dict) -> "ShardStore":
+        """The store in work_dir as it is (nothing removed or rewritten): to read another run's shards."""
+        store = cls.__new__(cls)
+        store.key, store.root = key, pathlib.Path(work_dir)
+        store.shards = store.root / "shards"
+        return store
 
     def _paths(self, chunk: Chunk) -> tuple[pathlib.Path, pathlib.Path]:
         return self.shards / f"{chunk.number:05d}.npy", self.shards / f"{chunk.number:05d}.entries.npy"

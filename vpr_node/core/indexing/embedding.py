@@ -16,6 +16,8 @@ of the same CPU type.
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 import time
 
 import numpy as np
@@ -37,6 +39,23 @@ class TileEmbedding:
     store: ShardStore
     chunks: list[Chunk]
     summary: dict
+
+    @classmethod
+    def open(cls, work_dir) -> "TileEmbedding | None":
+        """The finished shards in work_dir (None when there are none): what a later build can reuse."""
+        root = pathlib.Path(work_dir)
+        kpath = root / "build.json"
+        if not kpath.is_file():
+            return None
+        store = ShardStore.existing(root, json.loads(kpath.read_text()))
+        chunks = []
+        for epath in sorted(store.shards.glob("[0-9]*.entries.npy")):
+            number = int(epath.name.split(".")[0])
+            ent = np.load(epath)
+            chunk = Chunk(number, tuple(int(r) for r in dict.fromkeys(ent.tolist())))
+            if store.done(chunk):
+                chunks.append(chunk)
+        return cls(store, chunks, {}) if chunks else None
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """(descriptors (views, D) float32, tile row of each) in memory: for a sample, not a mission map."""
@@ -85,11 +104,51 @@ class TileEmbedding:
         return out, np.concatenate(entries)
 
 
+class _KnownRows:
+    """Descriptors of tiles another run already embedded with the same backbone and settings (prepare-mission's
+    adaptation sample), row by row."""
+
+    def __init__(self, emb: TileEmbedding, rotations: int):
+        self.emb, self.rot = emb, rotations
+        self.where: dict[int, tuple[Chunk, int]] = {}
+        for c in emb.chunks:
+            ent = emb.store.read(c)[1]
+            for i in range(0, len(ent), rotations):
+                self.where[int(ent[i])] = (c, i)
+
+    def __contains__(self, row: int) -> bool:
+        return row in self.where
+
+    def get(self, row: int) -> np.ndarray:
+        c, i = self.where[row]
+        return np.asarray(self.emb.store.read(c)[0][i:i + self.rot], np.float32)
+
+
+class _MergingStore:
+    """Writes a chunk from the rows embedded now (a remainder chunk of the same number) and the known rows."""
+
+    def __init__(self, store: ShardStore, full: dict[int, Chunk], known: _KnownRows):
+        self.store, self.full, self.known = store, full, known
+
+    def write(self, rem: Chunk, desc: np.ndarray, entries: np.ndarray) -> None:
+        chunk, rot = self.full[rem.number], self.known.rot
+        fresh = {int(entries[i]): desc[i:i + rot] for i in range(0, len(entries), rot)}
+        block = np.concatenate([fresh[r] if r in fresh else self.known.get(r) for r in chunk.rows])
+        self.store.write(chunk, block, np.repeat(np.asarray(chunk.rows, np.int32), rot))
+
+    def write_known(self, chunk: Chunk) -> None:
+        """A chunk whose every tile is known."""
+        self.full[chunk.number] = chunk
+        self.write(Chunk(chunk.number, ()), np.zeros((0, 1), np.float32), np.zeros(0, np.int32))
+
+
 def embed_tiles(corpus: TileCorpus, work_dir, settings: BuildSettings, strategy=None, spec: StrategySpec | None = None,
-                rows=None, progress: bool = True, log=print) -> TileEmbedding:
+                rows=None, progress: bool = True, log=print, reuse: TileEmbedding | None = None) -> TileEmbedding:
     """Embed the tiles `rows` (default: all) of the corpus at settings.rotations, chunk by chunk, skipping chunks
     already in `work_dir` for the same key. `strategy` embeds in this process; `spec` loads the same backbone in
-    Dask workers (settings.workers / settings.scheduler)."""
+    Dask workers (settings.workers / settings.scheduler). `reuse`: another run's shards of the same backbone and
+    settings (any rows): the tiles they hold are copied, not embedded again (the same values: one view at a time
+    on a CPU)."""
     import torch
 
     if strategy is None and spec is None:
@@ -113,14 +172,35 @@ def embed_tiles(corpus: TileCorpus, work_dir, settings: BuildSettings, strategy=
     bar = tqdm(total=len(rows) * rot, initial=sum(len(c.rows) for c in chunks if c not in todo) * rot,
                desc=f"embedding tiles ({model.label}, {executor.name})", unit="view", disable=not progress)
     t0 = time.perf_counter()
+    sink, reused = store, 0
+    if reuse is not None and todo and _same_settings(reuse.store.key, key):
+        known = _KnownRows(reuse, rot)
+        full, rest = {}, []
+        for c in todo:
+            missing = tuple(r for r in c.rows if r not in known)
+            reused += len(c.rows) - len(missing)
+            if missing:
+                full[c.number] = c
+                rest.append(Chunk(c.number, missing))
+            else:
+                _MergingStore(store, {}, known).write_known(c)
+                bar.update(len(c.rows) * rot)
+        todo, sink = rest, _MergingStore(store, full, known)
+        bar.update(sum(len(full[c.number].rows) - len(c.rows) for c in rest) * rot)
     if todo:  # progress per batch in this process; a cluster's per finished chunk
         def on_done(c: Chunk) -> None:
             if not executor.reports_batches:
                 bar.update(len(c.rows) * rot)
 
-        executor.run(strategy, spec, corpus, todo, rot, batch, threads, store, on_done, bar.update)
+        executor.run(strategy, spec, corpus, todo, rot, batch, threads, sink, on_done, bar.update)
     bar.close()
     return TileEmbedding(store, chunks, {"chunks": len(chunks), "chunks_embedded_now": len(todo),
+                                         "tiles_reused": reused,
                                          "chunk_tiles": settings.chunk_tiles, "tiles": int(len(rows)),
                                          "executor": executor.name, "torch_threads": threads, "batch_size": batch,
                                          "embed_seconds": round(time.perf_counter() - t0, 1)})
+
+
+def _same_settings(a: dict, b: dict) -> bool:
+    """Shard keys that differ at most in the rows they cover."""
+    return {k: v for k, v in a.items() if k != "rows"} == {k: v for k, v in b.items() if k != "rows"}

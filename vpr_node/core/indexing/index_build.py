@@ -11,7 +11,7 @@ import time
 from vpr_node.core.backbones import get_spec
 from vpr_node.core.backbones.weights import Provenance, save_weights
 from vpr_node.core.errors import ConfigurationError
-from vpr_node.core.index.folder import write_index
+from vpr_node.core.index.folder import write_index, write_tile_images
 from vpr_node.core.indexing.embedding import embed_tiles
 from vpr_node.core.indexing.executors import StrategySpec
 from vpr_node.core.indexing.settings import BuildSettings
@@ -24,7 +24,7 @@ CORPUS_FITTED_WEIGHTS = "backbone_weights.pt"  # weights fitted or adapted to th
 def build_index(strategy: RetrievalStrategy | None, corpus: TileCorpus, out_dir, settings: BuildSettings | None = None,
                 spec: StrategySpec | None = None, weights_file: str | None = None, whitening=None,
                 weights_provenance: Provenance | None = None, extra: dict | None = None, progress: bool = True,
-                log=print) -> dict:
+                log=print, reuse=None) -> dict:
     """Embed the corpus chunk by chunk (checkpointed in settings.work_dir, default OUT/build_work; on a Dask
     cluster with settings.workers/scheduler and a `spec`), stream the descriptors into descriptors.npy and write
     the index folder.
@@ -33,7 +33,9 @@ def build_index(strategy: RetrievalStrategy | None, corpus: TileCorpus, out_dir,
     PCA-whitening fitted here on every descriptor) is installed as the backbone's `whiten` layer after embedding
     and applied to the descriptors as they are assembled. The backbone's weights are then saved in the index folder
     (CORPUS_FITTED_WEIGHTS, with `weights_provenance`), as they are whenever `weights_provenance` is given;
-    `weights_file` names a weights file already in the folder (corpus-fitted NetVLAD centroids)."""
+    `weights_file` names a weights file already in the folder (corpus-fitted NetVLAD centroids); `reuse` (a
+    TileEmbedding of the same backbone and settings, e.g. prepare-mission's adaptation sample) supplies the tiles it
+    already embedded."""
     settings = settings or BuildSettings()
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,7 @@ def build_index(strategy: RetrievalStrategy | None, corpus: TileCorpus, out_dir,
     if whitening is not None and settings.pca_dim:
         raise ConfigurationError("a learned whitening and --pca-dim exclude each other")
     t0 = time.perf_counter()
-    emb = embed_tiles(corpus, work, settings, strategy, spec, progress=progress, log=log)
+    emb = embed_tiles(corpus, work, settings, strategy, spec, progress=progress, log=log, reuse=reuse)
     pca = None
     if settings.pca_dim:
         whitening = emb.fit_pca(settings.pca_dim)
@@ -59,11 +61,12 @@ def build_index(strategy: RetrievalStrategy | None, corpus: TileCorpus, out_dir,
         save_weights(model, out_dir / CORPUS_FITTED_WEIGHTS, weights_provenance)
         weights_file = CORPUS_FITTED_WEIGHTS
     descriptors, entries = emb.assemble(out_dir / "descriptors.npy", model.whiten if whitening is not None else None)
+    write_tile_images(corpus.root, corpus.records, out_dir)
     kind, params = settings.index_kind()
     summary = {**emb.summary, "embed_and_assemble_seconds": round(time.perf_counter() - t0, 1)}
     manifest = write_index(out_dir, descriptors, entries, corpus.records, model.identity(), kind, params,
                            extra={"rotations": settings.rotations, "corpus": str(corpus.root),
-                                  "weights_file": weights_file, "build": summary, "pca": pca,
+                                  "weights_file": weights_file, "build": summary, "pca": pca, "tile_images": "tiles",
                                   "tile_plan": corpus.plan.to_json() if corpus.plan else None, **(extra or {})})
     del descriptors
     if not settings.keep_work:

@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 
 from vpr_node.core.backbones.identity import BackboneIdentity
-from vpr_node.core.index.folder import write_index
+from vpr_node.core.index.folder import TILE_IMAGES, VERIFICATION, write_index
 from vpr_node.core.index.loaded import DescriptorIndex
 from vpr_node.core.maps.tiles import read_tile_table
 
-CARRIED = ("rotations", "corpus", "weights_file", "tile_plan", "build", "pca", "adaptation", "tile_images")
+CARRIED = ("rotations", "corpus", "weights_file", "tile_plan", "build", "pca", "adaptation", "tile_images",
+           "verification")
 
 
 def rebuild_index(src, out, kind: str = "flat", params: dict | None = None) -> dict:
@@ -23,7 +24,8 @@ def rebuild_index(src, out, kind: str = "flat", params: dict | None = None) -> d
     m = old.manifest
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() != src.resolve():
-        for name in ("descriptors.npy", *([m["weights_file"]] if m.get("weights_file") else [])):
+        extras = [n for n in (TILE_IMAGES, VERIFICATION) if (src / n).is_file()]
+        for name in ("descriptors.npy", *([m["weights_file"]] if m.get("weights_file") else []), *extras):
             shutil.copyfile(src / name, out / name)
         if (src / "tiles").is_dir():
             shutil.copytree(src / "tiles", out / "tiles", dirs_exist_ok=True)

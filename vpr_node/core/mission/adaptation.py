@@ -17,10 +17,10 @@ sensor; altitudes and tilts of the mission, widened), never evaluation queries:
 
 Tiles are embedded by the one tile-embedding path (indexing/embedding.py: chunked, checkpointed, resumable, on Dask
 when the build settings say so), and only a bounded sample of them: every tile near a fitting or validation view
-plus random others up to `sample_tiles` (all tiles of a smaller map). So memory does not grow with the map, and
-on a small map the sample's shards are the final index's (prepare.py reuses them). Validation recall on a sample
-ranks candidates against fewer distractors than the whole map has: it compares candidates, it does not predict
-the map's recall (the report does).
+plus random others up to `sample_tiles` (all tiles of a smaller map). So memory does not grow with the map; the
+final index reuses the sample's embedding (prepare.py), so the sample costs no second pass. Validation recall on
+a sample ranks candidates against fewer distractors than the whole map has: it compares candidates, it does not
+predict the map's recall (the report does).
 """
 from __future__ import annotations
 
@@ -64,8 +64,9 @@ class AdaptConfig:
     shrinkage: float = option(0.3, "covariance shrinkage of the learned whitening; 2x it is tried too")
     validation_views: int = option(200, "held-out views (other seeds; half clean, half hard) that choose the candidate")
     tolerance: float = option(0.02, "largest recall@5 loss against the unadapted model allowed in either condition")
-    sample_tiles: int = option(4096, "tiles embedded for fitting and validation beyond those near the views (a map "
-                                     "with fewer uses all of them): memory does not grow with the map")
+    sample_tiles: int = option(4096, "most tiles the adaptation embeds and holds for fitting and validation (those "
+                                     "near its views and random others; a smaller map uses all of its tiles): memory "
+                                     "does not grow with the map, and the index reuses their embedding")
     pos_m: float = option(25.0, "a view's matching tile lies within this distance (m)")
     seed: int = option(1000, "seed of the views and fine-tuning anchors (never a report's or benchmark's seed)")
     altitude_m: tuple[float, float] = option((55.0, 110.0), "mission altitudes (views span 0.9x..1.1x of them)")
@@ -118,7 +119,7 @@ class TileSample:
 
 def tile_sample(corpus: TileCorpus, views, cfg: AdaptConfig) -> TileSample:
     """Every tile of a map of at most cfg.sample_tiles tiles; else the tiles within pos_m of any view plus random
-    others up to sample_tiles (seed cfg.seed + 4)."""
+    others up to sample_tiles (seed cfg.seed + 4). Either way the index reuses their embedding."""
     lat = np.array([r.lat for r in corpus.records])
     lon = np.array([r.lon for r in corpus.records])
     ground = np.array([r.ground_m or 1.0 for r in corpus.records])
@@ -309,8 +310,8 @@ def adapt_backbone(backbone: str, base_weights: str | None, maps_csv: str, raste
     views = fitting_views(rasters, cfg)
     sample = tile_sample(corpus, [*views, *(v for vs in val_sets.values() for v in vs)], cfg)
     if not sample.is_all:
-        log(f"[mission] adaptation on {len(sample.rows)} of {len(corpus)} tiles (those near its views + a random "
-            f"{cfg.sample_tiles})")
+        log(f"[mission] adaptation on {len(sample.rows)} of {len(corpus)} tiles (those near its views and random "
+            f"others, up to --adapt-sample-tiles {cfg.sample_tiles}); the index reuses their embedding")
     table = []
     for name, weights in models.items():
         strategy = raw_strategy(backbone, weights, options, device)

@@ -1,5 +1,6 @@
 """The settings of `vpr prepare-mission`: the map, the camera and altitudes the tiles are matched to, the backbone,
-its adaptation (AdaptConfig), the index build (BuildSettings) and the report. Every field is a command-line flag
+its adaptation (AdaptConfig), the index build (BuildSettings), the verifier and its calibration (VerifyConfig,
+CalibrationConfig) and the report. Every field is a command-line flag
 (tools/prepare_mission.py); the camera comes from --hfov/--image-size or --camera-info."""
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.maps.camera import DEFAULT_CAMERA, CameraModel
 from vpr_node.core.maps.sources import MAPS_HELP
 from vpr_node.core.mission.adaptation import AdaptConfig
+from vpr_node.core.mission.calibration import CalibrationConfig
 from vpr_node.core.options import option
+from vpr_node.core.verification.verifier import VerifyConfig
 
-STEPS = ("corpus", "base_weights", "adapt", "index", "report")
+STEPS = ("corpus", "base_weights", "adapt", "index", "verifier", "report")
 
 
 @dataclasses.dataclass
@@ -32,6 +35,8 @@ class MissionConfig:
     tile_px: int = option(320, "stored tile size (px)")
     build: BuildSettings = option(factory=BuildSettings, help="the index build (rotations, index type, chunks, Dask)")
     adapt: AdaptConfig = option(factory=AdaptConfig, help="the adaptation (--adapt-* flags)")
+    verify: VerifyConfig = option(factory=VerifyConfig, help="the verifier (--verify-* flags)")
+    calibration: CalibrationConfig = option(factory=CalibrationConfig, help="its calibration (--calib-* flags)")
     report_queries: int = option(100, "queries for the before/after report (0 = none)")
     report_seed: int = option(2000, "seed of the report's queries (adaptation never uses it)")
     progress: bool = option(True, "progress bars")

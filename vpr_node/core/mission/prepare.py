@@ -7,10 +7,12 @@ checkpoint, tile embedding per finished chunk):
   work/corpus/            tiles cut to the camera's footprint over the planned altitudes (maps/tiling.py)
   work/base_weights.pt    weights fitted to the corpus (NetVLAD centroids), when the backbone needs them
   work/adapt/finetune/    the fine-tune (checkpoints, logs)
-  work/adapt/embed/       tile shards per candidate model (indexing/embedding.py), reused by the index and the report
+  work/adapt/embed/       the adaptation sample's tile shards per candidate model (indexing/embedding.py)
+  work/build/             the index's tile shards (the sample's tiles copied, the rest embedded), reused by the report
   work/adapt/result/      the chosen model and whitening (adaptation.json, whitening.npz)
   backbone_weights.pt     the adapted weights (+ learned whitening), named and hashed in the manifest
-  index.faiss, ...        the index (index/folder.py) over the adapted, whitened tile descriptors
+  index.faiss, ...        the index (index/folder.py) over the adapted, whitened tile descriptors, and its tiles/
+  verification.json       the verifier's calibration on validation views (mission/calibration.py)
   report/                 before/after recall on synthesised queries of a seed never used for adaptation,
                           hubness, plot and mosaic (report.json, recall_at_n.png, examples_*.png)
 
@@ -27,13 +29,24 @@ import time
 
 from vpr_node.core.backbones import get_spec
 from vpr_node.core.backbones.weights import Provenance
+from vpr_node.core.index.folder import VERIFICATION
+from vpr_node.core.indexing.embedding import TileEmbedding
 from vpr_node.core.indexing.index_build import build_index
 from vpr_node.core.maps.sources import load_maps
 from vpr_node.core.maps.tiles import TileCorpus
 from vpr_node.core.maps.tiling import cut_corpus, plan_for_camera
-from vpr_node.core.mission.adaptation import Adaptation, adapt_backbone, device_for, raw_strategy, worker_spec
+from vpr_node.core.mission.adaptation import (
+    Adaptation,
+    adapt_backbone,
+    device_for,
+    embed_dir,
+    raw_strategy,
+    worker_spec,
+)
+from vpr_node.core.mission.calibration import calibrate_verifier
 from vpr_node.core.mission.config import STEPS, MissionConfig
 from vpr_node.core.mission.report import mission_report
+from vpr_node.core.retrieval.strategy import load_strategy
 
 
 class _State:
@@ -106,7 +119,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
     index_key = {**adapt_key, "index": cfg.build.index_kind()}
     if not state.done("index", index_key) or not (out / "manifest.json").exists():
         t0 = time.perf_counter()
-        settings = dataclasses.replace(cfg.build, pca_dim=0, work_dir=adaptation.embed_dir, keep_work=True)
+        settings = dataclasses.replace(cfg.build, pca_dim=0, work_dir=str(work / "build"), keep_work=True)
         provenance = Provenance(source=f"vpr prepare-mission on {cfg.maps}",
                                 licence="as the trunk weights and the mission map",
                                 notes=json.dumps({"base_weights": adaptation.weights, **adaptation.log,
@@ -114,26 +127,41 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
         build_index(raw_strategy(cfg.backbone, adaptation.weights, cfg.backbone_options, device), corpus, out,
                     settings, spec=worker_spec(cfg.backbone, adaptation.weights, cfg.backbone_options, device),
                     whitening=adaptation.whitening, weights_provenance=provenance,
-                    extra={"adaptation": adaptation.log}, progress=cfg.progress, log=log)
+                    extra={"adaptation": adaptation.log}, progress=cfg.progress, log=log,
+                    reuse=TileEmbedding.open(adaptation.embed_dir))
         timings["index_s"] = round(time.perf_counter() - t0, 1)
         state.mark("index", index_key)
+    # 5. the verifier's calibration on validation views (photometric change and changed ground)
+    verifier_key = {**index_key, "verify": dataclasses.asdict(cfg.verify),
+                    "calibration": dataclasses.asdict(cfg.calibration)}
+    if cfg.calibration.views > 0 and (not state.done("verifier", verifier_key) or not (out / VERIFICATION).exists()):
+        log(f"[mission] calibrating the verifier on {cfg.calibration.views} validation views")
+        t0 = time.perf_counter()
+        calibrate_verifier(load_strategy(cfg.backbone, index_dir=str(out), device=device,
+                                         backbone_options=cfg.backbone_options), out, cfg.maps, cfg.altitude,
+                           cfg.camera, cfg.calibration, cfg.verify, cfg.progress)
+        timings["verifier_s"] = round(time.perf_counter() - t0, 1)
+        state.mark("verifier", verifier_key)
     manifest = json.loads((out / "manifest.json").read_text())
     summary = {"out": str(out), "tiles": len(corpus), "tile_plan": plan.to_json(), "timings": timings,
                "adaptation": manifest.get("adaptation"), "hubness": manifest.get("hubness"),
                "weights_file": manifest.get("weights_file"), "weights_sha256": manifest.get("weights_sha256"),
-               **{k: manifest.get(k) for k in ("index_type", "index_params", "index_bytes", "recall_at_10_vs_exact")}}
+               **{k: manifest.get(k) for k in ("index_type", "index_params", "index_bytes", "recall_at_10_vs_exact",
+                                               "verification")}}
 
-    # 5. before/after report on synthesised queries of a seed the adaptation never used
+    # 6. before/after report on synthesised queries of a seed the adaptation never used
     if cfg.report_queries > 0:
-        report_key = {**index_key, "n": cfg.report_queries, "seed": cfg.report_seed}
+        report_key = {**verifier_key, "n": cfg.report_queries, "seed": cfg.report_seed}
         rpath = out / "report" / "report.json"
         if not state.done("report", report_key) or not rpath.exists():
             log(f"[mission] before/after report on {cfg.report_queries} synthesised queries (seed {cfg.report_seed})")
-            report = mission_report(cfg, corpus, base, out, adapt_dir)
+            fitted = work / "build" if adaptation.model == "corpus-fitted" else embed_dir(adapt_dir, "corpus-fitted")
+            report = mission_report(cfg, corpus, base, out, TileEmbedding.open(fitted))
             state.mark("report", report_key)
         else:
             report = json.loads(rpath.read_text())
         summary["report"] = report
     if not cfg.build.keep_work:
-        shutil.rmtree(adapt_dir / "embed", ignore_errors=True)
+        for folder in (adapt_dir / "embed", work / "build", work / "build_before"):
+            shutil.rmtree(folder, ignore_errors=True)
     return summary

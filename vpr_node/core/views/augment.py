@@ -3,6 +3,8 @@
 - `standard`: the original query protocol (brightness, contrast, small hue shift, blur, noise, JPEG).
 - `strong`: the developer benchmark's queries: another season, time of day and sensor than the map
   (contrast/brightness/gamma, white balance, hue and saturation, blur, noise, JPEG at low quality).
+- `changed`: ground that has changed since the map was captured (changed.py: re-planted fields,
+  construction, vehicles, season, cloud shadows, lens distortion), then `strong`'s sensor chain.
 - `adaptation`: what mission adaptation trains on, deliberately broader than `strong` and built from
   other operations too (cloud shadows, haze, vignetting, grey sensor, resolution loss, sharpening), so
   the adapted model learns invariance rather than the benchmark generator's own distribution.
@@ -14,7 +16,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-PROFILES = ("none", "standard", "strong", "adaptation")
+from vpr_node.core.views import changed
+
+PROFILES = ("none", "standard", "strong", "changed", "adaptation")
 
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
@@ -101,6 +105,8 @@ def apply(profile: str, rng, img: np.ndarray) -> np.ndarray:
         return standard(rng, img)
     if profile == "strong":
         return strong(rng, img)
+    if profile == "changed":
+        return strong(rng, changed.apply(rng, img))
     if profile == "adaptation":
         return adaptation(rng, img)
     raise ValueError(f"unknown photometric profile {profile!r}; choose one of {', '.join(PROFILES)}")

@@ -6,7 +6,8 @@ model, or a nominal footprint +-30 %), camera tilt (perspective warp), photometr
 
 `QuerySpec.benchmark()` is the developer benchmark's protocol: 1280x720 camera with 86 deg horizontal
 field of view at 55-110 m above ground (the centred square crop sees 58-115 m), unknown yaw, tilt up
-to 15 deg, `strong` photometric change (another season, time of day and sensor than the map).
+to 15 deg, `strong` photometric change (another season, time of day and sensor than the map);
+`QuerySpec.benchmark(photometric="changed")` is its changed-ground condition (changed.py) at the same positions.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import numpy as np
 
 from vpr_node.core.maps.camera import CameraModel
 from vpr_node.core.maps.sources import GeoRaster
-from vpr_node.core.views import augment
+from vpr_node.core.views import augment, changed
+
+CHANGED_STREAM = 7  # the changed-ground generator's stream of a query: (seed, query number, 7)
 
 
 @dataclasses.dataclass
@@ -147,7 +150,10 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         cy = float(rng.uniform(rad, h - rad))
         yaw = float(rng.uniform(*spec.yaw_deg))
         view = render_view(img, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
-        view = augment.apply(spec.profile, rng, view)
+        if spec.profile == "changed":  # its own stream: the same positions and photometrics as `strong`, changed ground
+            view = augment.strong(rng, changed.apply(np.random.default_rng([seed, made, CHANGED_STREAM]), view))
+        else:
+            view = augment.apply(spec.profile, rng, view)
         lat, lon = (float(v) for v in r.geo.pixel_to_latlon(cx, cy))
         yield Query(f"q{made:05d}", lat, lon, yaw, footprint / spec.footprint_m, tilt, r.path.name, view, altitude,
                     footprint)

@@ -1,0 +1,216 @@
+"""verification/: frames verified against the index folder's own tile pixels: fixes metres from the truth,
+candidates re-ranked by inliers, implausible homographies refused with the reason, typed errors for bad input, the
+covariance that the fit implies, the calibration of the confidence, and the engine that pairs frames with their
+results and reports the ones that never meet."""
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from vpr_node.core.errors import IndexUnavailableError, VprVerificationError
+from vpr_node.core.index.folder import TILE_IMAGES, VERIFICATION, add_to_manifest
+from vpr_node.core.io.recorder import FlightDataRecorder, read_records
+from vpr_node.core.maps.geo import haversine_m
+from vpr_node.core.maps.sources import load_corner_table
+from vpr_node.core.retrieval.engine import Frame
+from vpr_node.core.verification import geometry
+from vpr_node.core.verification.confidence import Calibration, calibrate, covariance_scale
+from vpr_node.core.verification.engine import RetrievalResult, VerificationEngine
+from vpr_node.core.verification.verifier import Verifier
+from vpr_node.core.views.queries import QuerySpec, synthesise_queries
+
+
+@pytest.fixture(scope="module")
+def verifier(gem_index_dir):
+    return Verifier.for_index(gem_index_dir)
+
+
+@pytest.fixture(scope="module")
+def verified(gem_strategy, gem_index_dir, sample_queries, verifier):
+    """(query, candidates, Verification) of the six sample queries against the GeM index's tiles."""
+    from vpr_node.core.index.loaded import DescriptorIndex
+    from vpr_node.core.retrieval.strategy import RetrievalStrategy
+    s = RetrievalStrategy(gem_strategy.backbone, gem_strategy.runtime, DescriptorIndex(gem_index_dir))
+    out = []
+    for q in sample_queries:
+        cands = s.retrieve_topk(s.embed_query(q.image), 10)
+        out.append((q, cands, verifier.verify(q.image, cands)))
+    return out
+
+
+def test_the_index_folder_owns_its_tile_images(gem_index_dir, sample_corpus):
+    manifest = json.loads((gem_index_dir / "manifest.json").read_text())
+    assert manifest["tile_images"] == "tiles" and TILE_IMAGES in manifest["files"]
+    listed = (gem_index_dir / TILE_IMAGES).read_text().splitlines()
+    assert len(listed) == len(sample_corpus) and all((gem_index_dir / line.split("  ")[1]).is_file() for line in listed)
+
+
+def test_fixes_lie_metres_from_the_truth(verified):
+    fixes = [(q, v) for q, _, v in verified if v.fix is not None]
+    assert len(fixes) >= 4, [v.reason for _, _, v in verified]
+    for q, v in fixes:
+        assert haversine_m(q.lat, q.lon, v.fix.lat, v.fix.lon) < 5.0
+        yaw_error = (v.fix.heading_deg - q.yaw_deg + 180) % 360 - 180
+        assert abs(yaw_error) < 5.0, (v.fix.heading_deg, q.yaw_deg)
+        cov = np.asarray(v.fix.cov_en)
+        assert cov.shape == (2, 2) and np.all(np.linalg.eigvalsh(cov) > 0) and v.fix.sigma_m < 25
+
+
+def test_candidates_are_reranked_by_inliers_with_reasons_for_the_rest(verified, verifier):
+    for _, cands, v in verified:
+        assert sorted(c.tile_id for c in v.candidates) == sorted(c.tile.name for c in cands[:verifier.cfg.verify_k])
+        valid = [c for c in v.candidates if c.valid]
+        assert [c.inliers for c in valid] == sorted((c.inliers for c in valid), reverse=True)
+        assert v.candidates[:len(valid)] == valid  # valid ones first
+        assert all(c.reason for c in v.candidates[len(valid):])
+        assert v.reason == "uncalibrated" or v.fix is None  # this index has no calibration
+
+
+def test_bad_input_is_a_typed_error(verifier, sample_queries, verified):
+    with pytest.raises(VprVerificationError, match="no candidates"):
+        verifier.verify(sample_queries[0].image, [])
+    _, cands, _ = verified[0]
+    other = type(cands[0])(0, type(cands[0].tile)(18, 0.0, 0.0, "a_tile_of_another_map"), 0.1, 192, "x")
+    with pytest.raises(IndexUnavailableError, match="not in the index's tile table"):
+        verifier.verify(sample_queries[0].image, [other])
+
+
+def test_a_changed_tile_image_is_refused(gem_index_dir, tmp_path, sample_queries, verified):
+    copy = tmp_path / "index"
+    shutil.copytree(gem_index_dir, copy)
+    _, cands, _ = verified[0]
+    rel = [line.split("  ")[1] for line in (copy / TILE_IMAGES).read_text().splitlines()
+           if line.split("  ")[1].endswith(f"{cands[0].tile.name}.png")][0]
+    tile = copy / rel
+    tile.unlink()  # a hard link: replace the file, not the corpus's
+    shutil.copyfile(gem_index_dir / rel, tile)
+    data = bytearray(tile.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tile.write_bytes(bytes(data))
+    with pytest.raises(IndexUnavailableError, match="corrupt or was changed"):
+        Verifier.for_index(copy).verify(sample_queries[0].image, cands[:1])
+
+
+def _fit(H, n=50, seed=0, noise=0.0):
+    rng = np.random.default_rng(seed)
+    src = rng.uniform(0, [400, 300], (n, 2))
+    dst = geometry.project(H, src) + rng.normal(0, noise, (n, 2))
+    return geometry.HomographyFit(np.asarray(H, np.float64), src, dst, n, 0.0)
+
+
+def test_homographies_a_camera_over_the_ground_cannot_make_are_refused():
+    size, tile = (400, 300), (320, 320)
+    ok = np.array([[0.8, 0.0, 0.0], [0.0, 0.8, 40.0], [0.0, 0.0, 1.0]])
+    assert geometry.implausible(_fit(ok), size, tile) == ""
+    mirrored = np.array([[-0.8, 0.0, 320.0], [0.0, 0.8, 40.0], [0.0, 0.0, 1.0]])
+    assert geometry.implausible(_fit(mirrored), size, tile) == "degenerate_homography"
+    sheared = np.array([[0.8, 2.5, 0.0], [0.0, 0.3, 40.0], [0.0, 0.0, 1.0]])
+    assert geometry.implausible(_fit(sheared), size, tile) == "degenerate_homography"
+    tiny = np.array([[0.05, 0.0, 150.0], [0.0, 0.05, 150.0], [0.0, 0.0, 1.0]])
+    assert geometry.implausible(_fit(tiny), size, tile) == "implausible_scale"
+    elsewhere = ok + np.array([[0, 0, 900.0], [0, 0, 0], [0, 0, 0]])
+    assert geometry.implausible(_fit(elsewhere), size, tile) == "fix_outside_tile"
+
+
+def test_the_fix_covariance_matches_the_scatter_of_noisy_fits():
+    """200 fits to the same ground truth with 1 px keypoint noise (seeded): the propagated covariance predicts the
+    spread of the fixes (mean squared Mahalanobis error near its expectation 2, within the sampling spread)."""
+    H = np.array([[0.7, -0.2, 100.0], [0.2, 0.7, 60.0], [1e-5, 2e-5, 1.0]])
+    truth = geometry.centre_and_heading(H.ravel()[:8], (400, 300))[:2]
+    nees = []
+    for seed in range(200):
+        f = _fit(H, n=40, seed=seed, noise=1.0)
+        fit, _ = geometry.estimate(f.src, f.dst, 4.0, 15)
+        out, cov = geometry.fix_covariance(fit, (400, 300))
+        e = out[:2] - truth
+        nees.append(e @ np.linalg.solve(cov[:2, :2], e))
+    assert 1.4 < np.mean(nees) < 2.8, np.mean(nees)
+
+
+def test_calibration_accepts_only_what_validation_says_is_right():
+    rng = np.random.default_rng(0)
+    n = 400
+    inliers = rng.integers(15, 300, n)
+    correct = rng.random(n) < 1 / (1 + np.exp(-(inliers - 60) / 10))  # more inliers, more often right
+    x = np.c_[np.log1p(inliers), rng.random((n, 6))]
+    err = np.where(correct, rng.uniform(0, 5, n), rng.uniform(40, 400, n))
+    err_en = np.c_[err / math.sqrt(2), err / math.sqrt(2)]
+    cov = np.repeat(np.eye(2)[None] * 4.0, n, 0)
+    cal = calibrate(x, err, err_en, cov, n_frames=500)
+    accepted = np.array([cal.confidence(v) >= cal.threshold for v in x])
+    assert correct[accepted].mean() >= 0.99 and accepted.sum() >= 100
+    assert cal.validation["precision"] >= 0.99 and cal.validation["acceptance"] == round(accepted.sum() / 500, 4)
+    few = calibrate(x[:5], err[:5], err_en[:5], cov[:5], n_frames=500)
+    assert few.threshold > 1 and "no fix will be accepted" in few.validation["warning"]
+
+
+def test_covariance_scale_makes_the_errors_fit():
+    rng = np.random.default_rng(1)
+    err = rng.normal(0, 3.0, (500, 2))  # true sigma 3 m; the fit says 1 m
+    s = covariance_scale(err, np.repeat(np.eye(2)[None], 500, 0), floor_m=0.0)
+    assert 7.0 < s < 11.0  # about 9 = 3^2
+    assert covariance_scale(err, np.repeat(np.eye(2)[None] * 100.0, 500, 0), floor_m=0.0) == 1.0  # never shrinks
+
+
+def test_a_calibrated_index_accepts_fixes(gem_index_dir, tmp_path, verified, sample_queries):
+    copy = tmp_path / "index"
+    shutil.copytree(gem_index_dir, copy)
+    d = 7
+    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5).save(copy / VERIFICATION)
+    add_to_manifest(copy, VERIFICATION)
+    v = Verifier.for_index(copy, require_calibration=True)
+    q, cands, _ = verified[0]
+    res = v.verify(q.image, cands)
+    assert res.fix is not None and res.accepted and res.reason == "" and res.fix.confidence > 0.99
+    (copy / VERIFICATION).write_text((copy / VERIFICATION).read_text().replace('"threshold": 0.5', '"threshold": 0.4'))
+    with pytest.raises(IndexUnavailableError, match="changed after calibration"):
+        Verifier.for_index(copy)
+
+
+def test_a_missing_calibration_fails_fast_where_required(gem_index_dir):
+    from vpr_node.core.errors import ConfigurationError
+    with pytest.raises(ConfigurationError, match="calibrate-verifier"):
+        Verifier.for_index(gem_index_dir, require_calibration=True)
+
+
+def test_the_engine_pairs_frames_with_results_and_reports_the_unmatched(verifier, verified, tmp_path):
+    q, cands, _ = verified[0]
+    rec = FlightDataRecorder(tmp_path / "fdr.jsonl")
+    got = []
+    eng = VerificationEngine(verifier, lambda pair, v: got.append(v), recorder=rec, match_timeout_s=0.5)
+    index_id = verifier.tiles.index_id
+    # result first, then its frame: paired
+    eng.add_result(RetrievalResult(1000, "cam", index_id, cands))
+    eng.add_frame(Frame(decode=lambda: q.image, frame_id="cam", stamp_ns=1000))
+    eng.process(eng.queue.get(timeout=1)[0])
+    assert len(got) == 1 and got[0].fix is not None
+    # a frame whose result never comes, and a result whose frame never comes: both reported after the timeout
+    eng.add_frame(Frame(decode=lambda: q.image, frame_id="cam", stamp_ns=2000))
+    eng.add_result(RetrievalResult(3000, "cam", index_id, cands))
+    assert eng.expire(now=1e12) == 2
+    counts = eng.snapshot()
+    assert counts["frame_without_result"] == 1 and counts["result_without_frame"] == 1
+    # a result from another index is a typed error, not a fix
+    eng.add_result(RetrievalResult(4000, "cam", "0" * 16, cands))
+    eng.add_frame(Frame(decode=lambda: q.image, frame_id="cam", stamp_ns=4000))
+    assert eng.process(eng.queue.get(timeout=1)[0]) is None
+    rec.close()
+    kinds = [r["kind"] for r in read_records(tmp_path / "fdr.jsonl")]
+    assert kinds.count("c2.vpr.verify_error") == 3 and kinds.count("c2.vpr.verification") == 1
+    reasons = {r.get("reason") for r in read_records(tmp_path / "fdr.jsonl") if r["kind"] == "c2.vpr.verify_error"}
+    assert reasons == {"frame_without_result", "result_without_frame", "other_index"}
+
+
+def test_changed_ground_views_are_the_photometric_views_at_the_same_places(sample_maps):
+    rasters = load_corner_table(sample_maps)
+    spec = QuerySpec(camera=(480, 270), footprint_m=60.0, photometric="strong")
+    a = list(synthesise_queries(rasters, 4, seed=3, spec=spec))
+    b = list(synthesise_queries(rasters, 4, seed=3, spec=QuerySpec(camera=(480, 270), footprint_m=60.0,
+                                                                   photometric="changed")))
+    assert [(x.lat, x.lon, x.yaw_deg) for x in a] == [(x.lat, x.lon, x.yaw_deg) for x in b]
+    assert all(np.abs(x.image.astype(int) - y.image.astype(int)).mean() > 2 for x, y in zip(a, b, strict=True))
+    again = list(synthesise_queries(rasters, 4, seed=3, spec=QuerySpec(camera=(480, 270), footprint_m=60.0,
+                                                                       photometric="changed")))
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(b, again, strict=True))

@@ -1,0 +1,55 @@
+"""How good verification is, per frame and over a set of frames: verified recall@1 (the re-ranked top-1 within R m of
+the truth: its fix where its homography is valid, else its tile centre), how often a fix is produced and accepted,
+how often accepted fixes are within R m (precision), their position error, the Mahalanobis error of their
+covariance, and verification latency."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from vpr_node.core.maps.geo import haversine_m, metres_per_degree
+from vpr_node.core.verification.confidence import feature_vector
+
+
+def frame_record(v, lat: float, lon: float) -> dict:
+    """One frame's verification outcome against its true position."""
+    top = v.candidates[0] if v.candidates else None
+    where = ((top.fix_lat, top.fix_lon) if top.valid else (top.lat, top.lon)) if top else None
+    rec = {"verified_top1_m": float(haversine_m(lat, lon, *where)) if top else math.inf,
+           "verify_ms": round(v.latency_ms, 3), "reason": v.reason, "agree": v.agree, "fix": v.fix is not None,
+           "accepted": v.accepted}
+    if v.fix is not None:
+        m_lat, m_lon = metres_per_degree(lat)
+        err_en = [(v.fix.lon - lon) * m_lon, (v.fix.lat - lat) * m_lat]
+        rec.update({"fix_error_m": float(math.hypot(*err_en)), "fix_error_en": err_en, "tile_id": v.fix.tile_id,
+                    "cov_en": np.asarray(v.fix.cov_en).tolist(), "confidence": v.fix.confidence,
+                    "inliers": v.fix.inliers, "features": feature_vector(v).tolist(),
+                    "heading_deg": v.fix.heading_deg})
+    return rec
+
+
+def summarise(records: list[dict], radius_m: float = 25.0, truth_yaw_deg=None) -> dict:
+    """Totals over frame records (frame_record)."""
+    n = len(records)
+    fixes = [r for r in records if r["fix"]]
+    acc = [r for r in fixes if r["accepted"]]
+    err = np.array([r["fix_error_m"] for r in acc]) if acc else np.zeros(0)
+    lat = np.array([r["verify_ms"] for r in records]) if records else np.zeros(0)
+    nees = [np.asarray(r["fix_error_en"]) @ np.linalg.solve(np.asarray(r["cov_en"]), np.asarray(r["fix_error_en"]))
+            for r in acc]
+    out = {"frames": n,
+           "verified_recall_at_1": round(float(np.mean([r["verified_top1_m"] <= radius_m for r in records])), 4)
+           if n else None,
+           "fix_rate": round(len(fixes) / n, 4) if n else None,
+           "fixes_within_radius": round(float(np.mean([r["fix_error_m"] <= radius_m for r in fixes])), 4)
+           if fixes else None,
+           "acceptance_rate": round(len(acc) / n, 4) if n else None, "accepted": len(acc),
+           "precision": round(float(np.mean(err <= radius_m)), 4) if acc else None,
+           "error_m_p50": round(float(np.percentile(err, 50)), 2) if acc else None,
+           "error_m_p95": round(float(np.percentile(err, 95)), 2) if acc else None,
+           "mean_nees": round(float(np.mean(nees)), 3) if nees else None,
+           "verify_ms_p50": round(float(np.percentile(lat, 50)), 1) if n else None,
+           "verify_ms_p95": round(float(np.percentile(lat, 95)), 1) if n else None,
+           "reasons": {k: sum(r["reason"] == k for r in records) for k in sorted({r["reason"] for r in records})}}
+    return out

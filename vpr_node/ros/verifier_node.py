@@ -1,0 +1,261 @@
+"""The vpr_verifier lifecycle node (the spec's C2.5 re-ranker): a thin ROS 2 shell over
+vpr_node.core.verification.
+
+configure: read + check parameters, load the index folder's tile images and verifier calibration, create the
+           lifecycle publishers. activate: start the verification thread, subscribe to the frames and the
+           VprResults. deactivate: unsubscribe, stop the thread. cleanup/shutdown: release everything.
+
+Every verified frame gives a VprVerification (the VprResult it verified, the top-N candidates re-ranked by
+inliers, the fix or the reason there is none); an accepted fix is also a NavSatFix and a PoseWithCovarianceStamped
+(local ENU). The debug image (frame beside its verified tile with the matches) is drawn only while someone
+subscribes to it. Frames and results that never meet their other half are reported, not dropped silently.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, NavSatFix
+
+from vpr_node.core.errors import VprError
+from vpr_node.core.io import image_codec
+from vpr_node.core.io.logs import StructuredLogger
+from vpr_node.core.io.recorder import FlightDataRecorder
+from vpr_node.core.retrieval.engine import Frame
+from vpr_node.core.verification.drawing import verification_picture
+from vpr_node.core.verification.engine import Pair, RetrievalResult, VerificationEngine
+from vpr_node.core.verification.verifier import Verifier
+from vpr_node.msg import VprResult as VprResultMsg
+from vpr_node.msg import VprVerification as VprVerificationMsg
+from vpr_node.ros.conversions import (
+    candidates_from_msg,
+    compressed_decoder,
+    fix_to_navsatfix,
+    fix_to_pose,
+    image_decoder,
+    time_to_ns,
+    verification_to_msg,
+)
+from vpr_node.ros.verifier_params import PARAMETERS, VerifierNodeConfig
+
+NODE_NAME = "vpr_verifier"
+
+
+class VerifierNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self.log = StructuredLogger(NODE_NAME, level=os.environ.get("VPR_LOG_LEVEL", "INFO").upper(), stream=False,
+                                    sink=self._rosout)
+        self.config: VerifierNodeConfig | None = None
+        self.verifier: Verifier | None = None
+        self.engine: VerificationEngine | None = None
+        self.recorder: FlightDataRecorder | None = None
+        self.pubs: dict = {}
+        self.subs: list = []
+        self.diag_pub = None
+        self.timer = None
+        self.origin = (math.nan, math.nan)
+        self.state_label = "unconfigured"
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.05, self._autostart)
+
+    def _rosout(self, level: str, line: str) -> None:
+        rl = self.get_logger()
+        {"ERROR": rl.error, "WARN": rl.warning, "INFO": rl.info, "DEBUG": rl.debug}.get(level, rl.fatal)(line)
+
+    def _failed(self, exc: VprError, transition: str) -> TransitionCallbackReturn:
+        self.log.error(exc.kind, f"{transition} failed: {exc}", transition=transition, **exc.context)
+        if self.recorder:
+            self.recorder.record(exc.kind, transition=transition,
+                                 **{k: v for k, v in exc.to_record().items() if k != "kind"})
+        return TransitionCallbackReturn.FAILURE
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def _autostart(self) -> None:
+        """One-shot: configure, then activate (the `autostart` parameter); a failure is logged and recorded by the
+        transition and the node stays where it stopped."""
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            cfg = VerifierNodeConfig.from_params({n: self.get_parameter(n).value for n in PARAMETERS})
+            if self.recorder is not None:
+                self.recorder.close()
+                self.recorder = None
+            if cfg.recorder_path:
+                self.recorder = FlightDataRecorder(cfg.recorder_path, cfg.recorder_max_bytes)
+            self.verifier = Verifier.for_index(cfg.index_dir, cfg.verify_config(),
+                                               require_calibration=cfg.require_calibration)
+        except VprError as exc:
+            self.verifier = None
+            return self._failed(exc, "configure")
+        self.config = cfg
+        cols = self.verifier.tiles.cols
+        self.origin = (cfg.origin_lat if math.isfinite(cfg.origin_lat) else float(np.mean(cols["lat"])),
+                       cfg.origin_lon if math.isfinite(cfg.origin_lon) else float(np.mean(cols["lon"])))
+        self.pubs = {"verification": self.create_lifecycle_publisher(VprVerificationMsg, cfg.verification_topic, 10),
+                     "fix": self.create_lifecycle_publisher(NavSatFix, cfg.fix_topic, 10),
+                     "pose": self.create_lifecycle_publisher(PoseWithCovarianceStamped, cfg.pose_topic, 10),
+                     "debug": self.create_lifecycle_publisher(Image, cfg.debug_image_topic, 2)}
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.timer = self.create_timer(cfg.diagnostics_period, self._tick)
+        self.state_label = "inactive"
+        cal = self.verifier.calibration
+        self.log.info("c2.vpr.verifier_ready", "verifier ready", index_tiles=len(self.verifier.tiles),
+                      index_id=self.verifier.tiles.index_id, features=cfg.features, verify_k=cfg.verify_k,
+                      calibrated=cal is not None, threshold=cal.threshold if cal else None)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg = self.config
+        self.engine = VerificationEngine(self.verifier, self._publish, self.log, self.recorder, cfg.match_timeout,
+                                         cfg.max_pending, cfg.queue_depth)
+        self.engine.start()
+        msg_type, decoder = (CompressedImage, compressed_decoder) if cfg.compressed else (Image, image_decoder)
+        self.subs = [
+            self.create_subscription(msg_type, cfg.image_topic, lambda m: self._on_image(m, decoder),
+                                     qos_profile_sensor_data),
+            self.create_subscription(VprResultMsg, cfg.result_topic, self._on_result, 10),
+        ]
+        self.state_label = "active"
+        self.log.info("c2.vpr.verifier_activated", image_topic=cfg.image_topic, result_topic=cfg.result_topic)
+        return super().on_activate(state)
+
+    def _stop(self) -> None:
+        for sub in self.subs:
+            self.destroy_subscription(sub)
+        self.subs = []
+        if self.engine is not None:
+            self.engine.stop(timeout=5.0)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self.state_label = "inactive"
+        return super().on_deactivate(state)
+
+    def _release(self) -> None:
+        self._stop()
+        self.engine = None
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+        for pub in self.pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self.pubs = {}
+        if self.diag_pub is not None:
+            self.destroy_publisher(self.diag_pub)
+            self.diag_pub = None
+        self.verifier = None
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- input -----------------------------------------------------------------------------
+    def _on_image(self, msg, decoder) -> None:
+        if self.engine is not None:
+            self.engine.add_frame(Frame(decode=decoder(msg), frame_id=msg.header.frame_id,
+                                        stamp_ns=time_to_ns(msg.header.stamp)))
+
+    def _on_result(self, msg) -> None:
+        if self.engine is not None:
+            self.engine.add_result(RetrievalResult(time_to_ns(msg.header.stamp), msg.header.frame_id, msg.index_id,
+                                                   candidates_from_msg(msg), msg))
+
+    # --- output (on the verification thread) -----------------------------------------------
+    def _publish(self, pair: Pair, v) -> None:
+        cfg, pubs = self.config, self.pubs
+        if not pubs:
+            return
+        msg = pair.result.message
+        pubs["verification"].publish(verification_to_msg(v, msg, cfg.top_n))
+        if v.accepted:
+            pubs["fix"].publish(fix_to_navsatfix(v, msg.header))
+            pubs["pose"].publish(fix_to_pose(v, msg.header, cfg.map_frame, *self.origin, cfg.camera_yaw_offset_deg))
+        if pubs["debug"].get_subscription_count() > 0:
+            picture = verification_picture(self.verifier, np.asarray(pair.frame.decode()), v)
+            if picture is not None:
+                img = Image()
+                img.header = msg.header
+                img.height, img.width = picture.shape[:2]
+                img.encoding = "rgb8"
+                img.data, img.step = image_codec.encode_raw(picture, "rgb8")
+                pubs["debug"].publish(img)
+
+    def _tick(self) -> None:
+        engine = self.engine
+        if engine is not None:
+            engine.expire()
+        stats = engine.snapshot() if engine is not None else {}
+        status = DiagnosticStatus()
+        status.name = f"{self.get_name()}: geometric verification"
+        errors = sum(v for k, v in stats.items() if k.startswith("c2.vpr."))
+        status.level = DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN
+        status.message = (f"{self.state_label}; {stats.get('verified', 0)} verified, {stats.get('accepted', 0)} fixes "
+                          f"accepted, {errors} errors")
+        status.values = [KeyValue(key="state", value=self.state_label)] + [
+            KeyValue(key=k, value=f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in sorted(stats.items())]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        if self.diag_pub is not None:
+            self.diag_pub.publish(arr)
+
+
+def main(argv=None, fast_exit: bool = False) -> int:
+    os.environ.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "{message}")
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = VerifierNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        t0 = time.monotonic()
+        try:
+            node._release()
+        except Exception:  # noqa: BLE001
+            pass
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+        node.log.info("c2.vpr.shutdown", "verifier stopped", release_ms=round((time.monotonic() - t0) * 1e3, 1))
+        if fast_exit:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
