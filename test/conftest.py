@@ -7,6 +7,13 @@ import pathlib
 
 import pytest
 import torch
+from hypothesis import settings as hypothesis_settings
+
+# Property tests draw the same examples on every run (a test must not fail by chance); `HYPOTHESIS_PROFILE=explore`
+# searches with fresh random examples instead.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", max_examples=2000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("VPR_SHARED_DIR", REPO.parent / "shared"))

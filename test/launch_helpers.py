@@ -10,8 +10,9 @@ SKIP_REASON = ("ROS 2 launch tools not installed: scripts/setup_env.sh builds th
 GEM_OPTS = '{"input_size": 160}'
 
 
-def vpr_launch_description(params_file):
-    """The installed launch/vpr.launch.py with this params file (auto_start:=false), then ReadyToTest."""
+def vpr_launch_description(params_file, **args):
+    """The installed launch/vpr.launch.py with this params file (auto_start:=false unless `args` say otherwise:
+    launch arguments such as auto_start="true", verifier="true"), then ReadyToTest."""
     import launch
     import launch_testing.actions
     from ament_index_python.packages import get_package_share_directory
@@ -20,7 +21,7 @@ def vpr_launch_description(params_file):
     path = os.path.join(get_package_share_directory("vpr_node"), "launch", "vpr.launch.py")
     return launch.LaunchDescription([
         launch.actions.IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments={
-            "params_file": str(params_file), "auto_start": "false"}.items()),
+            "params_file": str(params_file), "auto_start": "false", **args}.items()),
         launch_testing.actions.ReadyToTest(),
     ])
 
@@ -45,11 +46,29 @@ def small_index(work: pathlib.Path) -> dict:
     return {"maps": maps, "index": work / "index", "queries": queries}
 
 
-def node_params_file(work: pathlib.Path, index, **over) -> pathlib.Path:
-    from vpr_node.ros.harness import write_params_file
+def node_params_file(work: pathlib.Path, index, verifier: dict | None = None, **over) -> pathlib.Path:
+    """vpr_node's parameters (and, with `verifier`, the vpr_verifier's beside them) in one params file."""
+    import yaml
     params = {"backbone": "efficientnet_lite0_gem", "backbone_options": GEM_OPTS, "index_dir": str(index),
               "top_k": 5, "recorder_path": str(work / "fdr.jsonl"), "diagnostics_period": 0.5, **over}
-    return write_params_file(work / "params.yaml", params)
+    doc = {"vpr_node": {"ros__parameters": params}}
+    if verifier is not None:
+        from vpr_node.ros.node_spec import VERIFIER_NAME
+        doc[VERIFIER_NAME] = {"ros__parameters": {"index_dir": str(index), "diagnostics_period": 0.5,
+                                                   "recorder_path": str(work / "verifier_fdr.jsonl"), **verifier}}
+    path = work / "params.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def accept_every_fix(index_dir) -> None:
+    """A calibration in the index folder that accepts every verified fix: tests of the nodes' publishing path
+    (what the calibrated model accepts is tested on the developer maps)."""
+    from vpr_node.core.index.folder import VERIFICATION, add_to_manifest
+    from vpr_node.core.verification.confidence import FEATURES, Calibration
+    d = len(FEATURES)
+    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5).save(pathlib.Path(index_dir) / VERIFICATION)
+    add_to_manifest(index_dir, VERIFICATION)
 
 
 def isolate_ros_domain(domain: int) -> None:

@@ -17,7 +17,7 @@ from vpr_node.core.errors import VprPreprocessError
 from vpr_node.core.io import image_codec
 from vpr_node.core.io.bags import read_camera_bag, write_query_bag
 from vpr_node.core.io.logs import StructuredLogger
-from vpr_node.core.io.recorder import FlightDataRecorder, read_records
+from vpr_node.core.io.recorder import OPEN_KIND, FlightDataRecorder, read_records
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_recorder_rotates_by_size(tmp_path):
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["f.jsonl", "f.jsonl.1", "f.jsonl.2"]
     assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
-    got = [r["i"] for r in read_records(tmp_path / "f.jsonl")]
+    got = [r["i"] for r in read_records(tmp_path / "f.jsonl") if r["kind"] != OPEN_KIND]
     assert got == sorted(got) and got[-1] == 199  # oldest rotated out, order kept
 
 
@@ -145,8 +145,24 @@ def test_recorder_survives_kill_9(tmp_path):
     assert p.stdout.readline().strip() == b"ready"
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    recs = read_records(path)
+    opened, *recs = read_records(path)
+    assert opened["kind"] == OPEN_KIND and opened["pid"] == p.pid
     assert len(recs) >= 500 and [r["i"] for r in recs] == list(range(len(recs)))
+
+
+def test_a_new_process_starts_a_new_recorder_file_and_the_old_one_stays_readable(tmp_path):
+    path = tmp_path / "fdr.jsonl"
+    code = ("import sys; from vpr_node.core.io.recorder import FlightDataRecorder as R; r = R(sys.argv[1]);\n"
+            "[r.record('c2.vpr.embed_query', run=int(sys.argv[2]), i=i) for i in range(3)]\n"
+            "r.close(); R(sys.argv[1]).record('c2.vpr.embed_query', run=int(sys.argv[2]), i=3)\n")  # reopened
+    for run in (1, 2):
+        subprocess.run([sys.executable, "-c", code, str(path), str(run)], check=True)
+    first, second = read_records(path.with_name("fdr.jsonl.1"), include_rotated=False), read_records(path, False)
+    for run, recs in ((1, first), (2, second)):  # one file per process, each opened by one recorder_open record
+        assert [r["kind"] for r in recs] == [OPEN_KIND] + ["c2.vpr.embed_query"] * 4
+        assert [r["run"] for r in recs[1:]] == [run] * 4 and [r["i"] for r in recs[1:]] == [0, 1, 2, 3]
+    assert first[0]["pid"] != second[0]["pid"]
+    assert [r.get("run") for r in read_records(path)] == [None, 1, 1, 1, 1, None, 2, 2, 2, 2]  # oldest first
 
 
 def test_structured_log_levels_and_sink():

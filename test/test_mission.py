@@ -91,6 +91,9 @@ def test_selection_keeps_the_unadapted_model_unless_every_condition_holds():
     helps_both = {"clean": {"r1": 0.92, "r5": 0.98}, "hard": {"r1": 0.6, "r5": 0.9}}
     assert choose_candidate([dict(ref), dict(hurts_clean)], 0.02)["hard"]["r1"] == 0.3
     assert choose_candidate([dict(ref), dict(hurts_clean), dict(helps_both)], 0.02)["hard"]["r1"] == 0.6
+    changed = {"r1": 0.5, "r5": 0.8}  # ... and over changed ground, where a candidate must not lose either
+    hurts_changed = {**helps_both, "changed": {"r1": 0.55, "r5": 0.75}}
+    assert choose_candidate([{**ref, "changed": changed}, hurts_changed], 0.02)["hard"]["r1"] == 0.3
 
 
 def test_the_verifier_is_calibrated_on_the_mission_map(mission):

@@ -131,3 +131,106 @@ def test_evaluate_with_an_exact_heading_prior_equals_the_heading_known_path(gem_
     prior = evaluate(s, sample_queries, k=5, progress=False, priors=PriorNoise(heading=True, heading_sigma_deg=0.0))
     assert prior.recall == known.recall
     assert prior.extra["priors"]["states"]["heading:ok"] == len(sample_queries)
+
+
+# --- plausibility gates: property-based over every prior message type ---------------------------------------------
+from types import SimpleNamespace as NS  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from vpr_node.core.priors.messages import PriorInputs  # noqa: E402
+
+ANY_FLOAT = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-1e3, 1e3), st.just(0.0))
+NOW = 1_700_000_000_000_000_000
+
+
+def _stamp(draw_ns):
+    return NS(sec=draw_ns // 1_000_000_000, nanosec=draw_ns % 1_000_000_000)
+
+
+STAMPS = st.integers(NOW - 10**10, NOW + 10**10)
+QUATS = st.builds(lambda x, y, z, w: NS(x=x, y=y, z=z, w=w), ANY_FLOAT, ANY_FLOAT, ANY_FLOAT, ANY_FLOAT)
+COVS9 = st.lists(ANY_FLOAT, min_size=9, max_size=9)
+COVS36 = st.lists(ANY_FLOAT, min_size=36, max_size=36)
+
+
+def _header(stamp):
+    return NS(stamp=_stamp(stamp))
+
+
+HEADING_MSGS = {
+    "imu": st.builds(lambda s, q: NS(header=_header(s), orientation=q), STAMPS, QUATS),
+    "odometry": st.builds(lambda s, q: NS(header=_header(s), pose=NS(pose=NS(orientation=q))), STAMPS, QUATS),
+    "pose": st.builds(lambda s, q: NS(header=_header(s), pose=NS(orientation=q)), STAMPS, QUATS),
+    "quaternion": st.builds(lambda s, q: NS(header=_header(s), quaternion=q), STAMPS, QUATS),
+}
+ALTITUDE_MSGS = {
+    "range": st.builds(lambda s, r, lo, hi: NS(header=_header(s), range=r, min_range=lo, max_range=hi), STAMPS,
+                       st.one_of(ANY_FLOAT, st.just(1e9)), ANY_FLOAT, st.one_of(ANY_FLOAT, st.just(0.0))),
+    "odometry": st.builds(lambda s, z: NS(header=_header(s), pose=NS(pose=NS(position=NS(z=z)))), STAMPS, ANY_FLOAT),
+    "navsatfix": st.builds(lambda s, a, st_: NS(header=_header(s), altitude=a, status=NS(status=st_)), STAMPS,
+                           ANY_FLOAT, st.integers(-1, 2)),
+}
+POSITION_MSGS = {
+    "navsatfix": st.builds(lambda s, lat, lon, c, t, st_: NS(header=_header(s), latitude=lat, longitude=lon,
+                                                              position_covariance=c, position_covariance_type=t,
+                                                              status=NS(status=st_)),
+                           STAMPS, ANY_FLOAT, ANY_FLOAT, COVS9, st.integers(0, 3), st.integers(-1, 2)),
+    "pose_cov": st.builds(lambda s, x, y, c: NS(header=_header(s), pose=NS(pose=NS(position=NS(x=x, y=y)),
+                                                                        covariance=c)),
+                          STAMPS, ANY_FLOAT, ANY_FLOAT, COVS36),
+}
+
+
+def _plausible(kind, inputs, stamp, values):
+    assert stamp - NOW <= inputs.future_tolerance_s * 1e9
+    if kind == "heading":
+        assert 0.0 <= values[0] < 360.0
+    elif kind == "altitude":
+        assert inputs.altitude_min_m <= values[0] <= inputs.altitude_max_m
+    else:
+        lat, lon, sigma = values
+        assert abs(lat) <= 90 and abs(lon) <= 180 and math.isfinite(sigma) and sigma >= 0
+
+
+@pytest.mark.parametrize("kind,type_name,strategy",
+                         [("heading", t, s) for t, s in HEADING_MSGS.items()]
+                         + [("altitude", t, s) for t, s in ALTITUDE_MSGS.items()]
+                         + [("position", t, s) for t, s in POSITION_MSGS.items()])
+def test_every_prior_message_is_a_plausible_sample_or_a_typed_error(kind, type_name, strategy):
+    inputs = PriorInputs(**{f"{kind}_type": type_name})
+
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(strategy)
+    def check(msg):
+        try:
+            stamp, *values = getattr(inputs, kind)(msg, NOW)
+        except VprPriorError as exc:
+            assert exc.context.get("prior") == kind
+            return
+        _plausible(kind, inputs, stamp, values)
+
+    check()
+
+
+def test_the_implausible_values_of_the_field_are_refused_with_their_reason():
+    inputs = PriorInputs()
+    h = _header(NOW)
+    cases = [
+        ("altitude", NS(header=h, range=1e9, min_range=0.2, max_range=0.0), "outside_envelope"),  # max_range unset
+        ("altitude", NS(header=h, range=0.1, min_range=0.2, max_range=40.0), "below_min_range"),
+        ("altitude", NS(header=h, range=41.0, min_range=0.2, max_range=40.0), "above_max_range"),
+        ("heading", NS(header=h, orientation=NS(x=0.0, y=0.0, z=0.0, w=3.0)), "quaternion_not_unit"),
+        ("position", NS(header=h, latitude=60.0, longitude=22.0, position_covariance=[1.0] * 9,
+                        position_covariance_type=2, status=NS(status=-1)), "no_fix"),
+        ("position", NS(header=h, latitude=60.0, longitude=22.0, position_covariance=[1, 0, 0, 0, -4, 0, 0, 0, 1],
+                        position_covariance_type=3, status=NS(status=0)), "covariance_not_psd"),
+        ("heading", NS(header=_header(NOW + 2 * 10**9), orientation=NS(x=0.0, y=0.0, z=0.0, w=1.0)), "future_stamp"),
+    ]
+    for kind, msg, reason in cases:
+        with pytest.raises(VprPriorError) as err:
+            getattr(PriorInputs(altitude_type="range") if kind == "altitude" else inputs, kind)(msg, NOW)
+        assert err.value.context["reason"] == reason, (kind, reason, str(err.value))
+    ok = inputs.altitude(NS(header=h, range=80.0, min_range=0.2, max_range=0.0), NOW)
+    assert ok[1] == 80.0

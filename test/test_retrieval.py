@@ -13,7 +13,7 @@ from vpr_node.core.backbones import create_backbone
 from vpr_node.core.errors import ConfigurationError, VprPreprocessError
 from vpr_node.core.io.image_codec import decode_compressed
 from vpr_node.core.io.logs import StructuredLogger
-from vpr_node.core.io.recorder import FlightDataRecorder, read_records
+from vpr_node.core.io.recorder import OPEN_KIND, FlightDataRecorder, read_records
 from vpr_node.core.retrieval.engine import Frame, VprEngine
 from vpr_node.core.retrieval.frame_queue import FrameQueue
 from vpr_node.core.retrieval.runtimes import Runtime, create_runtime
@@ -93,7 +93,7 @@ def test_corrupt_frame_is_typed_logged_recorded_and_next_frame_served(strategy, 
     err = [entry for entry in logs if entry["kind"] == "c2.vpr.preprocess_error"]
     assert err and err[0]["level"] == "ERROR" and err[0]["error"] == "VprPreprocessError"
     kinds = [r["kind"] for r in read_records(tmp_path / "fdr.jsonl")]
-    assert kinds == ["c2.vpr.preprocess_error", "c2.vpr.embed_query"]
+    assert kinds == [OPEN_KIND, "c2.vpr.preprocess_error", "c2.vpr.embed_query"]
 
 
 class _FailingRuntime(Runtime):

@@ -17,3 +17,15 @@ def test_crop_to_ground_keeps_the_centre():
     img = np.zeros((720, 1280, 3), np.uint8)
     assert crop_to_ground(img, footprint_m=120.0, target_m=60.0).shape == (360, 360, 3)
     assert crop_to_ground(img, footprint_m=50.0, target_m=60.0).shape == (720, 720, 3)  # cannot zoom out
+
+
+def test_a_view_set_renders_the_same_views_again_and_keeps_only_their_positions(sample_maps):
+    from vpr_node.core.maps.sources import load_corner_table
+    from vpr_node.core.views.queries import QuerySpec, ViewSet, synthesise_queries
+    rasters, spec = load_corner_table(sample_maps), QuerySpec.benchmark(photometric="changed", camera=(320, 180))
+    listed = list(synthesise_queries(rasters, 4, seed=9, spec=spec))
+    views = ViewSet(rasters, 4, seed=9, spec=spec)
+    assert len(views) == 4 and all(v.image is None for v in views.meta)
+    assert [(v.lat, v.lon, v.yaw_deg) for v in views.meta] == [(q.lat, q.lon, q.yaw_deg) for q in listed]
+    for _ in range(2):  # every pass renders the same pixels
+        assert all(np.array_equal(v.image, q.image) for v, q in zip(views, listed, strict=True))

@@ -16,19 +16,28 @@ import time
 
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 
 from vpr_node.core.io import image_codec
 from vpr_node.core.resources import data_file
-from vpr_node.msg import VprResult
+from vpr_node.msg import VprResult, VprVerification
 from vpr_node.ros.client_node import BackgroundNode
 from vpr_node.ros.conversions import ns_to_time
-from vpr_node.ros.node_spec import FASTDDS_PROFILE, NODE_ENV, launch_command, node_command
+from vpr_node.ros.node_spec import (
+    EXECUTABLE,
+    FASTDDS_PROFILE,
+    NODE_ENV,
+    NODE_NAME,
+    VERIFIER_NAME,
+    launch_command,
+    node_command,
+)
 
 TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
                "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
@@ -60,12 +69,16 @@ class NodeProcess:
     """The node as a child process (node_spec.py: the launch file's command and environment), directly or,
     with via_launch, through `ros2 launch vpr_node vpr.launch.py auto_start:=false`; output to a log file."""
 
-    def __init__(self, params_file, log_path, domain_id: int, extra_env: dict | None = None, via_launch: bool = False):
+    def __init__(self, params_file, log_path, domain_id: int, extra_env: dict | None = None, via_launch: bool = False,
+                 executable: str = EXECUTABLE, name: str = NODE_NAME, launch_args: dict | None = None):
+        """`executable`/`name`: which node (vpr_node, or the verifier: VERIFIER_EXECUTABLE/VERIFIER_NAME);
+        `launch_args` (with via_launch): launch_command's keywords, e.g. verifier=True."""
         self.log_path = pathlib.Path(log_path)
         _ros_env_defaults()
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), **NODE_ENV, **(extra_env or {}))
         self._log = open(self.log_path, "wb")
-        cmd = launch_command(params_file) if via_launch else node_command(params_file)
+        cmd = (launch_command(params_file, **(launch_args or {})) if via_launch
+               else node_command(params_file, executable, name))
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def alive(self) -> bool:
@@ -90,7 +103,8 @@ class VprClient(BackgroundNode):
     """Test/demo side of the node's ROS interface."""
 
     def __init__(self, domain_id: int, node_name: str = "vpr_node", image_topic: str = "/camera/image_raw",
-                 result_topic: str = "/vpr/result", compressed: bool = False):
+                 result_topic: str = "/vpr/result", compressed: bool = False, verifier: bool = False):
+        """`verifier`: also the vpr_verifier's lifecycle services and its outputs (verifications, fixes, poses)."""
         os.environ["ROS_DOMAIN_ID"] = str(domain_id)
         _ros_env_defaults()
         super().__init__("vpr_client", domain_id)
@@ -105,7 +119,21 @@ class VprClient(BackgroundNode):
         self.pub = self.node.create_publisher(
             CompressedImage if compressed else Image, image_topic, qos_profile_sensor_data
         )
+        self.lifecycle = {node_name: (self.change, self.get)}
+        if verifier:
+            self.lifecycle[VERIFIER_NAME] = (self.node.create_client(ChangeState, f"/{VERIFIER_NAME}/change_state"),
+                                             self.node.create_client(GetState, f"/{VERIFIER_NAME}/get_state"))
+            self.verifications, self.fixes, self.poses = queue.Queue(), queue.Queue(), queue.Queue()
+            self.node.create_subscription(VprVerification, "/vpr/verification", self.verifications.put, 10)
+            self.node.create_subscription(NavSatFix, "/vpr/fix", self.fixes.put, 10)
+            self.node.create_subscription(PoseWithCovarianceStamped, "/vpr/pose", self.poses.put, 10)
         self.start_spinning()
+
+    def subscribe_debug_images(self) -> queue.Queue:
+        """The verifier's debug image topic (drawn only while someone subscribes)."""
+        self.debug_images = queue.Queue()
+        self.node.create_subscription(Image, "/vpr/verification_image", self.debug_images.put, 2)
+        return self.debug_images
 
     def _call(self, client, request, timeout: float):
         if not client.wait_for_service(timeout_sec=timeout):
@@ -118,22 +146,25 @@ class VprClient(BackgroundNode):
             time.sleep(0.01)
         return fut.result()
 
-    def wait_for_node(self, timeout: float = 60.0) -> None:
-        if not self.get.wait_for_service(timeout_sec=timeout):
-            raise TimeoutError("vpr_node lifecycle services did not appear")
+    def wait_for_node(self, timeout: float = 60.0, node: str | None = None) -> None:
+        for name, (_, get) in self.lifecycle.items():
+            if node in (None, name) and not get.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"{name} lifecycle services did not appear")
 
-    def transition(self, name: str, timeout: float = 300.0) -> bool:
+    def transition(self, name: str, timeout: float = 300.0, node: str | None = None) -> bool:
         req = ChangeState.Request()
         req.transition.id = TRANSITIONS[name]
-        return bool(self._call(self.change, req, timeout).success)
+        change = self.lifecycle[node][0] if node else self.change
+        return bool(self._call(change, req, timeout).success)
 
     def set_parameters(self, values: dict, timeout: float = 10.0) -> list[bool]:
         req = SetParameters.Request()
         req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
         return [r.successful for r in self._call(self.setp, req, timeout).results]
 
-    def state(self, timeout: float = 10.0) -> str:
-        return self._call(self.get, GetState.Request(), timeout).current_state.label
+    def state(self, timeout: float = 10.0, node: str | None = None) -> str:
+        get = self.lifecycle[node][1] if node else self.get
+        return self._call(get, GetState.Request(), timeout).current_state.label
 
     def make_image(self, rgb, stamp_ns: int, frame_id: str = "nav_camera", encoding: str = "rgb8"):
         if self.compressed:
@@ -152,10 +183,11 @@ class VprClient(BackgroundNode):
     def publish(self, msg) -> None:
         self.pub.publish(msg)
 
-    def wait_subscribed(self, timeout: float = 10.0) -> bool:
+    def wait_subscribed(self, timeout: float = 10.0, count: int = 1) -> bool:
+        """Until `count` subscribers (vpr_node, and the verifier when it runs) see the image topic."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.pub.get_subscription_count() > 0:
+            if self.pub.get_subscription_count() >= count:
                 return True
             time.sleep(0.05)
         return False
@@ -174,13 +206,19 @@ class VprClient(BackgroundNode):
             except queue.Empty:
                 return out
 
-    def latest_diagnostics(self, timeout: float = 5.0) -> dict | None:
-        """Key/values of the newest /diagnostics status from the vpr node (waits for a fresh one)."""
+    def latest_diagnostics(self, timeout: float = 5.0, name: str = "visual place recognition") -> dict | None:
+        """Key/values of the next /diagnostics status whose name contains `name` (vpr_node's by default; the
+        verifier's is "geometric verification"), waiting at most `timeout` s for a fresh one."""
         self.drain(self.diagnostics)
-        try:
-            arr = self.diagnostics.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                arr = self.diagnostics.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            for st in arr.status:
+                if name in st.name:
+                    return {kv.key: kv.value for kv in st.values}
         for st in arr.status:
             if "visual place recognition" in st.name:
                 return {kv.key: kv.value for kv in st.values}

@@ -197,8 +197,10 @@ class VprLifecycleNode(LifecycleNode):
         engine = self.engine
         if engine is None or engine.priors is None:
             return
+        engine.count_prior(kind)
         try:
-            sample = getattr(self.prior_inputs, kind)(msg)
+            now = self.get_clock().now().nanoseconds
+            sample = getattr(self.prior_inputs, kind)(msg, now or None)  # 0: a sim-time clock not yet started
             engine.priors.buffer.add(kind, *sample)
         except VprPriorError as exc:
             stamp = time_to_ns(msg.header.stamp)
@@ -291,6 +293,8 @@ class VprLifecycleNode(LifecycleNode):
             values[f"errors.{kind}"] = n
         for state, n in sorted(stats.get("prior_states", {}).items()):
             values[f"priors.{state}"] = n  # frames per prior state, e.g. priors.heading:stale
+        for kind, n in sorted(stats.get("priors_in", {}).items()):
+            values[f"priors_in.{kind}"] = n  # prior samples received (accepted + c2.vpr.prior_error)
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()

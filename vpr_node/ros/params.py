@@ -120,6 +120,10 @@ class NodeConfig:
     altitude_type: str = option("range", "altitude message type: range (above ground) | odometry (z) | navsatfix",
                                check=_one_of(("range", "odometry", "navsatfix")))
     ground_elevation_m: float = option(0.0, "ground elevation subtracted from odometry z / NavSatFix altitude")
+    altitude_min_m: float = option(1.0, "flight envelope: an altitude above ground below this is refused",
+                                   check=lambda v: None if v >= 0 else "must be >= 0")
+    altitude_max_m: float = option(1000.0, "flight envelope: an altitude above ground above this is refused (also when "
+                                           "a Range message sets no max_range)", check=_positive)
     altitude_max_skew: float = option(0.5, "largest |sample stamp - frame stamp| (s) for an altitude sample",
                                      check=_positive)
     camera_info_file: str = option("", "nav camera intrinsics (sensor_msgs/CameraInfo YAML) for the altitude prior")
@@ -136,6 +140,8 @@ class NodeConfig:
     prior_max_sigma_m: float = option(1000.0, "a prior with a larger 1-sigma error is 'uncertain': whole map searched",
                                      check=_positive)
     prior_max_age: float = option(2.0, "largest age (s) of a position prior sample at a frame's stamp", check=_positive)
+    prior_future_tolerance: float = option(0.5, "a prior sample stamped further ahead of the node's clock than this "
+                                                "(s) is refused", check=_positive)
     prior_sync_timeout: float = option(0.1, "longest wait (s) of a frame for prior samples stamped at or after it (a "
                                            "sample published just after the frame is then still used)",
                                       check=_between(0.0, 5.0))
@@ -148,6 +154,9 @@ class NodeConfig:
 
     def check_priors(self) -> None:
         """Cross-parameter rules of the priors (configure/activate fail with what to fix)."""
+        if self.altitude_min_m >= self.altitude_max_m:
+            raise ConfigurationError(f"parameter 'altitude_min_m' ({self.altitude_min_m}) must be below "
+                                     f"'altitude_max_m' ({self.altitude_max_m})", parameter="altitude_min_m")
         if self.altitude_topic and not (self.camera_info_file or self.camera_hfov_deg > 0):
             raise ConfigurationError("parameter 'altitude_topic' is set but the camera intrinsics are not: set "
                                      "'camera_info_file' (a CameraInfo YAML) or 'camera_hfov_deg'",
@@ -170,7 +179,9 @@ class NodeConfig:
                           hfov_deg=self.camera_hfov_deg, position_k_sigma=self.prior_k_sigma,
                           position_max_sigma_m=self.prior_max_sigma_m, sync_timeout_s=self.prior_sync_timeout)
         inputs = PriorInputs(self.heading_type, self.heading_frame, self.altitude_type, self.ground_elevation_m,
-                             self.prior_type, self.prior_origin_lat, self.prior_origin_lon)
+                             self.prior_type, self.prior_origin_lat, self.prior_origin_lon,
+                             altitude_min_m=self.altitude_min_m, altitude_max_m=self.altitude_max_m,
+                             future_tolerance_s=self.prior_future_tolerance)
         return cfg, inputs
 
     def model_key(self) -> tuple:

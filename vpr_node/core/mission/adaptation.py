@@ -8,8 +8,9 @@ sensor; altitudes and tilts of the mission, widened), never evaluation queries:
 2. learned whitening (closed form, seconds): each view is paired with the tile at its position and Radenovic et
    al.'s Lw (backbones/whitening.py) is fitted on the pairs, at several dimensions and shrinkages;
 3. validation: every candidate (the fine-tuned and the corpus-fitted model; no whitening and each whitening) is
-   scored on held-out views of other seeds in two conditions: `clean` (geometry only) and `hard` (adaptation
-   photometrics). A candidate is eligible only if it loses at most `tolerance` recall@5 against the unadapted
+   scored on held-out views of other seeds in three conditions: `clean` (geometry only), `hard` (adaptation
+   photometrics) and `changed` (the ground changed since the map: views/changed.py). A candidate is eligible
+   only if it loses at most `tolerance` recall@5 against the unadapted
    model in *each* condition; the eligible one with the best total recall@1 + recall@5 is kept. So adaptation is
    used where it helps without costing the easy case (measured: on the procedural sample map, whose fields differ
    mainly by colour, Lw raised hard views' R@1 0.35 -> 0.80 but cost clean ones 0.99 -> 0.90 R@5, and is rejected
@@ -20,7 +21,8 @@ when the build settings say so), and only a bounded sample of them: every tile n
 plus random others up to `sample_tiles` (all tiles of a smaller map). So memory does not grow with the map; the
 final index reuses the sample's embedding (prepare.py), so the sample costs no second pass. Validation recall on
 a sample ranks candidates against fewer distractors than the whole map has: it compares candidates, it does not
-predict the map's recall (the report does).
+predict the map's recall (the report does). Views are rendered as they are embedded and otherwise kept as their
+positions (views/queries.py ViewSet): 1,300 views at 1280x720 would hold 3.6 GB.
 """
 from __future__ import annotations
 
@@ -44,10 +46,11 @@ from vpr_node.core.options import option
 from vpr_node.core.retrieval.runtimes import TorchRuntime
 from vpr_node.core.retrieval.strategy import RetrievalStrategy
 from vpr_node.core.training.trainer import TrainConfig, train
-from vpr_node.core.views.queries import QuerySpec, synthesise_queries
+from vpr_node.core.views.queries import QuerySpec, ViewSet
 
 AUTO_MINUTES_CUDA = 2.0  # on one H200 a 400 x 32-triplet fine-tune took 60 s (issue 13's measurement)
-VALIDATION_CONDITIONS = {"clean": "none", "hard": "adaptation"}
+# condition -> (photometric profile of its views, seed offset from AdaptConfig.seed)
+VALIDATION_CONDITIONS = {"clean": ("none", 2), "hard": ("adaptation", 3), "changed": ("changed", 5)}
 
 
 @dataclasses.dataclass
@@ -62,7 +65,8 @@ class AdaptConfig:
     views: int = option(1000, "synthesised map views the learned whitening is fitted on")
     whiten_dim: int = option(512, "largest whitened dimension tried; /2 and /4 are tried too (0 = no whitening)")
     shrinkage: float = option(0.3, "covariance shrinkage of the learned whitening; 2x it is tried too")
-    validation_views: int = option(200, "held-out views (other seeds; half clean, half hard) that choose the candidate")
+    validation_views: int = option(300, "held-out views (other seeds; a third each clean, hard and changed "
+                                        "ground) that choose the candidate")
     tolerance: float = option(0.02, "largest recall@5 loss against the unadapted model allowed in either condition")
     sample_tiles: int = option(4096, "most tiles the adaptation embeds and holds for fitting and validation (those "
                                      "near its views and random others; a smaller map uses all of its tiles): memory "
@@ -184,18 +188,16 @@ def _validation_recall(val_desc, val_views, tile_desc, entries, sample: TileSamp
 
 
 def validation_sets(rasters, cfg: AdaptConfig) -> dict:
-    """Held-out views per condition (seeds cfg.seed + 2, + 3: never the fitting views nor a report's)."""
+    """Held-out views per condition (seeds cfg.seed + 2, + 3, + 5: never the fitting views nor a report's)."""
     n = max(1, cfg.validation_views // len(VALIDATION_CONDITIONS))
-    return {name: list(synthesise_queries(rasters, n, seed=cfg.seed + 2 + i,
-                                          spec=dataclasses.replace(cfg.view_spec(), photometric=profile)))
-            for i, (name, profile) in enumerate(VALIDATION_CONDITIONS.items())}
+    return {name: ViewSet(rasters, n, seed=cfg.seed + offset,
+                          spec=dataclasses.replace(cfg.view_spec(), photometric=profile))
+            for name, (profile, offset) in VALIDATION_CONDITIONS.items()}
 
 
-def fitting_views(rasters, cfg: AdaptConfig) -> list:
+def fitting_views(rasters, cfg: AdaptConfig) -> ViewSet:
     """The views the learned whitening is fitted on (seed cfg.seed + 1)."""
-    if cfg.whiten_dim <= 0:
-        return []
-    return list(synthesise_queries(rasters, cfg.views, seed=cfg.seed + 1, spec=cfg.view_spec()))
+    return ViewSet(rasters, cfg.views if cfg.whiten_dim > 0 else 0, seed=cfg.seed + 1, spec=cfg.view_spec())
 
 
 def whitening_candidates(strategy: RetrievalStrategy, sample: TileSample, tile_desc, entries, views, val_sets: dict,
@@ -213,15 +215,15 @@ def whitening_candidates(strategy: RetrievalStrategy, sample: TileSample, tile_d
 
     def scored(w, **facts) -> dict:
         t = w.apply(tile_desc) if w is not None else tile_desc
-        per = {k: _validation_recall(w.apply(val_desc[k]) if w is not None else val_desc[k], val_sets[k], t, entries,
-                                     sample, cfg.pos_m) for k in val_sets}
+        per = {k: _validation_recall(w.apply(val_desc[k]) if w is not None else val_desc[k], val_sets[k].meta, t,
+                                     entries, sample, cfg.pos_m) for k in val_sets}
         return {"whitening": w, **facts, **per}
 
     out = [scored(None, dim=int(tile_desc.shape[1]))]
     if cfg.whiten_dim <= 0 or not views:
         return out
     vdesc = embed(views, "map views")
-    pairs = view_tile_pairs(views, vdesc, sample, tile_desc, entries, cfg.pos_m)
+    pairs = view_tile_pairs(views.meta, vdesc, sample, tile_desc, entries, cfg.pos_m)
     if len(pairs) < 2:
         return out
     x = np.concatenate([tile_desc, vdesc])
@@ -238,7 +240,7 @@ def choose_candidate(candidates: list[dict], tolerance: float) -> dict:
     """The unadapted candidate (first) unless another loses at most `tolerance` R@5 in every validation
     condition and has a higher total R@1 + R@5."""
     ref = candidates[0]
-    conds = list(VALIDATION_CONDITIONS)
+    conds = [k for k in VALIDATION_CONDITIONS if k in ref]
     for c in candidates:
         c["eligible"] = all(c[k]["r5"] >= ref[k]["r5"] - tolerance for k in conds)
         c["score"] = round(sum(c[k]["r1"] + c[k]["r5"] for k in conds), 4)
@@ -308,7 +310,7 @@ def adapt_backbone(backbone: str, base_weights: str | None, maps_csv: str, raste
     t0 = time.perf_counter()
     val_sets = validation_sets(rasters, cfg)
     views = fitting_views(rasters, cfg)
-    sample = tile_sample(corpus, [*views, *(v for vs in val_sets.values() for v in vs)], cfg)
+    sample = tile_sample(corpus, [*views.meta, *(v for vs in val_sets.values() for v in vs.meta)], cfg)
     if not sample.is_all:
         log(f"[mission] adaptation on {len(sample.rows)} of {len(corpus)} tiles (those near its views and random "
             f"others, up to --adapt-sample-tiles {cfg.sample_tiles}); the index reuses their embedding")
@@ -325,7 +327,8 @@ def adapt_backbone(backbone: str, base_weights: str | None, maps_csv: str, raste
             table.append(c)
         del tile_desc
     chosen = choose_candidate(table, cfg.tolerance)
-    record["validation"] = {"views": {k: len(v) for k, v in val_sets.items()}, "seeds": [cfg.seed + 2, cfg.seed + 3],
+    seeds = {k: cfg.seed + o for k, (_, o) in VALIDATION_CONDITIONS.items()}
+    record["validation"] = {"views": {k: len(v) for k, v in val_sets.items()}, "seeds": seeds,
                             "tolerance": cfg.tolerance, "seconds": round(time.perf_counter() - t0, 1),
                             "tiles": int(len(sample.rows)), "corpus_tiles": len(corpus),
                             "candidates": [{k: v for k, v in c.items() if k != "whitening"} for c in table],

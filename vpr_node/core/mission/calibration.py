@@ -16,7 +16,7 @@ from vpr_node.core.options import option
 from vpr_node.core.retrieval.strategy import RetrievalStrategy
 from vpr_node.core.verification.confidence import Calibration, calibrate
 from vpr_node.core.verification.verifier import Verifier, VerifyConfig
-from vpr_node.core.views.queries import QuerySpec, synthesise_queries
+from vpr_node.core.views.queries import QuerySpec, ViewSet
 
 CONDITIONS = ("strong", "changed")  # photometric change, and changed ground
 
@@ -31,16 +31,23 @@ class CalibrationConfig:
     cov_floor_m: float = option(1.0, "smallest 1-sigma position error a fix reports (m): the map's georeferencing")
 
 
-def calibration_views(maps, n: int, seed: int, altitude_m, camera: CameraModel) -> list:
-    """n views at the mission's altitudes and camera: the benchmark protocol, half of them with changed ground."""
-    rasters = load_maps(maps)
-    out = []
-    for i, profile in enumerate(CONDITIONS):
-        spec = QuerySpec.benchmark(altitude_m=tuple(altitude_m), hfov_deg=camera.hfov_deg,
-                                   camera=(camera.width_px, camera.height_px), photometric=profile)
-        out += list(synthesise_queries(rasters, n // len(CONDITIONS) + (i < n % len(CONDITIONS)), seed=seed + i,
-                                       spec=spec))
-    return out
+class CalibrationViews:
+    """n views at the mission's altitudes and camera: the benchmark protocol, half of them with changed ground;
+    rendered as they are iterated (ViewSet), so memory is one view's."""
+
+    def __init__(self, maps, n: int, seed: int, altitude_m, camera: CameraModel):
+        rasters = load_maps(maps)
+        self.sets = [ViewSet(rasters, n // len(CONDITIONS) + (i < n % len(CONDITIONS)), seed=seed + i,
+                             spec=QuerySpec.benchmark(altitude_m=tuple(altitude_m), hfov_deg=camera.hfov_deg,
+                                                      camera=(camera.width_px, camera.height_px), photometric=profile))
+                     for i, profile in enumerate(CONDITIONS)]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sets)
+
+    def __iter__(self):
+        for s in self.sets:
+            yield from s
 
 
 def calibrate_verifier(strategy: RetrievalStrategy, index_dir, maps, altitude_m, camera: CameraModel,
@@ -51,7 +58,7 @@ def calibrate_verifier(strategy: RetrievalStrategy, index_dir, maps, altitude_m,
     cfg = cfg or CalibrationConfig()
     verifier = Verifier.for_index(index_dir, verify)
     verifier.calibration = None
-    views = calibration_views(maps, cfg.views, cfg.seed, altitude_m, camera)
+    views = CalibrationViews(maps, cfg.views, cfg.seed, altitude_m, camera)
     res = evaluate(strategy, views, k=verifier.cfg.verify_k, progress=progress, verifier=verifier)
     recs = [p["verification"] for p in res.per_query if p["verification"]["fix"]]
     x = np.array([r["features"] for r in recs], np.float64).reshape(len(recs), -1)

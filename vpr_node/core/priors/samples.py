@@ -20,10 +20,15 @@ def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
     """Yaw (rotation about the vertical axis, radians) of a unit quaternion; typed error when malformed."""
     q = np.array([x, y, z, w], np.float64)
     if not np.all(np.isfinite(q)):
-        raise VprPriorError(f"orientation quaternion has non-finite components {q.tolist()}", prior=HEADING)
-    n = float(np.linalg.norm(q))
+        raise VprPriorError(f"orientation quaternion has non-finite components {q.tolist()}", prior=HEADING,
+                            reason="not_finite")
+    with np.errstate(over="ignore", invalid="ignore"):
+        n = float(np.linalg.norm(q))
+    if not math.isfinite(n):
+        raise VprPriorError(f"orientation quaternion {q.tolist()} is too large to be an orientation", prior=HEADING,
+                            reason="quaternion_not_unit")
     if n < 1e-6:
-        raise VprPriorError("orientation quaternion has zero norm", prior=HEADING)
+        raise VprPriorError("orientation quaternion has zero norm", prior=HEADING, reason="quaternion_not_unit")
     x, y, z, w = q / n
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
@@ -31,10 +36,13 @@ def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
 def heading_from_yaw(yaw_rad: float, frame: str = "enu") -> float:
     """Heading in degrees clockwise from north, [0, 360), from a yaw in an ENU or NED world frame."""
     if frame == "enu":  # yaw counter-clockwise from east
-        return (90.0 - math.degrees(yaw_rad)) % 360.0
-    if frame == "ned":  # yaw clockwise from north
-        return math.degrees(yaw_rad) % 360.0
-    raise VprPriorError(f"unknown world frame {frame!r}; use 'enu' (REP 103) or 'ned' (REP 105 aerial)", prior=HEADING)
+        heading = (90.0 - math.degrees(yaw_rad)) % 360.0
+    elif frame == "ned":  # yaw clockwise from north
+        heading = math.degrees(yaw_rad) % 360.0
+    else:
+        raise VprPriorError(f"unknown world frame {frame!r}; use 'enu' (REP 103) or 'ned' (REP 105 aerial)",
+                            prior=HEADING)
+    return 0.0 if heading >= 360.0 else heading  # -1e-17 % 360 rounds to 360.0
 
 
 @dataclasses.dataclass(frozen=True)

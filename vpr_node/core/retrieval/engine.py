@@ -44,6 +44,7 @@ class EngineStats:
         self.results_out = 0
         self.errors = collections.Counter()
         self.prior_states = collections.Counter()  # "heading:ok", "position:stale", ... per result
+        self.priors_in = collections.Counter()  # prior samples received per kind (accepted + typed errors)
         self.latency_ms = collections.deque(maxlen=window)
         self.result_times = collections.deque(maxlen=window)
 
@@ -54,7 +55,7 @@ class EngineStats:
             rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
             return {"frames_in": self.frames_in, "results_out": self.results_out, "drops": drops,
                     "errors": dict(self.errors), "errors_total": sum(self.errors.values()),
-                    "prior_states": dict(self.prior_states),
+                    "prior_states": dict(self.prior_states), "priors_in": dict(self.priors_in),
                     "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
                     "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0, "rate_hz": rate}
 
@@ -176,6 +177,11 @@ class VprEngine:
                 self.process(frame, dropped)
             finally:
                 self._inflight = None
+
+    def count_prior(self, kind: str) -> None:
+        """A prior sample of this kind arrived (it is then buffered or reported as a typed error)."""
+        with self.stats.lock:
+            self.stats.priors_in[kind] += 1
 
     def report(self, exc: VprError, level: str = "WARN", **context) -> None:
         """A typed error outside a frame (e.g. a malformed prior sample): log line, recorder record, count."""

@@ -160,6 +160,34 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         made += 1
 
 
+class ViewSet:
+    """n synthesised views kept as their recipe (maps, seed, spec): iterating renders them again, one at a time, and
+    `meta` holds them without pixels. For the many views pre-flight fitting needs (1,000 views of 1280x720 are
+    2.7 GB): memory stays that of one view, each pass costs the rendering again. Same views as synthesise_queries."""
+
+    def __init__(self, rasters: list[GeoRaster], n: int, seed: int = 0, spec: QuerySpec | None = None):
+        self.rasters, self.n, self.seed, self.spec = rasters, int(n), int(seed), spec
+        self._meta: list[Query] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        meta = []
+        for q in synthesise_queries(self.rasters, self.n, self.seed, self.spec):
+            meta.append(dataclasses.replace(q, image=None))
+            yield q
+        self._meta = meta
+
+    @property
+    def meta(self) -> list[Query]:
+        """The views' positions, yaw, altitude and footprint (no image): one rendering pass the first time."""
+        if self._meta is None:
+            for _ in self:
+                pass
+        return self._meta
+
+
 QUERY_FIELDS = ("name", "path", "lat", "lon", "yaw_deg", "scale", "tilt_deg", "source", "altitude_m", "footprint_m")
 
 
