@@ -15,7 +15,8 @@ from vpr_node.core.io.hashing import sha256_file
 @pytest.mark.slow
 def test_bench_smoke_prints_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "vpr_node.tools.cli", "bench", "--smoke", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "vpr_node.tools.cli", "bench", "--smoke", "--out", str(out),
+                           "--parts", "embed", "index", "prior", "node"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads(out.read_text())
@@ -23,6 +24,9 @@ def test_bench_smoke_prints_and_writes_json(tmp_path):
     kinds = {r["index"] for r in res["index"]}
     assert kinds == {"flat", "hnsw", "ivfpq", "ivfpq+rerank"}  # compressed codes also with the exact re-rank
     assert all(0.0 <= r["recall_at_10_vs_exact"] <= 1.0 for r in res["index"])
+    prior = {(r["index"], r["prior_sigma_m"]) for r in res["prior_search"]}
+    assert prior == {(kind, s) for kind in ("flat", "ivfpq") for s in (None, 50.0, 200.0, 500.0)}
+    assert all(r["tiles_searched_mean"] > 0 for r in res["prior_search"])
     node_rows = [r for r in res["node"] if "rate_hz" in r]
     assert node_rows and node_rows[0]["results"] >= 1
     assert any(r.get("node_peak_rss_MiB") for r in res["node"])

@@ -148,3 +148,32 @@ def test_synthetic_index_loads_with_the_real_backbone(gem_index_dir, tmp_path):
     assert m["entry_count"] == 20_000 and m["index_type"] == "ivfpq" and m["recall_at_10_vs_exact"] >= 0.95
     s = load_strategy(GEM, index_dir=str(tmp_path), backbone_options=OPTS, index_memory_budget_mib=1.0)
     assert len(s.retrieve_topk(np.zeros(s.descriptor_dim, np.float32) + 0.1, 10)) == 10
+
+
+@pytest.mark.parametrize("kind", ["flat", "sq8", "ivfpq"])
+def test_a_restricted_search_returns_the_exact_best_of_the_allowed_tiles(tmp_path, kind, monkeypatch):
+    """A position prior's subset: small ones are read from the descriptors and scored exactly, large ones go through
+    FAISS with an ID selector; both return only allowed tiles, and the flat index the same top-k either way."""
+    from vpr_node.core.index import loaded
+    from vpr_node.core.index.folder import write_index
+    from vpr_node.core.index.synthetic import clustered_descriptors
+    from vpr_node.core.maps.tiles import TileRecord
+    n_tiles, rot, d = 2000, 4, 64
+    x = clustered_descriptors(n_tiles * rot, d, 1)[0]
+    entries = np.repeat(np.arange(n_tiles), rot)[np.random.default_rng(1).permutation(n_tiles * rot)]
+    recs = [TileRecord(f"t{i}", 18, 60.0 + i * 1e-5, 22.0, 0, 0, 0, 0, "m", 0, 0, 1, 1, "") for i in range(n_tiles)]
+    params = {"nlist": 64, "m": 16, "nprobe": 64} if kind == "ivfpq" else {}
+    write_index(tmp_path, x, entries.astype(np.int32), recs, BackboneIdentity("test", d, "0" * 64, {}), kind, params)
+    idx = DescriptorIndex(tmp_path)
+    allowed = np.arange(300, 420)
+    assert np.array_equal(idx.rows_of_tiles(allowed), np.flatnonzero(np.isin(entries, allowed)))
+    q = x[np.flatnonzero(entries == 350)[0]] + 0.01
+    q /= np.linalg.norm(q)
+    exact = idx.search(q, 10, allowed)
+    monkeypatch.setattr(loaded, "EXACT_SUBSET_FLOATS", 0)  # the FAISS selector path
+    selected = idx.search(q, 10, allowed)
+    for found in (exact, selected):
+        assert len(found) == 10 and all(300 <= int(c.tile.name[1:]) < 420 for c in found)
+    assert exact[0].tile.name == "t350"
+    if kind == "flat":
+        assert [c.tile.name for c in exact] == [c.tile.name for c in selected]

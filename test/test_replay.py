@@ -53,3 +53,33 @@ def test_replay_into_ros_at_recorded_timing_in_sim_time(sample_queries, gem_inde
     stamps = sorted(r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in results)
     assert set(stamps) <= {f.stamp_ns for f in frames} and stamps[-1] >= frames[-2].stamp_ns
     assert {r.backbone_label for r in results} == {"efficientnet_lite0_gem"}
+
+
+@pytest.mark.process
+def test_a_replayed_bag_through_both_nodes_gives_the_offline_verification(sample_queries, gem_index_dir, tmp_path):
+    """replay-ros --verify: the bag through vpr_node and vpr_verifier (sim time) gives the verified recall,
+    acceptance and fix errors that `evaluate --verify` gives offline on the same frames."""
+    import os
+    import shutil
+
+    from launch_helpers import accept_every_fix
+
+    from vpr_node.core.evaluation.recall import evaluate
+    from vpr_node.core.retrieval.strategy import load_strategy
+    from vpr_node.core.verification.verifier import Verifier
+    from vpr_node.tools.replay import replay_ros
+    index = tmp_path / "index"
+    shutil.copytree(gem_index_dir, index)
+    accept_every_fix(index)
+    queries = sample_queries[:6]
+    bag = write_query_bag(queries, tmp_path / "flight", rate_hz=2.0, storage="mcap")
+    out = replay_ros(bag, "efficientnet_lite0_gem", str(index), tmp_path / "work", rate=1.0, top_k=10,
+                     backbone_options={"input_size": 160}, domain_id=160 + os.getpid() % 30, verify=True)
+    online = out["verification"]
+    offline = evaluate(load_strategy("efficientnet_lite0_gem", index_dir=str(index),
+                                     backbone_options={"input_size": 160}), queries, k=10, progress=False,
+                       verifier=Verifier.for_index(index)).extra["verification"]
+    assert online["messages"] == online["frames"] == 6, out
+    for key in ("verified_recall_at_1", "fix_rate", "acceptance_rate", "accepted", "precision", "reasons"):
+        assert online[key] == offline[key], (key, online, offline)
+    assert online["error_m_p50"] == pytest.approx(offline["error_m_p50"], abs=0.01)

@@ -214,3 +214,20 @@ def test_changed_ground_views_are_the_photometric_views_at_the_same_places(sampl
     again = list(synthesise_queries(rasters, 4, seed=3, spec=QuerySpec(camera=(480, 270), footprint_m=60.0,
                                                                        photometric="changed")))
     assert all(np.array_equal(x.image, y.image) for x, y in zip(b, again, strict=True))
+
+
+def test_a_calibration_from_another_verifier_version_is_refused_with_what_to_run(gem_index_dir, tmp_path):
+    from vpr_node.core.errors import ConfigurationError
+    from vpr_node.core.verification.confidence import FEATURES, VERIFIER_VERSION
+    index = tmp_path / "index"
+    shutil.copytree(gem_index_dir, index)
+    d = len(FEATURES)
+    for version, refused in ((VERIFIER_VERSION, False), (VERIFIER_VERSION - 1, True)):
+        Calibration([0.0] * d, 0.0, [0.0] * d, [1.0] * d, 0.5, validation={"verifier_version": version}).save(
+            index / VERIFICATION)
+        add_to_manifest(index, VERIFICATION)
+        if refused:
+            with pytest.raises(ConfigurationError, match="calibrate-verifier"):
+                Calibration.for_index(index)
+        else:
+            assert Calibration.for_index(index).validation["verifier_version"] == VERIFIER_VERSION

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import importlib
+import math
 import pathlib
 import queue
 import time
@@ -24,9 +25,11 @@ from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
 from vpr_node.core.evaluation.recall import percentile_ms, recall_summary, truth_distances
+from vpr_node.core.evaluation.verified import summarise
 from vpr_node.core.io.bags import FIX_TYPE, IMAGE_TYPES, ResultBagWriter, read_camera_bag
+from vpr_node.core.maps.geo import haversine_m, metres_per_degree
 from vpr_node.core.priors.messages import MESSAGE_TYPES
-from vpr_node.msg import VprResult
+from vpr_node.msg import VprResult, VprVerification
 from vpr_node.ros.client_node import BackgroundNode
 from vpr_node.ros.conversions import ns_to_time, time_to_ns
 
@@ -41,7 +44,8 @@ def _msg_class(msgtype: str):
 
 class BagPlayer(BackgroundNode):
     def __init__(self, bag, rate: float = 1.0, clock_hz: float = 50.0, camera_topic: str | None = None,
-                 result_topic: str = "/vpr/result", domain_id: int | None = None):
+                 result_topic: str = "/vpr/result", domain_id: int | None = None,
+                 verification_topic: str | None = None):
         if rate <= 0:
             raise ValueError("rate must be > 0")
         self.bag, self.rate, self.clock_period = pathlib.Path(bag), float(rate), 1.0 / float(clock_hz)
@@ -52,6 +56,10 @@ class BagPlayer(BackgroundNode):
         )
         self.results: queue.Queue = queue.Queue()
         self.node.create_subscription(VprResult, result_topic, self.results.put, 50)
+        self.verifications: queue.Queue | None = None
+        if verification_topic:  # the verifier runs too: its VprVerification of each result
+            self.verifications = queue.Queue()
+            self.node.create_subscription(VprVerification, verification_topic, self.verifications.put, 50)
         self.start_spinning()
 
     def _publish_clock(self, ns: int) -> None:
@@ -99,17 +107,26 @@ class BagPlayer(BackgroundNode):
                     frames += 1
                     lateness.append((time.monotonic() - due) * 1e3)
             end_ns = log_ns if first is not None else r.start_time
-        results, quiet_since = [], time.monotonic()
+        results, verifications, quiet_since = [], [], time.monotonic()
         t_end_wall = time.monotonic()
-        while time.monotonic() - quiet_since < settle_s and len(results) < frames:
-            try:
-                results.append(self.results.get(timeout=0.1))
+
+        def collect() -> bool:
+            got = False
+            for q, out in ((self.results, results), (self.verifications, verifications)):
+                while q is not None and not q.empty():
+                    out.append(q.get_nowait())
+                    got = True
+            return got
+
+        while time.monotonic() - quiet_since < settle_s and (
+                len(results) < frames or (self.verifications is not None and len(verifications) < len(results))):
+            if collect():
                 quiet_since = time.monotonic()
-            except queue.Empty:
+            else:
+                time.sleep(0.1)
                 self._publish_clock(end_ns + int((time.monotonic() - t_end_wall) * 1e9 * self.rate))
-        while not self.results.empty():
-            results.append(self.results.get_nowait())
-        return {"frames_published": frames, "results": results,
+        collect()
+        return {"frames_published": frames, "results": results, "verifications": verifications,
                 "publish_lateness_ms_p95": float(np.percentile(lateness, 95)) if lateness else 0.0,
                 "bag_start_ns": first, "bag_end_ns": end_ns}
 
@@ -143,14 +160,41 @@ def score_against_bag(results, bag, top_k: int = 10, camera_topic: str | None = 
     return out
 
 
+def score_verifications(verifications, bag, camera_topic: str | None = None, radius_m: float = 25.0) -> dict:
+    """The verifier's VprVerification messages against the bag's NavSatFix (matched by stamp), summarised as
+    `vpr evaluate --verify` summarises offline verification (evaluation/verified.py)."""
+    truth = {f.stamp_ns: (f.lat, f.lon) for f in read_camera_bag(bag, camera_topic) if f.lat is not None}
+    records = []
+    for v in verifications:
+        ll = truth.get(time_to_ns(v.header.stamp))
+        if ll is None:
+            continue
+        lat, lon = ll
+        top = v.candidates[0] if v.candidates else None
+        where = ((top.fix_latitude, top.fix_longitude) if not top.reason else (top.latitude, top.longitude)) \
+            if top else None
+        rec = {"verified_top1_m": float(haversine_m(lat, lon, *where)) if top else math.inf,
+               "verify_ms": float(v.verify_latency_ms), "reason": v.reason, "agree": int(v.agree),
+               "fix": bool(v.fix_valid), "accepted": bool(v.accepted)}
+        if v.fix_valid:
+            m_lat, m_lon = metres_per_degree(lat)
+            err_en = [(v.longitude - lon) * m_lon, (v.latitude - lat) * m_lat]
+            rec.update({"fix_error_m": float(math.hypot(*err_en)), "fix_error_en": err_en,
+                        "cov_en": np.asarray(v.position_covariance, np.float64).reshape(2, 2).tolist()})
+        records.append(rec)
+    return summarise(records, radius_m)
+
+
 def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | None = None, domain_id: int | None = None,
-                    top_k: int = 10, settle_s: float = 10.0) -> dict:
-    player = BagPlayer(bag, rate=rate, camera_topic=camera_topic, domain_id=domain_id)
+                    top_k: int = 10, settle_s: float = 10.0, verification_topic: str | None = None) -> dict:
+    player = BagPlayer(bag, rate=rate, camera_topic=camera_topic, domain_id=domain_id,
+                       verification_topic=verification_topic)
     try:
         run = player.play(settle_s=settle_s)
     finally:
         player.close()
     results = run.pop("results")
+    verifications = run.pop("verifications")
     summary = {
         **run,
         "results": len(results),
@@ -166,6 +210,9 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
         if values:
             summary[f"{field}_p50"], summary[f"{field}_p95"] = (round(percentile_ms(values, q), 2) for q in (50, 95))
     summary.update(score_against_bag(results, bag, top_k, camera_topic))
+    if verification_topic:
+        summary["verification"] = {"messages": len(verifications),
+                                   **score_verifications(verifications, bag, camera_topic)}
     if out_bag:
         summary["result_bag"] = str(write_result_bag(results, out_bag))
     return summary

@@ -142,6 +142,63 @@ def bench_index(sizes=(10_000, 100_000), dims=(512, 4096), k: int = 10, n_querie
     return out
 
 
+# --- search restricted by a position prior ------------------------------------------------------
+def bench_prior_search(sizes=(100_000, 1_000_000), dims=(256,), kinds=("flat", "sq8", "ivfpq"),
+                       sigmas=(50.0, 200.0, 500.0), k_sigma: float = 3.0, rotations: int = 4, k: int = 10,
+                       n_queries: int = 200) -> list[dict]:
+    """DescriptorIndex.search, the node's path, over synthetic index folders of n vectors (tiles of 60 m at 30 m
+    spacing, `rotations` vectors each): unrestricted, and restricted to the tiles within k_sigma x sigma of a
+    position prior (the prior's own cost, the distance to every tile centre, timed apart)."""
+    from vpr_node.core.backbones.identity import BackboneIdentity
+    from vpr_node.core.index.folder import write_index
+    from vpr_node.core.index.loaded import DescriptorIndex
+    from vpr_node.core.index.synthetic import grid_tiles
+    from vpr_node.core.maps.geo import haversine_m
+
+    out = []
+    for d in dims:
+        for n in sizes:
+            x, q = clustered_descriptors(n, d, n_queries)
+            n_tiles = -(-n // rotations)
+            records = grid_tiles(n_tiles, 60.0, 22.0)
+            entries = np.minimum(np.arange(n) // rotations, n_tiles - 1).astype(np.int32)
+            rng = np.random.default_rng(0)
+            for kind in kinds:
+                params = {"nlist": int(4 * np.sqrt(n)), "m": 64 if d >= 256 else 16, "nprobe": 32} \
+                    if kind == "ivfpq" else {}
+                with tempfile.TemporaryDirectory(prefix="vpr_prior_") as tmp:
+                    t0 = time.perf_counter()
+                    write_index(tmp, x, entries, records, BackboneIdentity("synthetic", d, "0" * 64, {}), kind, params)
+                    build_s = time.perf_counter() - t0
+                    idx = DescriptorIndex(tmp)
+                    lat, lon = idx.tile_array("lat"), idx.tile_array("lon")
+                    for sigma in (None, *sigmas):
+                        times, prior_ms, searched = [], [], []
+                        for i in range(n_queries):
+                            allowed = None
+                            if sigma is not None:
+                                c = int(rng.integers(n_tiles))
+                                t = time.perf_counter()
+                                allowed = np.flatnonzero(haversine_m(lat[c], lon[c], lat, lon) <= k_sigma * sigma)
+                                prior_ms.append((time.perf_counter() - t) * 1e3)
+                                searched.append(len(allowed))
+                            t = time.perf_counter()
+                            idx.search(q[i], k, allowed)
+                            times.append((time.perf_counter() - t) * 1e3)
+                        row = {"n": n, "dim": d, "index": kind, "build_s": round(build_s, 1),
+                               "prior_sigma_m": sigma, "tiles_searched_mean": round(float(np.mean(searched)))
+                               if searched else n_tiles, "search_ms_p50": _pct(times, 50),
+                               "search_ms_p95": _pct(times, 95), "prior_select_ms_p50": _pct(prior_ms, 50)
+                               if prior_ms else 0.0}
+                        out.append(row)
+                        print(f"prior  n={n:>7} d={d:>4} {kind:6s} sigma {str(sigma):>6} m  tiles "
+                              f"{row['tiles_searched_mean']:>7}  search p50 {row['search_ms_p50']:7.3f} ms  p95 "
+                              f"{row['search_ms_p95']:7.3f} ms  prior select p50 {row['prior_select_ms_p50']:6.2f} ms",
+                              flush=True)
+                    del idx
+    return out
+
+
 # --- node --------------------------------------------------------------------------------------
 def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"), frames: int = 30,
                rates=(3.0, 0.0)) -> list[dict]:
@@ -231,7 +288,8 @@ def _record(r, sent, e2e, overhead):
 def register(sub) -> None:
     p = sub.add_parser("bench", help="speed/memory/scale benchmarks (prints, writes JSON)")
     p.add_argument("--out", default="artifacts/bench.json")
-    p.add_argument("--parts", nargs="+", default=["embed", "index", "node"], choices=["embed", "index", "node"])
+    p.add_argument("--parts", nargs="+", default=["embed", "index", "node"],
+                   choices=["embed", "index", "prior", "node"], help="prior: search restricted by a position prior")
     p.add_argument("--smoke", action="store_true", help="seconds-long version (CI)")
     p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
     p.add_argument("--dims", nargs="+", type=int, default=[512, 4096])
@@ -256,6 +314,10 @@ def _cmd(a):
         if "index" in a.parts:
             res["index"] = bench_index(sizes=[2000] if a.smoke else a.sizes, dims=[64] if a.smoke else a.dims,
                                        n_queries=20 if a.smoke else 200, kinds=a.index_kinds)
+        if "prior" in a.parts:
+            res["prior_search"] = bench_prior_search(sizes=[4000] if a.smoke else a.sizes,
+                                                     dims=[64] if a.smoke else a.dims, n_queries=20 if a.smoke else 200,
+                                                     kinds=[k for k in a.index_kinds if k != "hnsw"] or ["flat"])
         if "node" in a.parts:
             res["node"] = bench_node(tmp, backbones=("efficientnet_lite0_gem",) if a.smoke else
                                      ("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"),

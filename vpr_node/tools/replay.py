@@ -114,12 +114,13 @@ def _cmd(a):
 
 def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: float = 1.0, top_k: int = 10,
                weights=None, backbone_options: dict | None = None, camera_topic=None, domain_id: int = 77,
-               priors: dict | None = None, node_params: dict | None = None) -> dict:
+               priors: dict | None = None, node_params: dict | None = None, verify: bool = False) -> dict:
     """Start the lifecycle node (use_sim_time: true) as its own process, configure + activate it over its
     lifecycle services, publish the bag into ROS at recorded timing with /clock, collect the results.
     `priors`: node parameters of the prior topics (prior_params(bag)); the player publishes those topics.
     `node_params`: any other node parameters (e.g. index_memory_budget_mib). The node's resident memory after
-    activation and its peak are reported."""
+    activation and its peak are reported. `verify`: the vpr_verifier node runs beside it (the index's calibration)
+    and its verified recall, acceptance, precision and fix error are scored against the bag's truth."""
     from vpr_node.core.io.procstats import rss_mib
     from vpr_node.ros.bag_player import replay_into_ros
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
@@ -139,14 +140,24 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
     params["image_topic"], params["compressed"] = cams[0].topic, cams[0].msgtype == IMAGE_TYPES[1]
     node = NodeProcess(write_params_file(workdir / f"params_{backbone}.yaml", params), workdir / f"node_{backbone}.log",
                        domain_id)
-    client = VprClient(domain_id)
+    verifier = None
+    if verify:
+        from vpr_node.ros.node_spec import VERIFIER_EXECUTABLE, VERIFIER_NAME
+        verifier = NodeProcess(write_params_file(workdir / "params_verifier.yaml", {
+            "index_dir": str(index_dir), "use_sim_time": True, "image_topic": params["image_topic"],
+            "compressed": params["compressed"], "recorder_path": str(workdir / "fdr_verifier.jsonl"),
+            "queue_depth": 100, "max_pending": 1000, "match_timeout": 30.0}, node_name=VERIFIER_NAME),
+            workdir / "verifier.log", domain_id, executable=VERIFIER_EXECUTABLE, name=VERIFIER_NAME)
+    client = VprClient(domain_id, verifier=verify)
     try:
         client.wait_for_node(60)
-        if not (client.transition("configure") and client.transition("activate")):
-            raise RuntimeError(f"node did not activate; see {workdir / f'node_{backbone}.log'}")
+        for name in (None, "vpr_verifier") if verify else (None,):
+            if not (client.transition("configure", node=name) and client.transition("activate", node=name)):
+                raise RuntimeError(f"{name or 'vpr_node'} did not activate; see the logs in {workdir}")
         pid = node.proc.pid
         memory = {"node_rss_mib_active": rss_mib(pid), "node_anon_mib_active": rss_mib(pid, "RssAnon")}
-        out = replay_into_ros(bag, out_bag, rate, camera_topic, domain_id, top_k)
+        out = replay_into_ros(bag, out_bag, rate, camera_topic, domain_id, top_k,
+                              verification_topic="/vpr/verification" if verify else None)
         # RssFile: mapped file pages (the libraries, the memory-mapped descriptors the re-rank reads): shared page
         # cache the kernel can drop; RssAnon: the node's own memory
         memory.update({"node_peak_rss_mib": rss_mib(pid, "VmHWM"), "node_rss_mib_end": rss_mib(pid),
@@ -155,6 +166,8 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
     finally:
         client.close()
         node.stop()
+        if verifier is not None:
+            verifier.stop()
     return {"backbone": backbone, **out}
 
 
@@ -167,6 +180,7 @@ def _register_ros(sub) -> None:
     p.add_argument("--domain-id", type=int, default=77)
     p.add_argument("--index-memory-budget", type=float, default=0.0,
                    help="the node's index_memory_budget_mib (MiB of index.faiss; 0 = not checked)")
+    p.add_argument("--verify", action="store_true", help="run vpr_verifier beside the node and score its fixes")
     p.set_defaults(fn=_cmd_ros)
 
 
@@ -178,6 +192,6 @@ def _cmd_ros(a):
         row = replay_ros(a.bag, b, idx, a.workdir, f"{a.out}_{b}" if a.out else None, a.rate, a.top_k,
                          camera_topic=a.camera_topic, domain_id=a.domain_id,
                          priors=prior_params(a.bag, a.hfov) if a.priors else None,
-                         node_params={"index_memory_budget_mib": a.index_memory_budget})
+                         node_params={"index_memory_budget_mib": a.index_memory_budget}, verify=a.verify)
         print(json.dumps(row))
     return 0

@@ -18,6 +18,10 @@ from vpr_node.core.io.hashing import sha256_file
 from vpr_node.core.maps.tiles import TileRecord, read_tile_columns, read_tile_table
 from vpr_node.core.types import Candidate, TileId
 
+# A restricted search (a position prior) over at most this many floats (rows x dim, 32 MiB) reads those rows of the
+# memory-mapped descriptors and scores them exactly; a larger subset goes through FAISS with an ID selector.
+EXACT_SUBSET_FLOATS = 1 << 23
+
 
 def check_memory_budget(root: pathlib.Path, manifest: dict, budget_mib: float) -> None:
     """Refuse (ConfigurationError, before anything is read) an index whose in-memory part, index.faiss, exceeds the
@@ -86,6 +90,7 @@ class DescriptorIndex:
         if self._n_tiles != self.manifest["tile_count"] or (len(self.entries) and self.entries.max() >= self._n_tiles):
             raise IndexUnavailableError(f"tile table in {self.root} does not match the index entries")
         self._records: list[TileRecord] | None = None
+        self._tile_rows: tuple[np.ndarray, np.ndarray] | None = None
         self.index_id = self.manifest["files"]["index.faiss"][:16]
         self.rerank = int(self.manifest.get("index_params", {}).get("rerank", 0))  # 0 in indexes built before it
 
@@ -127,6 +132,26 @@ class DescriptorIndex:
         c = self._columns
         return TileId(int(c["zoom"][row]), float(c["lat"][row]), float(c["lon"][row]), str(c["tile_id"][row]))
 
+    def rows_of_tiles(self, tiles) -> np.ndarray:
+        """Index rows (sorted) of these tiles' vectors (every rotation and scale of each), without a pass over
+        all entries: a tile -> rows table built on first use."""
+        if self._tile_rows is None:
+            order = np.argsort(self.entries, kind="stable")
+            self._tile_rows = (order, np.searchsorted(self.entries[order], np.arange(self._n_tiles + 1)))
+        order, starts = self._tile_rows
+        tiles = np.asarray(tiles, np.int64)
+        first, counts = starts[tiles], starts[tiles + 1] - starts[tiles]
+        pos = np.repeat(first - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        return np.sort(order[pos])
+
+    def _search_rows(self, q: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among these rows of the memory-mapped descriptors (in file order)."""
+        sims = np.asarray(self.descriptors[rows], np.float32) @ q[0]
+        k = min(k, len(rows))
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return sims[top][None], rows[top].astype(np.int64)[None]
+
     def _search_params(self, rows: np.ndarray):
         """FAISS search parameters restricting the search to these index rows (their own selector type per index)."""
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
@@ -150,10 +175,12 @@ class DescriptorIndex:
         per_tile = max(1, len(self.entries) // max(1, self._n_tiles))
         fetch = min(len(self.entries), k * per_tile + per_tile)
         try:
-            params = _sel = None
-            if allowed_tiles is not None:
-                params, _sel = self._search_params(np.flatnonzero(np.isin(self.entries, allowed_tiles)))
-            sims, ids = search_reranked(self.index, self.descriptors, q, fetch, self.rerank, params)
+            rows = None if allowed_tiles is None else self.rows_of_tiles(allowed_tiles)
+            if rows is not None and len(rows) * q.shape[1] <= EXACT_SUBSET_FLOATS:
+                sims, ids = self._search_rows(q, rows, fetch)  # a position prior's few rows: read and score exactly
+            else:
+                params, _sel = self._search_params(rows) if rows is not None else (None, None)
+                sims, ids = search_reranked(self.index, self.descriptors, q, fetch, self.rerank, params)
         except Exception as exc:  # noqa: BLE001
             raise IndexUnavailableError(f"FAISS search failed: {exc}") from exc
         seen: dict[int, float] = {}

@@ -25,6 +25,20 @@ def clustered_descriptors(n: int, d: int, n_queries: int, seed: int = 0):
     return x, q
 
 
+def grid_tiles(n_tiles: int, lat0: float, lon0: float, ground_m: float = 60.0, zoom: int = 18) -> list[TileRecord]:
+    """n_tiles half-overlapping square tiles of `ground_m` on a grid going south and east of (lat0, lon0)."""
+    m_lat, m_lon = metres_per_degree(lat0)
+    side = int(np.ceil(np.sqrt(n_tiles)))
+    dlat, dlon = ground_m / 2 / m_lat, ground_m / 2 / m_lon
+    records = []
+    for i in range(n_tiles):
+        r, c = divmod(i, side)
+        lat, lon = lat0 - r * dlat, lon0 + c * dlon
+        records.append(TileRecord(f"synthetic_{i:07d}", zoom, lat, lon, lat + dlat, lat - dlat, lon - dlon,
+                                  lon + dlon, "synthetic", 0, 0, 0, 0, "", ground_m))
+    return records
+
+
 def synthetic_index(like, n: int, out, memory_budget_mib: float, seed: int = 0) -> dict:
     """An index folder of n synthetic clustered unit vectors (clustered_descriptors) carrying the
     backbone identity of the real index `like` (label, weights file and hash, preprocessing, dimension, rotations),
@@ -34,17 +48,8 @@ def synthetic_index(like, n: int, out, memory_budget_mib: float, seed: int = 0) 
     m = json.loads((like / "manifest.json").read_text())
     rot = int(m.get("rotations") or 1)
     proto = read_tile_table(like / "tiles.csv")[0]
-    m_lat, m_lon = metres_per_degree(proto.lat)
-    ground = proto.ground_m or 60.0
     n_tiles = -(-n // rot)
-    side = int(np.ceil(np.sqrt(n_tiles)))
-    dlat, dlon = ground / 2 / m_lat, ground / 2 / m_lon  # half-overlapping tiles
-    records = []
-    for i in range(n_tiles):
-        r, c = divmod(i, side)
-        lat, lon = proto.lat - r * dlat, proto.lon + c * dlon
-        records.append(TileRecord(f"synthetic_{i:07d}", proto.zoom, lat, lon, lat + dlat, lat - dlat, lon - dlon,
-                                  lon + dlon, "synthetic", 0, 0, 0, 0, "", ground))
+    records = grid_tiles(n_tiles, proto.lat, proto.lon, proto.ground_m or 60.0, proto.zoom)
     x = clustered_descriptors(n, int(m["descriptor_dim"]), 1, seed)[0]
     out.mkdir(parents=True, exist_ok=True)
     if m.get("weights_file"):

@@ -14,7 +14,7 @@ from vpr_node.core.maps.camera import CameraModel
 from vpr_node.core.maps.sources import load_maps
 from vpr_node.core.options import option
 from vpr_node.core.retrieval.strategy import RetrievalStrategy
-from vpr_node.core.verification.confidence import Calibration, calibrate
+from vpr_node.core.verification.confidence import VERIFIER_VERSION, Calibration, calibrate
 from vpr_node.core.verification.verifier import Verifier, VerifyConfig
 from vpr_node.core.views.queries import QuerySpec, ViewSet
 
@@ -66,6 +66,7 @@ def calibrate_verifier(strategy: RetrievalStrategy, index_dir, maps, altitude_m,
                     np.array([r["cov_en"] for r in recs]).reshape(-1, 2, 2), len(views), cfg.radius_m,
                     cfg.target_precision, cfg.cov_floor_m)
     cal.validation.update({"views": len(views), "seed": cfg.seed, "conditions": list(CONDITIONS),
+                           "verifier_version": VERIFIER_VERSION,
                            "retrieval_recall_at_1": res.recall["25"]["1"],
                            "verify_ms_p50": res.extra["verification"]["verify_ms_p50"],
                            "verify_ms_p95": res.extra["verification"]["verify_ms_p95"],

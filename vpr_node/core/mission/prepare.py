@@ -47,6 +47,7 @@ from vpr_node.core.mission.calibration import calibrate_verifier
 from vpr_node.core.mission.config import STEPS, MissionConfig
 from vpr_node.core.mission.report import mission_report
 from vpr_node.core.retrieval.strategy import load_strategy
+from vpr_node.core.verification.confidence import VERIFIER_VERSION
 
 
 class _State:
@@ -132,7 +133,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
         timings["index_s"] = round(time.perf_counter() - t0, 1)
         state.mark("index", index_key)
     # 5. the verifier's calibration on validation views (photometric change and changed ground)
-    verifier_key = {**index_key, "verify": dataclasses.asdict(cfg.verify),
+    verifier_key = {**index_key, "verify": dataclasses.asdict(cfg.verify), "verifier_version": VERIFIER_VERSION,
                     "calibration": dataclasses.asdict(cfg.calibration)}
     if cfg.calibration.views > 0 and (not state.done("verifier", verifier_key) or not (out / VERIFICATION).exists()):
         log(f"[mission] calibrating the verifier on {cfg.calibration.views} validation views")

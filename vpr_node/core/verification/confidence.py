@@ -23,6 +23,10 @@ from vpr_node.core.io.hashing import sha256_file
 
 FEATURES = ("log_inliers", "inlier_ratio", "reprojection_px", "margin", "agree", "retrieval_rank", "distance")
 
+# Bumped when what the calibration's features mean changes (detector, matcher, geometry checks): a calibration
+# fitted by another version is refused with what to run. 2: exact FAISS nearest neighbours instead of FLANN.
+VERIFIER_VERSION = 2
+
 
 def feature_vector(v) -> np.ndarray:
     """FEATURES of a Verification with a fix (its best valid candidate and the runner-up)."""
@@ -118,7 +122,13 @@ class Calibration:
         if want != sha256_file(path):
             raise IndexUnavailableError(f"{path} was changed after calibration (SHA-256 differs from the manifest's); "
                                         f"run `vpr calibrate-verifier` again", file=VERIFICATION)
-        return cls.load(path)
+        cal = cls.load(path)
+        version = cal.validation.get("verifier_version")
+        if version is not None and version != VERIFIER_VERSION:
+            raise ConfigurationError(f"{path} was fitted by verifier version {version}, this is version "
+                                     f"{VERIFIER_VERSION} (its matching changed): run `vpr calibrate-verifier --index "
+                                     f"{root} --maps MAP` again", field="verification")
+        return cal
 
 
 def covariance_scale(err_en: np.ndarray, cov_en: np.ndarray, floor_m: float) -> float:
