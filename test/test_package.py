@@ -115,3 +115,11 @@ def test_core_imports_only_downwards():
                 if floor[target] > floor[here]:
                     upward.append(f"{path.relative_to(REPO)} imports {node.module}")
     assert not upward, "\n".join(upward)
+
+
+def test_the_verifier_node_starts_without_pytorch():
+    """It runs no backbone: importing it must not load PyTorch (500 MiB of resident memory)."""
+    import subprocess
+    import sys
+    code = "import sys, vpr_node.ros.verifier_node; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

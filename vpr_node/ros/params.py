@@ -11,10 +11,8 @@ import dataclasses
 import json
 import typing
 
-from vpr_node.core.backbones import available_backbones
 from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.options import option
-from vpr_node.core.retrieval.runtimes import RUNTIME_NAMES
 
 
 def config_from_params(cls, values: dict):
@@ -62,14 +60,24 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _known_runtime(name: str) -> str | None:
+    from vpr_node.core.retrieval.runtimes import RUNTIME_NAMES  # imports PyTorch: only where a backbone runs
+    return _one_of(RUNTIME_NAMES)(name)
+
+
+def _known_backbone(name: str) -> str | None:
+    from vpr_node.core.backbones import available_backbones  # the registry loads the models (and PyTorch)
+    names = available_backbones()
+    return None if name in names else f"unknown backbone; choose one of {', '.join(names)}"
+
+
 @dataclasses.dataclass(frozen=True)
 class NodeConfig:
     autostart: bool = option(False, "configure and activate at start: `ros2 launch ... auto_start:=true` sets it, so a "
                                     "node respawned after a crash starts serving again by itself")
     backbone: str = option("efficientnet_lite0_netvlad",
                           "registry name of the backbone; a change takes effect at the next activation",
-                          check=lambda v: None if v in available_backbones() else
-                          f"unknown backbone; choose one of {', '.join(available_backbones())}")
+                          check=lambda v: _known_backbone(v))
     weights: str = option("", "path of backbone weights ('' = the index folder's fitted/adapted weights, else the "
                              "packaged default)")
     backbone_options: dict = option("{}", "JSON object of backbone options (e.g. {\"descriptor_dim\": 512})",
@@ -89,7 +97,7 @@ class NodeConfig:
     compressed: bool = option(False, "subscribe to sensor_msgs/CompressedImage instead of sensor_msgs/Image")
     result_topic: str = option("vpr/result", "VprResult output topic")
     runtime: str = option("pytorch", "inference runtime: pytorch | onnxruntime | tensorrt",
-                          check=_one_of(RUNTIME_NAMES))
+                          check=lambda v: _known_runtime(v))
     precision: str = option("fp32", "fp32 | fp16", check=_one_of(("fp32", "fp16")))
     device: str = option("cpu", "cpu | cuda | cuda:N",
                         check=lambda v: None if v == "cpu" or v.startswith("cuda") else "choose cpu, cuda or cuda:N")

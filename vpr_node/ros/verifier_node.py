@@ -31,7 +31,7 @@ from vpr_node.core.errors import VprError
 from vpr_node.core.io import image_codec
 from vpr_node.core.io.logs import StructuredLogger
 from vpr_node.core.io.recorder import FlightDataRecorder
-from vpr_node.core.retrieval.engine import Frame
+from vpr_node.core.retrieval.frame_queue import Frame
 from vpr_node.core.verification.drawing import verification_picture
 from vpr_node.core.verification.engine import Pair, RetrievalResult, VerificationEngine
 from vpr_node.core.verification.verifier import Verifier

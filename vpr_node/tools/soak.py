@@ -168,8 +168,7 @@ def run_soak(workdir, frames: int = 100_000, rate_hz: float = 20.0, corrupt_frac
         vfinal = diagnostics("geometric verification") if verifier else {}
         vdiag = _delta(vfinal, vbase)
         peaks = {"node": rss_mib(node.proc.pid, "VmHWM"), "verifier": rss_mib(ver.proc.pid, "VmHWM") if ver else None}
-        q0 = queries[0]
-        publish_frame(q0, time.time_ns(), fuzzed=False)  # still serving?
+        client.publish(client.make_image(queries[0].image, time.time_ns()))  # still serving? (not counted)
         still_serving = client.next_result(timeout=30) is not None
         alive = {"node": node.alive(), "verifier": ver.alive() if ver else None}
         for n in (None, VERIFIER_NAME) if verifier else (None,):
@@ -212,6 +211,7 @@ def run_soak(workdir, frames: int = 100_000, rate_hz: float = 20.0, corrupt_frac
         unmatched = vdiag.get("frame_without_result", 0)
         typed = sum(v for k, v in verrors.items() if k != "c2.vpr.verify_error") + (
             verrors.get("c2.vpr.verify_error", 0) - unmatched - vdiag.get("result_without_frame", 0))
+        summary["accounting"]["verifier_frames_lost_in_transport"] = sent["frames"] - vdiag.get("frames_in", 0)
         summary["accounting"]["verifier_frames_unaccounted"] = (
             vdiag.get("frames_in", 0) - vdiag.get("verified", 0) - typed - unmatched
             - vdiag.get("dropped_newest_wins", 0))

@@ -55,13 +55,19 @@ def register(spec: BackboneSpec) -> BackboneSpec:
     return spec
 
 
+def _loaded() -> dict[str, BackboneSpec]:
+    from vpr_node.core.backbones import load_models
+    load_models()
+    return _REGISTRY
+
+
 def available_backbones() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(_loaded())
 
 
 def get_spec(name: str) -> BackboneSpec:
     """The registered spec; an unknown name is a ConfigurationError listing the choices."""
-    if name not in _REGISTRY:
+    if name not in _loaded():
         raise ConfigurationError(f"unknown backbone {name!r}; choose one of: {', '.join(available_backbones())}",
                                  parameter="backbone", value=name)
     return _REGISTRY[name]
@@ -69,7 +75,7 @@ def get_spec(name: str) -> BackboneSpec:
 
 def specs_with(attribute: str) -> list[str]:
     """Names of the backbones whose spec has `attribute` set (e.g. 'convert', 'fit_to_corpus')."""
-    return sorted(n for n, s in _REGISTRY.items() if getattr(s, attribute))
+    return sorted(n for n, s in _loaded().items() if getattr(s, attribute))
 
 
 def create_backbone(name: str, weights: str | None = None, require_weights: bool = True, **options) -> VprBackbone:

@@ -7,10 +7,8 @@ line, a recorder entry and an error count; the thread keeps serving the next fra
 from __future__ import annotations
 
 import collections
-import dataclasses
 import threading
 import time
-import uuid
 from typing import Callable
 
 import numpy as np
@@ -19,20 +17,9 @@ from vpr_node.core.errors import VprBackboneError, VprError, VprPreprocessError
 from vpr_node.core.io.logs import StructuredLogger
 from vpr_node.core.io.recorder import FlightDataRecorder
 from vpr_node.core.priors.apply import PriorApplier
-from vpr_node.core.retrieval.frame_queue import FrameQueue
+from vpr_node.core.retrieval.frame_queue import Frame, FrameQueue  # noqa: F401 (Frame: part of this API)
 from vpr_node.core.retrieval.strategy import RetrievalStrategy
 from vpr_node.core.types import VprResult
-
-
-@dataclasses.dataclass
-class Frame:
-    """One received frame; `decode` runs on the inference thread (keeps the subscriber callback cheap)."""
-
-    decode: Callable[[], np.ndarray]
-    frame_id: str = ""
-    stamp_ns: int = 0
-    received_ns: int = dataclasses.field(default_factory=time.monotonic_ns)
-    uuid: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
 
 
 class EngineStats:

@@ -1,8 +1,26 @@
-"""Bounded newest-frame-wins queue between the subscription callback and the inference thread."""
+"""A received frame, and the bounded newest-frame-wins queue between the subscription callback and the thread that
+works on it (the inference engine; the verifier's). Light: no model imports, so the verifier node needs no torch."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
+import time
+import uuid
+from typing import Callable
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Frame:
+    """One received frame; `decode` runs on the worker thread (keeps the subscriber callback cheap)."""
+
+    decode: Callable[[], np.ndarray]
+    frame_id: str = ""
+    stamp_ns: int = 0
+    received_ns: int = dataclasses.field(default_factory=time.monotonic_ns)
+    uuid: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
 
 
 class FrameQueue:

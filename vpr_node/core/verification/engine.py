@@ -19,8 +19,7 @@ import numpy as np
 from vpr_node.core.errors import VprError, VprPreprocessError, VprVerificationError
 from vpr_node.core.io.logs import StructuredLogger
 from vpr_node.core.io.recorder import FlightDataRecorder
-from vpr_node.core.retrieval.engine import Frame
-from vpr_node.core.retrieval.frame_queue import FrameQueue
+from vpr_node.core.retrieval.frame_queue import Frame, FrameQueue
 from vpr_node.core.verification.result import Verification
 from vpr_node.core.verification.verifier import Verifier
 
