@@ -61,7 +61,8 @@ class TestVerifierUnderLaunch(unittest.TestCase):
                     client.state(node=n) == "active" for n in (None, VERIFIER_NAME)):
                 time.sleep(0.2)
             self.assertEqual(client.state(node=VERIFIER_NAME), "active")
-            self.assertTrue(client.wait_subscribed(10, count=2))
+            self.assertTrue(client.wait_subscribed(30, count=2))
+            self.assertTrue(client.wait_result_subscribers(2))  # vpr_node -> verifier matched too
             q = queries[0]
             client.publish(client.make_image(q.image, 5_000_000_000))
             v = _get(client.verifications)

@@ -13,6 +13,7 @@ from launch_helpers import accept_every_fix
 
 from vpr_node.core.io.recorder import read_records
 from vpr_node.core.maps.geo import haversine_m
+from vpr_node.ros.qos import OUTPUT_QOS
 
 pytestmark = pytest.mark.process
 
@@ -43,7 +44,8 @@ def nodes(calibrated_index, tmp_path):
         for node in (None, VERIFIER_NAME):
             assert client.transition("configure", node=node), (vpr.log_text() + ver.log_text())[-3000:]
             assert client.transition("activate", node=node)
-        client.wait_subscribed(10, count=2)
+        assert client.wait_subscribed(30, count=2) and client.wait_result_subscribers(2), \
+            (vpr.log_text() + ver.log_text())[-3000:]
         yield client, vpr, ver, tmp_path
     finally:
         client.close()
@@ -96,8 +98,10 @@ def test_unmatched_frames_and_empty_results_are_recorded_and_the_node_keeps_serv
     time.sleep(2.0)
     empty = VprResult()
     empty.header.stamp, empty.header.frame_id = ns_to_time(9_000_000_000), "nav_camera"
-    pub = client.node.create_publisher(VprResult, "/vpr/result", 10)
-    time.sleep(1.0)
+    pub = client.node.create_publisher(VprResult, "/vpr/result", OUTPUT_QOS)
+    deadline = time.monotonic() + 10
+    while pub.get_subscription_count() < 2 and time.monotonic() < deadline:  # the verifier and the client
+        time.sleep(0.05)
     client.publish(client.make_image(sample_queries[2].image, 9_000_000_000))
     pub.publish(empty)
     time.sleep(2.0)

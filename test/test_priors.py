@@ -234,3 +234,15 @@ def test_the_implausible_values_of_the_field_are_refused_with_their_reason():
         assert err.value.context["reason"] == reason, (kind, reason, str(err.value))
     ok = inputs.altitude(NS(header=h, range=80.0, min_range=0.2, max_range=0.0), NOW)
     assert ok[1] == 80.0
+
+
+def test_a_navsatfix_whose_status_is_left_unset_is_a_position():
+    """sensor_msgs/NavSatFix defaults to STATUS_UNKNOWN (-2); VIO bridges leave it so. Only NO_FIX is refused."""
+    from sensor_msgs.msg import NavSatFix, NavSatStatus
+    msg = NavSatFix(latitude=60.0, longitude=22.0)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(NOW, 10**9)
+    assert msg.status.status == NavSatStatus.STATUS_UNKNOWN
+    assert PriorInputs().position(msg, NOW)[1:3] == (60.0, 22.0)
+    msg.status.status = NavSatStatus.STATUS_NO_FIX
+    with pytest.raises(VprPriorError, match="no fix"):
+        PriorInputs().position(msg, NOW)

@@ -32,6 +32,7 @@ from vpr_node.core.priors.messages import MESSAGE_TYPES
 from vpr_node.msg import VprResult, VprVerification
 from vpr_node.ros.client_node import BackgroundNode
 from vpr_node.ros.conversions import ns_to_time, time_to_ns
+from vpr_node.ros.qos import OUTPUT_QOS
 
 # besides the camera: ground truth and every message type a prior can come from
 PASS_THROUGH_TYPES = {FIX_TYPE} | {t for kinds in MESSAGE_TYPES.values() for t in kinds.values()}
@@ -55,11 +56,12 @@ class BagPlayer(BackgroundNode):
             Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         )
         self.results: queue.Queue = queue.Queue()
-        self.node.create_subscription(VprResult, result_topic, self.results.put, 50)
+        self.subs = [self.node.create_subscription(VprResult, result_topic, self.results.put, OUTPUT_QOS)]
         self.verifications: queue.Queue | None = None
         if verification_topic:  # the verifier runs too: its VprVerification of each result
             self.verifications = queue.Queue()
-            self.node.create_subscription(VprVerification, verification_topic, self.verifications.put, 50)
+            self.subs.append(self.node.create_subscription(VprVerification, verification_topic,
+                                                           self.verifications.put, OUTPUT_QOS))
         self.start_spinning()
 
     def _publish_clock(self, ns: int) -> None:
@@ -81,11 +83,15 @@ class BagPlayer(BackgroundNode):
                                                      qos_profile_sensor_data if c.msgtype in IMAGE_TYPES else 10)
                     for c in conns}
             cam_pub = pubs[cams[0].id]
+            # wired both ways before the first frame: the camera topic's subscribers (vpr_node, and the verifier)
+            # and this player's result (and verification) subscriptions matched to their publishers
+            readers = 2 if self.verifications is not None else 1
             deadline = time.monotonic() + wait_subscriber_s
-            while cam_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            while not (cam_pub.get_subscription_count() >= readers and all(s.get_publisher_count() for s in self.subs)):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{cams[0].topic} has {cam_pub.get_subscription_count()} of {readers} "
+                                       f"subscribers, or no node publishes the results, after {wait_subscriber_s} s")
                 time.sleep(0.05)
-            if cam_pub.get_subscription_count() == 0:
-                raise TimeoutError(f"nobody subscribed to {cams[0].topic} within {wait_subscriber_s} s")
             messages = r.messages(connections=conns)
             first = None
             frames, lateness = 0, []

@@ -38,6 +38,7 @@ from vpr_node.ros.node_spec import (
     launch_command,
     node_command,
 )
+from vpr_node.ros.qos import OUTPUT_QOS
 
 TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
                "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
@@ -113,7 +114,8 @@ class VprClient(BackgroundNode):
         self.setp = self.node.create_client(SetParameters, f"/{node_name}/set_parameters")
         self.results: queue.Queue = queue.Queue()
         self.diagnostics: queue.Queue = queue.Queue()
-        self.node.create_subscription(VprResult, result_topic, self.results.put, 10)
+        self._result_sub = self.node.create_subscription(VprResult, result_topic, self.results.put, OUTPUT_QOS)
+        self._verification_sub = None
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.put, 10)
         self.compressed = compressed
         self.pub = self.node.create_publisher(
@@ -124,9 +126,10 @@ class VprClient(BackgroundNode):
             self.lifecycle[VERIFIER_NAME] = (self.node.create_client(ChangeState, f"/{VERIFIER_NAME}/change_state"),
                                              self.node.create_client(GetState, f"/{VERIFIER_NAME}/get_state"))
             self.verifications, self.fixes, self.poses = queue.Queue(), queue.Queue(), queue.Queue()
-            self.node.create_subscription(VprVerification, "/vpr/verification", self.verifications.put, 10)
-            self.node.create_subscription(NavSatFix, "/vpr/fix", self.fixes.put, 10)
-            self.node.create_subscription(PoseWithCovarianceStamped, "/vpr/pose", self.poses.put, 10)
+            self._verification_sub = self.node.create_subscription(VprVerification, "/vpr/verification",
+                                                                   self.verifications.put, OUTPUT_QOS)
+            self.node.create_subscription(NavSatFix, "/vpr/fix", self.fixes.put, OUTPUT_QOS)
+            self.node.create_subscription(PoseWithCovarianceStamped, "/vpr/pose", self.poses.put, OUTPUT_QOS)
         self.start_spinning()
 
     def subscribe_debug_images(self) -> queue.Queue:
@@ -184,12 +187,26 @@ class VprClient(BackgroundNode):
         self.pub.publish(msg)
 
     def wait_subscribed(self, timeout: float = 10.0, count: int = 1) -> bool:
-        """Until `count` subscribers (vpr_node, and the verifier when it runs) see the image topic."""
+        """Until the pipeline is wired both ways as this client sees it: `count` subscribers (vpr_node, and the
+        verifier when it runs) are matched to the image publisher, and this client's result (and verification)
+        subscriptions to their publishers. The outputs are transient local (ros/qos.py): what was published a
+        moment before a match still arrives."""
         deadline = time.monotonic() + timeout
+        subs = [self._result_sub] + ([self._verification_sub] if count >= 2 and self._verification_sub else [])
         while time.monotonic() < deadline:
-            if self.pub.get_subscription_count() >= count:
+            if self.pub.get_subscription_count() >= count and all(s.get_publisher_count() > 0 for s in subs):
                 return True
             time.sleep(0.05)
+        return False
+
+    def wait_result_subscribers(self, count: int = 2, timeout: float = 30.0) -> bool:
+        """Until vpr_node's own VprResult publisher is matched to `count` subscriptions (this client and the
+        verifier), as its diagnostics report (wall-clock timer: not under sim time before /clock runs)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            diag = self.latest_diagnostics(max(0.1, min(5.0, deadline - time.monotonic())))
+            if diag and int(diag.get("result_subscribers", 0)) >= count:
+                return True
         return False
 
     def next_result(self, timeout: float = 60.0):
@@ -219,7 +236,3 @@ class VprClient(BackgroundNode):
             for st in arr.status:
                 if name in st.name:
                     return {kv.key: kv.value for kv in st.values}
-        for st in arr.status:
-            if "visual place recognition" in st.name:
-                return {kv.key: kv.value for kv in st.values}
-        return None

@@ -35,6 +35,7 @@ from vpr_node.msg import VprResult as VprResultMsg
 from vpr_node.ros.conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
 from vpr_node.ros.params import PARAMETERS, NodeConfig
 from vpr_node.ros.prior_inputs import message_class
+from vpr_node.ros.qos import OUTPUT_QOS
 
 
 class VprLifecycleNode(LifecycleNode):
@@ -136,7 +137,7 @@ class VprLifecycleNode(LifecycleNode):
             self.strategy = None
             return self._config_failed(exc, "configure")
         self.config = cfg
-        self.result_pub = self.create_lifecycle_publisher(VprResultMsg, cfg.result_topic, 10)
+        self.result_pub = self.create_lifecycle_publisher(VprResultMsg, cfg.result_topic, OUTPUT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
         self.state_label = "inactive"
@@ -288,7 +289,10 @@ class VprLifecycleNode(LifecycleNode):
                   "results_out": stats.get("results_out", 0), "drops": stats.get("drops", 0),
                   "latency_ms_p50": f"{stats.get('latency_ms_p50', 0.0):.2f}",
                   "latency_ms_p95": f"{stats.get('latency_ms_p95', 0.0):.2f}", "errors_total": errors,
-                  "inflight_ms": f"{stats.get('inflight_ms', 0.0):.0f}"}
+                  "inflight_ms": f"{stats.get('inflight_ms', 0.0):.0f}",
+                  # subscriptions matched to the VprResult publisher (the verifier, a recorder): a result
+                  # published before a subscriber is matched does not reach it
+                  "result_subscribers": self.result_pub.get_subscription_count() if self.result_pub else 0}
         for kind, n in sorted(stats.get("errors", {}).items()):
             values[f"errors.{kind}"] = n
         for state, n in sorted(stats.get("prior_states", {}).items()):

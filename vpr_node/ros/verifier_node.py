@@ -46,6 +46,7 @@ from vpr_node.ros.conversions import (
     time_to_ns,
     verification_to_msg,
 )
+from vpr_node.ros.qos import OUTPUT_QOS
 from vpr_node.ros.verifier_params import PARAMETERS, VerifierNodeConfig
 
 NODE_NAME = "vpr_verifier"
@@ -107,9 +108,10 @@ class VerifierNode(LifecycleNode):
         cols = self.verifier.tiles.cols
         self.origin = (cfg.origin_lat if math.isfinite(cfg.origin_lat) else float(np.mean(cols["lat"])),
                        cfg.origin_lon if math.isfinite(cfg.origin_lon) else float(np.mean(cols["lon"])))
-        self.pubs = {"verification": self.create_lifecycle_publisher(VprVerificationMsg, cfg.verification_topic, 10),
-                     "fix": self.create_lifecycle_publisher(NavSatFix, cfg.fix_topic, 10),
-                     "pose": self.create_lifecycle_publisher(PoseWithCovarianceStamped, cfg.pose_topic, 10),
+        self.pubs = {"verification": self.create_lifecycle_publisher(VprVerificationMsg, cfg.verification_topic,
+                                                                     OUTPUT_QOS),
+                     "fix": self.create_lifecycle_publisher(NavSatFix, cfg.fix_topic, OUTPUT_QOS),
+                     "pose": self.create_lifecycle_publisher(PoseWithCovarianceStamped, cfg.pose_topic, OUTPUT_QOS),
                      "debug": self.create_lifecycle_publisher(Image, cfg.debug_image_topic, 2)}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.timer = self.create_timer(cfg.diagnostics_period, self._tick)
@@ -129,7 +131,7 @@ class VerifierNode(LifecycleNode):
         self.subs = [
             self.create_subscription(msg_type, cfg.image_topic, lambda m: self._on_image(m, decoder),
                                      qos_profile_sensor_data),
-            self.create_subscription(VprResultMsg, cfg.result_topic, self._on_result, 10),
+            self.create_subscription(VprResultMsg, cfg.result_topic, self._on_result, OUTPUT_QOS),
         ]
         self.state_label = "active"
         self.log.info("c2.vpr.verifier_activated", image_topic=cfg.image_topic, result_topic=cfg.result_topic)

@@ -148,12 +148,14 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
             "compressed": params["compressed"], "recorder_path": str(workdir / "fdr_verifier.jsonl"),
             "queue_depth": 100, "max_pending": 1000, "match_timeout": 30.0}, node_name=VERIFIER_NAME),
             workdir / "verifier.log", domain_id, executable=VERIFIER_EXECUTABLE, name=VERIFIER_NAME)
-    client = VprClient(domain_id, verifier=verify)
+    client = VprClient(domain_id, image_topic=params["image_topic"], compressed=params["compressed"], verifier=verify)
     try:
         client.wait_for_node(60)
         for name in (None, "vpr_verifier") if verify else (None,):
             if not (client.transition("configure", node=name) and client.transition("activate", node=name)):
                 raise RuntimeError(f"{name or 'vpr_node'} did not activate; see the logs in {workdir}")
+        if not client.wait_subscribed(30, count=2 if verify else 1):
+            raise RuntimeError(f"the nodes are active but not connected after 30 s; see the logs in {workdir}")
         pid = node.proc.pid
         memory = {"node_rss_mib_active": rss_mib(pid), "node_anon_mib_active": rss_mib(pid, "RssAnon")}
         out = replay_into_ros(bag, out_bag, rate, camera_topic, domain_id, top_k,

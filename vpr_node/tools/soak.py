@@ -139,7 +139,9 @@ def run_soak(workdir, frames: int = 100_000, rate_hz: float = 20.0, corrupt_frac
             if not (client.transition("configure", node=n) and client.transition("activate", node=n)):
                 raise RuntimeError(f"{n or 'vpr_node'} did not activate:\n"
                                    + (ver if n else node).log_text()[-3000:])
-        client.wait_subscribed(10, count=2 if verifier else 1)
+        if not (client.wait_subscribed(30, count=2 if verifier else 1)
+                and (not verifier or client.wait_result_subscribers(2))):
+            raise RuntimeError("the nodes are active but not connected after 30 s")
         for q in queries[:5]:  # warm-up, not counted
             publish_frame(q, time.time_ns(), fuzzed=False)
             client.next_result(timeout=30)

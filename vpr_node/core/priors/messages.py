@@ -51,7 +51,8 @@ MESSAGE_TYPES = {
 }
 
 
-NAVSAT_NO_FIX = -1  # sensor_msgs/NavSatStatus.STATUS_NO_FIX
+NAVSAT_NO_FIX = -1  # sensor_msgs/NavSatStatus.STATUS_NO_FIX; STATUS_UNKNOWN (-2, the default since Kilted) is
+# accepted: VIO and simulator bridges leave the status unset
 
 
 def _psd(cov: np.ndarray, what: str, prior: str) -> None:
@@ -127,7 +128,7 @@ class PriorInputs:
         elif self.altitude_type == "odometry":
             agl = float(msg.pose.pose.position.z) - self.ground_elevation_m
         else:
-            if int(msg.status.status) <= NAVSAT_NO_FIX:
+            if int(msg.status.status) == NAVSAT_NO_FIX:
                 raise VprPriorError("NavSatFix has no fix (status NO_FIX)", prior=ALTITUDE, reason="no_fix")
             agl = float(msg.altitude) - self.ground_elevation_m
         if not math.isfinite(agl):
@@ -141,7 +142,7 @@ class PriorInputs:
     def position(self, msg, now_ns: int | None = None) -> tuple[int, float, float, float]:
         stamp = self._stamp(msg, now_ns, POSITION)
         if self.position_type == "navsatfix":
-            if int(msg.status.status) <= NAVSAT_NO_FIX:
+            if int(msg.status.status) == NAVSAT_NO_FIX:
                 raise VprPriorError("NavSatFix has no fix (status NO_FIX)", prior=POSITION, reason="no_fix")
             lat, lon = float(msg.latitude), float(msg.longitude)
             if msg.position_covariance_type > 0:
