@@ -35,6 +35,7 @@ from vpr_node.ros.node_spec import (
     NODE_ENV,
     NODE_NAME,
     VERIFIER_NAME,
+    default_sigint,
     launch_command,
     node_command,
 )
@@ -80,7 +81,8 @@ class NodeProcess:
         self._log = open(self.log_path, "wb")
         cmd = (launch_command(params_file, **(launch_args or {})) if via_launch
                else node_command(params_file, executable, name))
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                     preexec_fn=default_sigint)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

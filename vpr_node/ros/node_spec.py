@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import time
 
@@ -19,6 +20,14 @@ LAUNCH_FILE = "vpr.launch.py"
 # the structured JSON line is the whole console message (it also goes to /rosout)
 NODE_ENV = {"RCUTILS_CONSOLE_OUTPUT_FORMAT": "{message}", "PYTHONUNBUFFERED": "1"}
 FASTDDS_PROFILE = ("config", "fastdds_large_frames.xml")  # share/vpr_node/<...>: large frames over shared memory
+
+
+def default_sigint() -> None:
+    """preexec_fn of the processes this package starts: SIGINT back to its default before exec. A command started
+    in the background by a non-interactive shell (`cmd &`, CI runners, nohup scripts) inherits SIGINT *ignored*;
+    Python then installs no SIGINT handler, and `ros2 launch` (which handles SIGINT through Python's handler)
+    would never see Ctrl-C or launch_testing's shutdown."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def node_executable(executable: str = EXECUTABLE) -> str:
