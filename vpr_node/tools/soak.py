@@ -17,6 +17,8 @@ import pathlib
 import random
 import time
 
+import numpy as np
+
 from vpr_node.core.io.recorder import read_records
 
 RSS_EVERY_S = 10.0
@@ -217,8 +219,40 @@ def run_soak(workdir, frames: int = 100_000, rate_hz: float = 20.0, corrupt_frac
         summary["accounting"]["verifier_frames_unaccounted"] = (
             vdiag.get("frames_in", 0) - vdiag.get("verified", 0) - typed - unmatched
             - vdiag.get("dropped_newest_wins", 0))
+    summary["rss_MiB"]["after_warmup"] = {name: rss_trend(series) for name, series in rss.items()}
     (workdir / "soak_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_rss(summary, workdir / "soak_rss.png")
     return summary
+
+
+def rss_trend(series, warmup_frames: int = 5000) -> dict:
+    """Is the RSS flat after warm-up? min / max / last over the samples from `warmup_frames` on, and the slope
+    of a least-squares line in MiB per 10,000 frames."""
+    a = np.asarray([p for p in series if p[0] >= warmup_frames], np.float64).reshape(-1, 2)
+    if len(a) < 3:
+        return {"samples": len(a)}
+    slope = float(np.polyfit(a[:, 0], a[:, 1], 1)[0]) * 10_000
+    return {"samples": len(a), "from_frame": int(a[0, 0]), "min": round(float(a[:, 1].min()), 1),
+            "max": round(float(a[:, 1].max()), 1), "last": round(float(a[-1, 1]), 1),
+            "slope_MiB_per_10k_frames": round(slope, 2)}
+
+
+def plot_rss(summary: dict, path) -> None:
+    """Resident memory of each node against frames sent (the soak's picture)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for name, series in summary["rss_MiB"]["every_10_s"].items():
+        a = np.asarray(series, np.float64).reshape(-1, 2)
+        ax.plot(a[:, 0], a[:, 1], label=name)
+    ax.set(xlabel="frames sent", ylabel="RSS (MiB)", ylim=(0, None),
+           title=f"soak: {summary['sent']['frames']:,} frames at {summary['rate_hz']:g} Hz, fuzzed")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _reasons(records) -> dict:
