@@ -114,6 +114,36 @@ def test_memory_budget_picks_the_most_exact_index_that_fits_and_measures_its_rec
     assert m["recall_at_10_vs_exact"] < 1.0  # IVF-PQ is approximate, and says by how much
 
 
+def test_latency_budget_gives_hnsw_where_a_scan_would_be_too_slow(tmp_path):
+    """A scan predicted over the latency budget (n * d * the machine's measured ns per float) gives way to HNSW,
+    or to IVF-PQ where the graph does not fit the memory budget; a budget the scan meets keeps flat. Through the
+    folder: the manifest records the budget, the measured scan rate, the prediction and the chosen index's
+    measured search latency."""
+    from vpr_node.core.index.faiss_index import choose_index_type, hnsw_bytes
+    from vpr_node.core.index.folder import write_index
+    from vpr_node.core.maps.tiles import TileRecord
+
+    n, d, rate = 1_000_000, 256, 0.5  # a 1M x 256 scan at 0.5 ns a float: 128 ms predicted
+    assert choose_index_type(n, d, latency_budget_ms=500.0, scan_ns_per_float=rate)[0] == "flat"
+    kind, params, need = choose_index_type(n, d, latency_budget_ms=20.0, scan_ns_per_float=rate)
+    assert kind == "hnsw" and params["M"] == 32 and need == hnsw_bytes(n, d)
+    assert choose_index_type(n, d, 2000.0, 20.0, rate)[0] == "hnsw"  # 1.2 GiB graph fits 2 GB
+    assert choose_index_type(n, d, 600.0, 20.0, rate)[0] == "ivfpq"  # it does not fit 600 MiB
+    assert choose_index_type(n, d, 600.0, 500.0, rate)[0] == "sq8"  # scan fast enough, float32 too big
+
+    rng = np.random.default_rng(0)
+    n, d = 2000, 32
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    recs = [TileRecord(f"t{i}", 18, 60.0 + i * 1e-5, 22.0, 0, 0, 0, 0, "m", 0, 0, 1, 1, f"t{i}.png") for i in range(n)]
+    m = write_index(tmp_path / "ix", x, np.arange(n), recs, BackboneIdentity("test", d, "0" * 64, {}), "auto",
+                    {"latency_budget_ms": 1e-9})  # no scan is that fast
+    assert m["index_type"] == "hnsw" and m["latency_budget_ms"] == 1e-9
+    assert m["scan_ns_per_float"] > 0 and m["predicted_exhaustive_ms"] > 1e-9
+    assert m["search_ms"]["p50"] > 0 and 0.0 < m["recall_at_10_vs_exact"] <= 1.0
+    assert DescriptorIndex(tmp_path / "ix").search(x[7], 5)[0].tile.name == "t7"
+
+
 GEM = "efficientnet_lite0_gem"
 
 

@@ -12,7 +12,7 @@ from vpr_node.tools.common import (
     strategy_from_args,
 )
 
-INDEX_FLAGS = ("index_type", "index_params", "memory_budget")
+INDEX_FLAGS = ("index_type", "index_params", "memory_budget", "latency_budget")
 
 
 def _build_index(a):

@@ -1,6 +1,9 @@
 """FAISS index types over unit descriptors (inner product): flat, 8-bit scalar quantised, HNSW, IVF-PQ; the
-choice by a memory budget, IVF nprobe tuning, the exact re-rank of compressed shortlists, recall vs exact."""
+choice by a memory budget and a latency budget, IVF nprobe tuning, the exact re-rank of compressed shortlists,
+recall and search latency vs exact."""
 from __future__ import annotations
+
+import time
 
 import faiss
 import numpy as np
@@ -8,23 +11,57 @@ import numpy as np
 from vpr_node.core.errors import ConfigurationError
 
 INDEX_TYPES = ("flat", "sq8", "hnsw", "ivfpq")
-AUTO = "auto"  # chosen by a memory budget (choose_index_type)
+AUTO = "auto"  # chosen by a memory and/or latency budget (choose_index_type)
 IVF_ID_BYTES = 8  # an inverted list stores a 64-bit id per vector
 ADD_CHUNK = 65536  # vectors added to / scanned in an index at a time (bounded memory for memory-mapped inputs)
 TRAIN_SAMPLE = 200_000  # most rows a scalar quantiser trains on
 RERANK_DEFAULT = {"sq8": 4, "ivfpq": 10}  # shortlist = this x fetch, re-scored exactly from descriptors.npy
 NPROBE_RECALL_TARGET = 0.95  # an IVF index without a given nprobe probes the fewest lists that reach this
+HNSW_AUTO = {"M": 32, "efConstruction": 80, "efSearch": 64}  # the graph a latency budget picks
+SCAN_PROBE_VECTORS = 131_072  # vectors the scan-rate probe searches (measure_scan_ns_per_float)
 
 
-def choose_index_type(n: int, d: int, budget_mib: float) -> tuple[str, dict, int]:
-    """The most exact index whose vectors fit `budget_mib`: flat float32 (4d bytes a vector), else 8-bit scalar
-    quantised (d bytes), else IVF-PQ with the most sub-quantisers that fit (m bytes + an id). Returns
-    (kind, params, expected bytes). Too small a budget is a ConfigurationError saying what would fit."""
-    budget = float(budget_mib) * 2**20
-    if n * d * 4 <= budget:
+def hnsw_bytes(n: int, d: int, m: int = HNSW_AUTO["M"]) -> int:
+    """HNSWFlat memory: the float32 vectors, 2M level-0 links of 4 bytes, upper levels and offsets (~16 B)."""
+    return n * (4 * d + 8 * m + 16)
+
+
+def measure_scan_ns_per_float(d: int, n: int = SCAN_PROBE_VECTORS, repeats: int = 7, seed: int = 0) -> float:
+    """This machine's exhaustive inner-product scan rate: median time of one query against `n` random d-D
+    vectors (IndexFlatIP, FAISS's threads), in nanoseconds per stored float. A scan of N vectors then takes
+    about N * d * rate."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    index = faiss.IndexFlatIP(d)
+    index.add(x)
+    q = x[:1].copy()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        index.search(q, 10)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e9 / (n * d)
+
+
+def choose_index_type(n: int, d: int, budget_mib: float = 0.0, latency_budget_ms: float = 0.0,
+                      scan_ns_per_float: float | None = None) -> tuple[str, dict, int]:
+    """The most exact index that fits both budgets (0 = no budget). Memory: flat float32 (4d bytes a vector),
+    8-bit scalar quantised (d bytes), HNSW (vectors + graph), IVF-PQ with the most sub-quantisers that fit (m
+    bytes + an id). Latency: flat and sq8 scan every vector, predicted at n * d * `scan_ns_per_float` (measured
+    on this machine when not given); over the budget they give way to HNSW (a graph search, sublinear), or to
+    IVF-PQ where HNSW does not fit the memory. Returns (kind, params, expected bytes). A budget nothing meets is
+    a ConfigurationError saying what would fit."""
+    budget = float(budget_mib) * 2**20 if budget_mib and budget_mib > 0 else float("inf")
+    scan_ok = True
+    if latency_budget_ms and latency_budget_ms > 0:
+        rate = measure_scan_ns_per_float(d) if scan_ns_per_float is None else float(scan_ns_per_float)
+        scan_ok = n * d * rate / 1e6 <= latency_budget_ms
+    if scan_ok and n * d * 4 <= budget:
         return "flat", {}, n * d * 4
-    if n * d <= budget:
+    if scan_ok and n * d <= budget and budget < float("inf"):
         return "sq8", {}, n * d
+    if not scan_ok and hnsw_bytes(n, d) <= budget:
+        return "hnsw", dict(HNSW_AUTO), hnsw_bytes(n, d)
     nlist = max(1, min(65536, int(4 * np.sqrt(n))))
     for m in (128, 64, 48, 32, 24, 16, 8, 4):
         need = n * (m + IVF_ID_BYTES) + nlist * d * 4 + 256 * d * 4  # codes + ids, coarse centroids, PQ codebooks
@@ -34,6 +71,19 @@ def choose_index_type(n: int, d: int, budget_mib: float) -> tuple[str, dict, int
     raise ConfigurationError(f"{n} vectors of {d}-D do not fit a {budget_mib:g} MiB index: the smallest index "
                              f"(IVF-PQ, 4 bytes a vector) needs {least / 2**20:.0f} MiB. Raise --memory-budget, reduce "
                              f"the dimension (prepare-mission --adapt-whiten-dim) or use fewer rotations/scales")
+
+
+def search_latency_ms(index: faiss.Index, x: np.ndarray, n_queries: int = 50, k: int = 10, seed: int = 0) -> dict:
+    """Measured single-query search latency of `index` (queries: stored vectors), p50 / p95 in ms."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(x), size=min(n_queries, len(x)), replace=False))
+    q = np.ascontiguousarray(x[rows], np.float32)
+    times = []
+    for i in range(len(q)):
+        t0 = time.perf_counter()
+        index.search(q[i:i + 1], k)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"p50": round(float(np.percentile(times, 50)), 3), "p95": round(float(np.percentile(times, 95)), 3)}
 
 
 def recall_vs_exact(index: faiss.Index, x: np.ndarray, k: int = 10, n_queries: int = 200, seed: int = 0,

@@ -32,7 +32,9 @@ from vpr_node.core.index.faiss_index import (
     choose_index_type,
     default_rerank,
     make_faiss_index,
+    measure_scan_ns_per_float,
     recall_vs_exact,
+    search_latency_ms,
     tune_nprobe,
 )
 from vpr_node.core.index.hubness import hubness_report
@@ -86,13 +88,16 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
                          f"{identity.descriptor_dim}-D")
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    budget = None
+    budget = latency_budget = scan_rate = None
     if kind == AUTO:
         params = dict(params or {})
         budget = float(params.pop("memory_budget_mib", 0) or 0)
-        if budget <= 0:
-            raise ConfigurationError("index type auto needs a memory budget (--memory-budget MiB)")
-        kind, chosen, _ = choose_index_type(len(descriptors), descriptors.shape[1], budget)
+        latency_budget = float(params.pop("latency_budget_ms", 0) or 0)
+        if budget <= 0 and latency_budget <= 0:
+            raise ConfigurationError("index type auto needs a memory budget (--memory-budget MiB) or a latency "
+                                     "budget (--latency-budget ms)")
+        scan_rate = measure_scan_ns_per_float(descriptors.shape[1]) if latency_budget > 0 else None
+        kind, chosen, _ = choose_index_type(len(descriptors), descriptors.shape[1], budget, latency_budget, scan_rate)
         params = {**chosen, **params}
     params = dict(params or {})
     if kind in RERANK_DEFAULT:
@@ -109,6 +114,11 @@ def write_index(out_dir, descriptors: np.ndarray, entries: np.ndarray, records: 
         if recall is None:
             recall = recall_vs_exact(index, descriptors, rerank=params.get("rerank", 0))
         compression.update({"memory_budget_mib": budget, "recall_at_10_vs_exact": round(recall, 4)})
+        if latency_budget:  # what the latency choice predicted, and the chosen index's measured search
+            compression.update({"latency_budget_ms": latency_budget, "scan_ns_per_float": round(scan_rate, 4),
+                                "predicted_exhaustive_ms": round(len(descriptors) * descriptors.shape[1]
+                                                                 * scan_rate / 1e6, 3),
+                                "search_ms": search_latency_ms(index, descriptors)})
         if params.get("rerank"):
             compression["recall_at_10_vs_exact_without_rerank"] = round(recall_vs_exact(index, descriptors), 4)
     compression["hubness"] = hubness_report(descriptors, entries, index, params.get("rerank", 0))

@@ -16,10 +16,14 @@ DEFAULT_CHUNK_TILES = 1024  # tiles per checkpointed chunk: 4 rotations x 3072-D
 @dataclasses.dataclass
 class BuildSettings:
     index_type: str = option("flat", "flat (exact), sq8 (8-bit scalar quantised), hnsw, ivfpq; auto = chosen by "
-                                     "--memory-budget")
+                                     "--memory-budget / --latency-budget")
     index_params: dict = option(factory=dict, help='JSON, e.g. {"M": 32, "efSearch": 64} or {"nprobe": 64}')
     memory_budget: float = option(0.0, "MiB the index may take in RAM: picks flat, sq8 or IVF-PQ (the recall cost "
                                         "vs exact search is measured into the manifest); implies --index-type auto")
+    latency_budget: float = option(0.0, "ms one search may take (on the building machine: its scan rate is "
+                                        "measured): an exhaustive index (flat, sq8) predicted slower gives way to "
+                                        "HNSW, or IVF-PQ where HNSW does not fit --memory-budget; implies "
+                                        "--index-type auto")
     rotations: int = option(4, "embed each tile at this many headings (1, 2, 4 or 8: robustness to unknown yaw)")
     batch_size: int = option(0, "embedding batch (0 = 1 on CPU, where it is fastest per image, 32 on CUDA)")
     pca_dim: int = option(0, "build-index: reduce descriptors to this dimension by a PCA-whitening fitted on the "
@@ -44,9 +48,11 @@ class BuildSettings:
                                      f"{', '.join(INDEX_TYPES)} or {AUTO}", parameter="index_type")
 
     def index_kind(self) -> tuple[str, dict]:
-        """(index type, its parameters): a memory budget means `auto` (folder.write_index picks the type)."""
-        if self.memory_budget > 0:
-            return AUTO, {**self.index_params, "memory_budget_mib": self.memory_budget}
+        """(index type, its parameters): a memory or latency budget means `auto` (folder.write_index picks the
+        type)."""
+        if self.memory_budget > 0 or self.latency_budget > 0:
+            return AUTO, {**self.index_params, "memory_budget_mib": self.memory_budget,
+                          "latency_budget_ms": self.latency_budget}
         return self.index_type, dict(self.index_params)
 
     def executor(self):

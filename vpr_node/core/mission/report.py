@@ -32,8 +32,9 @@ def mission_report(cfg: MissionConfig, corpus: TileCorpus, base_weights: str | N
     device = device_for(cfg.adapt.device)
     before_dir = out / "work" / "index_before"
     if not (before_dir / "manifest.json").exists():
-        settings = dataclasses.replace(cfg.build, index_type="flat", index_params={}, memory_budget=0.0, pca_dim=0,
-                                       work_dir=str(out / "work" / "build_before"), keep_work=True)
+        settings = dataclasses.replace(cfg.build, index_type="flat", index_params={}, memory_budget=0.0,
+                                       latency_budget=0.0, pca_dim=0, work_dir=str(out / "work" / "build_before"),
+                                       keep_work=True)
         build_index(raw_strategy(cfg.backbone, base_weights, cfg.backbone_options, device), corpus, before_dir,
                     settings, progress=cfg.progress, log=lambda *_: None, reuse=reuse)
     before = evaluate(load_strategy(cfg.backbone, weights=base_weights, index_dir=str(before_dir), device=device,
