@@ -41,6 +41,46 @@ def test_onnxruntime_matches_pytorch(gem_strategy, sample_queries):
     assert np.allclose(ort.forward(x), ref, atol=1e-4)
 
 
+def test_a_model_exported_into_the_index_runs_without_pytorch(gem_index_dir, sample_queries, tmp_path):
+    """`vpr export-onnx --into-index`: model.onnx + model_onnx.json in the index folder, hashed in the manifest;
+    runtime onnxruntime then loads them in a process that never imports PyTorch and gives the PyTorch path's
+    descriptors and top-5; a changed model.onnx is refused at load; a backbone other than the export's is a
+    ConfigurationError that names both."""
+    import shutil
+    import subprocess
+    import sys
+
+    from vpr_node.core.errors import IndexUnavailableError
+    from vpr_node.core.retrieval.exported import ONNX_FILE, ONNX_META, export_to_index
+    index = tmp_path / "index"
+    shutil.copytree(gem_index_dir, index)
+    torch_path = load_strategy("efficientnet_lite0_gem", index_dir=str(index), backbone_options={"input_size": 160})
+    meta = export_to_index(torch_path, index)
+    assert meta["max_abs_diff_vs_pytorch"] <= 1e-4
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert {ONNX_FILE, ONNX_META} <= set(manifest["files"])
+    np.save(tmp_path / "frame.npy", sample_queries[0].image)
+    ref = torch_path.embed_query(sample_queries[0].image)
+    code = (f"import sys, json, numpy as np\n"
+            f"from vpr_node.core.retrieval.strategy import load_strategy\n"
+            f"s = load_strategy('efficientnet_lite0_gem', index_dir={str(index)!r}, runtime='onnxruntime')\n"
+            f"d = s.embed_query(np.load({str(tmp_path / 'frame.npy')!r}))\n"
+            f"print(json.dumps({{'torch': 'torch' in sys.modules, 'd': d.tolist(), "
+            f"'top': [c.tile.name for c in s.retrieve_topk(d, 5)]}}))\n")
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                    check=True).stdout.strip().splitlines()[-1])
+    assert out["torch"] is False
+    assert np.max(np.abs(np.asarray(out["d"]) - ref)) <= 1e-4
+    assert out["top"] == [c.tile.name for c in torch_path.retrieve_topk(ref, 5)]
+    with pytest.raises(ConfigurationError, match="efficientnet_lite0_gem"):
+        load_strategy("efficientnet_lite0_netvlad", index_dir=str(index), runtime="onnxruntime")
+    data = bytearray((index / ONNX_FILE).read_bytes())
+    data[-1] ^= 0xFF
+    (index / ONNX_FILE).write_bytes(bytes(data))
+    with pytest.raises(IndexUnavailableError):
+        load_strategy("efficientnet_lite0_gem", index_dir=str(index), runtime="onnxruntime")
+
+
 def test_fp16_runtime_close_to_fp32(sample_queries):
     m = create_backbone("efficientnet_lite0_gem", input_size=160)
     x = m.preprocessor([sample_queries[0].image])

@@ -33,6 +33,15 @@ def _init_vlad(a):
 
 
 def _export_onnx(a):
+    if a.into_index:  # beside the index it was built for: the node runs it without PyTorch
+        from vpr_node.core.retrieval.exported import export_to_index
+        from vpr_node.core.retrieval.strategy import load_strategy
+        strategy = load_strategy(a.backbone, weights=a.weights, index_dir=a.into_index,
+                                 backbone_options=a.backbone_options)
+        print_json(export_to_index(strategy, a.into_index))
+        return
+    if not a.out:
+        raise SystemExit("export-onnx: give --out FILE.onnx or --into-index INDEX_DIR")
     from vpr_node.core.backbones import create_backbone
     from vpr_node.core.retrieval.runtimes import export_onnx
     m = create_backbone(a.backbone, weights=a.weights, **a.backbone_options)
@@ -140,7 +149,10 @@ def register(sub) -> None:
     p.add_argument("--images", type=int, default=600)
     p.set_defaults(fn=lambda a: print(fit_pca(a.weights, a.corpus, a.out, a.dim, a.images)))
 
-    p = sub.add_parser("export-onnx", help="export a backbone to ONNX")
+    p = sub.add_parser("export-onnx", help="export a backbone to ONNX (a file, or into its index folder for a "
+                                           "torch-free node: runtime onnxruntime)")
     add_backbone_args(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="the .onnx file")
+    p.add_argument("--into-index", help="an index folder built with this backbone: writes model.onnx + "
+                                        "model_onnx.json there (parity-checked, hashed in the manifest)")
     p.set_defaults(fn=_export_onnx)

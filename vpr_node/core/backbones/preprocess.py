@@ -1,11 +1,11 @@
-"""Per-backbone preprocessing. Coupled to the weights (input size, mean/std), not a config knob."""
+"""Per-backbone preprocessing. Coupled to the weights (input size, mean/std), not a config knob. NumPy and OpenCV
+only (PyTorch only where a tensor is asked for), so an exported model runs without PyTorch."""
 from __future__ import annotations
 
 import dataclasses
 
 import cv2
 import numpy as np
-import torch
 
 from vpr_node.core.errors import VprPreprocessError
 
@@ -25,7 +25,7 @@ class BackbonePreprocessor:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop: str = "center_square"  # or "none"
-    dtype: torch.dtype = torch.float32
+    dtype: str = "float32"  # of the tensor __call__ gives (a torch dtype name)
 
     def input_shape(self) -> tuple[int, int]:
         return self.size
@@ -55,11 +55,20 @@ class BackbonePreprocessor:
         img = (img - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(img.transpose(2, 0, 1))
 
-    def __call__(self, images, principal_point=None) -> torch.Tensor:
-        """One image or a list of images -> (N, 3, H, W) tensor of `dtype`."""
+    @classmethod
+    def from_description(cls, d: dict) -> "BackbonePreprocessor":
+        """The inverse of describe() (an exported model's preprocessing, read from its index folder)."""
+        return cls(size=tuple(int(v) for v in d["size"]), mean=tuple(d["mean"]), std=tuple(d["std"]), crop=d["crop"])
+
+    def batch(self, images, principal_point=None) -> np.ndarray:
+        """One image or a list of images -> (N, 3, H, W) float32 array."""
         if isinstance(images, np.ndarray):
             images = [images]
-        batch = np.stack([self.to_array(im, principal_point) for im in images])
-        return torch.from_numpy(batch).to(self.dtype)
+        return np.stack([self.to_array(im, principal_point) for im in images])
+
+    def __call__(self, images, principal_point=None):
+        """One image or a list of images -> (N, 3, H, W) torch tensor of `dtype`."""
+        import torch
+        return torch.from_numpy(self.batch(images, principal_point)).to(getattr(torch, self.dtype))
 
 

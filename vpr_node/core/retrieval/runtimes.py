@@ -9,11 +9,14 @@ import importlib.util
 import os
 import pathlib
 import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from vpr_node.core.errors import ConfigurationError, VprBackboneError
+
+if TYPE_CHECKING:  # PyTorch is imported by the runtimes that use it: ONNX Runtime runs without it
+    import torch
 
 RUNTIME_NAMES = ("pytorch", "onnxruntime", "tensorrt")
 _MODULES = {"pytorch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
@@ -37,7 +40,8 @@ class Runtime:
     name = "base"
     precision = "fp32"
 
-    def forward(self, batch: torch.Tensor) -> np.ndarray:
+    def forward(self, batch) -> np.ndarray:
+        """(N, 3, H, W) float32 array (or tensor) -> (N, D) descriptors."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -50,6 +54,7 @@ class TorchRuntime(Runtime):
     name = "pytorch"
 
     def __init__(self, model: torch.nn.Module, precision: str = "fp32", device: str = "cpu"):
+        import torch
         if precision not in ("fp32", "fp16"):
             raise ConfigurationError(f"pytorch runtime precision must be fp32 or fp16, got {precision!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -58,14 +63,18 @@ class TorchRuntime(Runtime):
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.model = model.to(self.device, self.dtype).eval()
 
-    @torch.inference_mode()
-    def forward(self, batch: torch.Tensor) -> np.ndarray:
-        out = self.model(batch.to(self.device, self.dtype))
+    def forward(self, batch) -> np.ndarray:
+        import torch
+        if isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(batch)
+        with torch.inference_mode():
+            out = self.model(batch.to(self.device, self.dtype))
         return out.detach().to("cpu").numpy()
 
 
 def export_onnx(model: torch.nn.Module, input_size: tuple[int, int], path, opset: int = 17) -> pathlib.Path:
     """Export a backbone to ONNX with a dynamic batch axis."""
+    import torch
     path = pathlib.Path(path)
     model = model.to("cpu", torch.float32).eval()
     if hasattr(model, "export_module"):
@@ -99,8 +108,10 @@ class OnnxRuntime(Runtime):
         self.session = ort.InferenceSession(onnx_path, opts, providers=ort.get_available_providers())
         self.input_name = self.session.get_inputs()[0].name
 
-    def forward(self, batch: torch.Tensor) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch.float().numpy()})[0]
+    def forward(self, batch) -> np.ndarray:
+        if not isinstance(batch, np.ndarray):
+            batch = batch.float().numpy()  # a torch tensor
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
 
 def create_runtime(name: str, model, precision: str = "fp32", device: str = "cpu",

@@ -1,17 +1,26 @@
 """VprStrategy: embed a frame (or a stream of tiles and views) with a backbone on a runtime, retrieve the top-K
-tiles from the index; `load_strategy` is everything configure loads and checks."""
+tiles from the index; `load_strategy` is everything configure loads and checks. PyTorch is imported only by
+the backbones and runtimes that use it: a model exported into the index folder runs on ONNX Runtime without it
+(retrieval/exported.py)."""
 from __future__ import annotations
 
-from typing import Callable, Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
-from vpr_node.core.backbones import VprBackbone, create_backbone
 from vpr_node.core.errors import ConfigurationError, VprBackboneError, VprError
 from vpr_node.core.index.loaded import DescriptorIndex
-from vpr_node.core.retrieval.runtimes import Runtime, check_descriptor, create_runtime
+from vpr_node.core.retrieval.exported import (
+    exported_backbone,
+    exported_model_path,
+    has_exported_model,
+    verify_exported_files,
+)
+from vpr_node.core.retrieval.runtimes import OnnxRuntime, Runtime, check_descriptor, create_runtime, installed_runtimes
 from vpr_node.core.types import Candidate
+
+if TYPE_CHECKING:
+    from vpr_node.core.backbones.base import VprBackbone
 
 
 @runtime_checkable
@@ -40,7 +49,7 @@ class RetrievalStrategy:
         return self._dim
 
     def embed_batch(self, images: list[np.ndarray]) -> np.ndarray:
-        batch = self.preprocessor(images)  # raises VprPreprocessError
+        batch = self.preprocessor.batch(images)  # raises VprPreprocessError
         try:
             out = self.runtime.forward(batch)
         except VprError:
@@ -102,7 +111,7 @@ def verify_output_shape(backbone: VprBackbone, runtime: Runtime) -> None:
     """Run one dummy frame at load: the engine's output must be (1, descriptor_dim)."""
     h, w = backbone.preprocessor.input_shape()
     try:
-        out = runtime.forward(torch.zeros(1, 3, h, w))
+        out = runtime.forward(np.zeros((1, 3, h, w), np.float32))
     except Exception as exc:  # noqa: BLE001
         raise ConfigurationError(f"{backbone.label}: test forward at load failed: {exc}") from exc
     if tuple(out.shape) != (1, backbone.descriptor_dim):
@@ -138,6 +147,10 @@ def load_strategy(
 
     With no `weights`, an index whose manifest names a `weights_file` (corpus-fitted weights such as
     NetVLAD centroids, written by build-index) supplies them."""
+    if runtime == "onnxruntime" and not weights and index_dir and has_exported_model(index_dir):
+        return load_exported_strategy(backbone, index_dir, installed_runtimes, verify_index_weights,
+                                      index_memory_budget_mib)
+    from vpr_node.core.backbones import create_backbone
     if not weights and index_dir:
         weights = weights_from_index(index_dir)
     model = create_backbone(backbone, weights=weights or None, **(backbone_options or {}))
@@ -147,4 +160,22 @@ def load_strategy(
     if index_dir:
         index = DescriptorIndex(index_dir, expect=model.identity(), check_weights=verify_index_weights,
                                 memory_budget_mib=index_memory_budget_mib)
+    return RetrievalStrategy(model, rt, index)
+
+
+def load_exported_strategy(backbone: str, index_dir, installed: frozenset[str] | None = None,
+                           verify_index_weights: bool = True,
+                           index_memory_budget_mib: float = 0.0) -> RetrievalStrategy:
+    """The model exported into the index folder, on ONNX Runtime, without PyTorch: the index (its manifest
+    hashes cover model.onnx) is verified against the exported identity before the model is loaded."""
+    installed = installed_runtimes() if installed is None else installed
+    if "onnxruntime" not in installed:
+        raise ConfigurationError("runtime 'onnxruntime' requested but onnxruntime is not installed "
+                                 "(pip install onnxruntime)", runtime="onnxruntime")
+    model = exported_backbone(backbone, index_dir)
+    index = DescriptorIndex(index_dir, expect=model.identity(), check_weights=verify_index_weights,
+                            memory_budget_mib=index_memory_budget_mib)
+    verify_exported_files(index_dir, index.manifest)
+    rt = OnnxRuntime(onnx_path=str(exported_model_path(index_dir)))
+    verify_output_shape(model, rt)
     return RetrievalStrategy(model, rt, index)
