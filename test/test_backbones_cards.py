@@ -2,7 +2,7 @@
 import pytest
 
 from vpr_node.core.backbones import available_backbones, create_backbone, get_spec
-from vpr_node.core.backbones.model_cards import read_card
+from vpr_node.core.backbones.model_cards import card_names, read_card
 
 REQUIRED = {"name", "summary", "architecture", "input_size", "normalisation", "descriptor_dim", "weights", "convert"}
 
@@ -21,6 +21,11 @@ def test_card_matches_the_backbone(name):
     assert model.descriptor_dim == card["descriptor_dim"]
     # a converter command on the card exactly when the registry has a converter
     assert bool(card["convert"]) == (get_spec(name).convert is not None)
+
+
+def test_the_cards_are_the_registry():
+    """The node checks its `backbone` parameter against the cards (no PyTorch needed): the same names."""
+    assert card_names() == available_backbones()
 
 
 def test_backbones_command_prints_every_card():

@@ -122,5 +122,8 @@ def test_the_nodes_start_without_pytorch():
     its backbone runs on it (a model exported into the index runs on ONNX Runtime without it)."""
     import subprocess
     import sys
-    code = "import sys, vpr_node.ros.verifier_node, vpr_node.ros.node; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = ("import sys, vpr_node.ros.verifier_node, vpr_node.ros.node\n"
+            "from vpr_node.ros.params import PARAMETERS, NodeConfig\n"
+            "NodeConfig.from_params({**{n: d for n, (d, _) in PARAMETERS.items()}, 'index_dir': '/tmp/ix'})\n"
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

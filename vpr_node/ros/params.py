@@ -61,13 +61,13 @@ def _json_object(text: str) -> dict:
 
 
 def _known_runtime(name: str) -> str | None:
-    from vpr_node.core.retrieval.runtimes import RUNTIME_NAMES  # imports PyTorch: only where a backbone runs
+    from vpr_node.core.retrieval.runtimes import RUNTIME_NAMES
     return _one_of(RUNTIME_NAMES)(name)
 
 
 def _known_backbone(name: str) -> str | None:
-    from vpr_node.core.backbones import available_backbones  # the registry loads the models (and PyTorch)
-    names = available_backbones()
+    from vpr_node.core.backbones.model_cards import card_names  # the registry's names, without PyTorch
+    names = card_names()
     return None if name in names else f"unknown backbone; choose one of {', '.join(names)}"
 
 

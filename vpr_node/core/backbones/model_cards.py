@@ -16,6 +16,13 @@ from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.resources import data_dir
 
 
+def card_names() -> list[str]:
+    """The backbones that have a model card: the registry's names (test_backbones_cards.py keeps them equal),
+    read without importing the models, so a parameter check needs no PyTorch."""
+    d = data_dir("models")
+    return sorted(p.stem for p in d.glob("*.yaml")) if d is not None else []
+
+
 @functools.lru_cache(maxsize=None)
 def read_card(name: str) -> dict:
     d = data_dir("models")
