@@ -128,3 +128,9 @@ def node_params(index_dir, tmp_path, **over):
 def send_frame(client, rgb, stamp_ns, encoding="rgb8"):
     client.publish(client.make_image(rgb, stamp_ns, encoding=encoding))
     return client.next_result(timeout=30)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Node processes that tests kill leave their Fast DDS shared-memory segments; remove them (ros/dds_shm.py)."""
+    from vpr_node.ros import dds_shm
+    dds_shm.remove_orphaned_segments()

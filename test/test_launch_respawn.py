@@ -1,7 +1,8 @@
 """launch_testing over the real launch/vpr.launch.py with auto_start:=true (respawn is on by default): the node
 configures and activates itself, serves a frame, is killed with SIGKILL mid-flight, and launch restarts it; the
 respawned node starts itself again and serves the next frame. The dead process's flight-data record stays whole
-(rotated to fdr.jsonl.1) and the new process writes a new file."""
+(rotated to fdr.jsonl.1) and the new process writes a new file; the dead process's Fast DDS shared-memory
+segment is removed when its successor starts."""
 import json
 import os
 import pathlib
@@ -18,6 +19,7 @@ import launch_testing.actions
 import launch_testing.asserts
 
 from vpr_node.core.io.recorder import OPEN_KIND, read_records
+from vpr_node.ros import dds_shm
 
 pytestmark = pytest.mark.ros_launch
 
@@ -73,6 +75,8 @@ class TestRespawnAfterKill9(unittest.TestCase):
             first = read_records(work / "fdr.jsonl", include_rotated=False)
             self.assertEqual(first[0]["kind"], OPEN_KIND)
             pid = first[0]["pid"]
+            mapped = dds_shm.segments_mapped_by(pid)
+            self.assertTrue(mapped, "the node mapped no Fast DDS shared-memory segment")
 
             os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
@@ -90,6 +94,9 @@ class TestRespawnAfterKill9(unittest.TestCase):
             self.assertEqual(new[0]["kind"], OPEN_KIND)
             self.assertNotEqual(new[0]["pid"], pid)
             self.assertEqual(client.state(), "active")
+            # the dead node's 64 MiB segment was removed by its successor at start (live ones are still held)
+            orphans = [p for p in mapped if p.exists() and dds_shm.lock_is_free(p.with_name(p.name + "_el"))]
+            self.assertEqual(orphans, [], "the killed node's shared-memory segment was left in /dev/shm")
         finally:
             client.close()
 

@@ -32,6 +32,7 @@ from vpr_node.core.priors.samples import ALTITUDE, HEADING, POSITION
 from vpr_node.core.retrieval.engine import Frame, VprEngine
 from vpr_node.core.retrieval.strategy import RetrievalStrategy, load_strategy
 from vpr_node.msg import VprResult as VprResultMsg
+from vpr_node.ros import dds_shm
 from vpr_node.ros.conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
 from vpr_node.ros.params import PARAMETERS, NodeConfig
 from vpr_node.ros.prior_inputs import message_class
@@ -313,8 +314,10 @@ def main(argv=None, fast_exit: bool = False) -> int:
     SIGINT -> SIGTERM (5 s) -> SIGKILL escalation never has to escalate."""
     # The structured JSON line is the whole console message (it also goes to /rosout).
     os.environ.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "{message}")
+    cleaned = dds_shm.clean_at_start()  # before our own participant exists
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = VprLifecycleNode()
+    dds_shm.report(node.log, cleaned)
     # Inference has its own thread (VprEngine); the executor only runs quick callbacks (enqueue a frame,
     # lifecycle services, the diagnostics/watchdog timer). Not MultiThreadedExecutor: in rclpy 9.1.2
     # (Kilted) it can busy-spin its spin thread while a submitted callback waits for a worker

@@ -37,6 +37,7 @@ from vpr_node.core.verification.engine import Pair, RetrievalResult, Verificatio
 from vpr_node.core.verification.verifier import Verifier
 from vpr_node.msg import VprResult as VprResultMsg
 from vpr_node.msg import VprVerification as VprVerificationMsg
+from vpr_node.ros import dds_shm
 from vpr_node.ros.conversions import (
     candidates_from_msg,
     compressed_decoder,
@@ -234,8 +235,10 @@ class VerifierNode(LifecycleNode):
 
 def main(argv=None, fast_exit: bool = False) -> int:
     os.environ.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "{message}")
+    cleaned = dds_shm.clean_at_start()  # before our own participant exists
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = VerifierNode()
+    dds_shm.report(node.log, cleaned)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
