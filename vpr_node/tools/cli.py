@@ -9,6 +9,7 @@ import sys
 from vpr_node.tools import (
     backbone_tools,
     bench,
+    bench_flight,
     bench_memory,
     bench_recall,
     bench_scale,
@@ -25,7 +26,7 @@ from vpr_node.tools import (
 )
 
 COMMAND_MODULES = (maps, index_tools, prepare_mission, verification, backbone_tools, train, bench_recall,
-                   compare_backbones, bench, bench_memory, bench_scale, soak, replay, recorder_tool, demo)
+                   compare_backbones, bench, bench_memory, bench_scale, bench_flight, soak, replay, recorder_tool, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -111,6 +111,14 @@ def footprint_radius_px(side_px: float, camera: tuple[int, int], tilt_deg: float
     return 0.5 * side_px * math.hypot(cw / ch, 1.0) * (1 + math.tan(math.radians(tilt_deg)))
 
 
+def condition_view(profile: str, rng, view: np.ndarray, seed: int, i: int) -> np.ndarray:
+    """View i of a set with this seed under a photometric profile (augment.py). `changed` draws the ground changes
+    from its own stream, so its positions and photometrics are those of `strong` with changed ground."""
+    if profile == "changed":
+        return augment.strong(rng, changed.apply(np.random.default_rng([seed, i, CHANGED_STREAM]), view))
+    return augment.apply(profile, rng, view)
+
+
 def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: QuerySpec | None = None):
     """Yield n Query objects (with image) whose whole footprint lies inside one map raster."""
     spec = spec or QuerySpec()
@@ -150,10 +158,7 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         cy = float(rng.uniform(rad, h - rad))
         yaw = float(rng.uniform(*spec.yaw_deg))
         view = render_view(img, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
-        if spec.profile == "changed":  # its own stream: the same positions and photometrics as `strong`, changed ground
-            view = augment.strong(rng, changed.apply(np.random.default_rng([seed, made, CHANGED_STREAM]), view))
-        else:
-            view = augment.apply(spec.profile, rng, view)
+        view = condition_view(spec.profile, rng, view, seed, made)
         lat, lon = (float(v) for v in r.geo.pixel_to_latlon(cx, cy))
         yield Query(f"q{made:05d}", lat, lon, yaw, footprint / spec.footprint_m, tilt, r.path.name, view, altitude,
                     footprint)
