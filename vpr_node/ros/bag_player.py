@@ -30,7 +30,7 @@ from vpr_node.core.io.bags import FIX_TYPE, IMAGE_TYPES, ResultBagWriter, read_c
 from vpr_node.core.maps.geo import haversine_m, metres_per_degree
 from vpr_node.core.priors.messages import MESSAGE_TYPES
 from vpr_node.msg import VprResult, VprVerification
-from vpr_node.ros.client_node import BackgroundNode
+from vpr_node.ros.client_node import BackgroundNode, wait_wired
 from vpr_node.ros.conversions import ns_to_time, time_to_ns
 from vpr_node.ros.qos import OUTPUT_QOS
 
@@ -86,12 +86,9 @@ class BagPlayer(BackgroundNode):
             # wired both ways before the first frame: the camera topic's subscribers (vpr_node, and the verifier)
             # and this player's result (and verification) subscriptions matched to their publishers
             readers = 2 if self.verifications is not None else 1
-            deadline = time.monotonic() + wait_subscriber_s
-            while not (cam_pub.get_subscription_count() >= readers and all(s.get_publisher_count() for s in self.subs)):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{cams[0].topic} has {cam_pub.get_subscription_count()} of {readers} "
-                                       f"subscribers, or no node publishes the results, after {wait_subscriber_s} s")
-                time.sleep(0.05)
+            if not wait_wired(cam_pub, readers, self.subs, wait_subscriber_s):
+                raise TimeoutError(f"{cams[0].topic} has {cam_pub.get_subscription_count()} of {readers} "
+                                   f"subscribers, or no node publishes the results, after {wait_subscriber_s} s")
             messages = r.messages(connections=conns)
             first = None
             frames, lateness = 0, []

@@ -3,9 +3,22 @@ bag player are both one of these). Subclasses create their entities, then call s
 from __future__ import annotations
 
 import threading
+import time
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+
+
+def wait_wired(publisher, subscribers: int, subscriptions, timeout: float) -> bool:
+    """Until the pipeline is wired both ways: `publisher` matched to at least `subscribers` subscriptions, and each
+    of `subscriptions` matched to a publisher. False after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if publisher.get_subscription_count() >= subscribers and all(s.get_publisher_count() > 0
+                                                                     for s in subscriptions):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 class BackgroundNode:

@@ -27,7 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 from vpr_node.core.io import image_codec
 from vpr_node.core.resources import data_file
 from vpr_node.msg import VprResult, VprVerification
-from vpr_node.ros.client_node import BackgroundNode
+from vpr_node.ros.client_node import BackgroundNode, wait_wired
 from vpr_node.ros.conversions import ns_to_time
 from vpr_node.ros.node_spec import (
     EXECUTABLE,
@@ -193,13 +193,8 @@ class VprClient(BackgroundNode):
         verifier when it runs) are matched to the image publisher, and this client's result (and verification)
         subscriptions to their publishers. The outputs are transient local (ros/qos.py): what was published a
         moment before a match still arrives."""
-        deadline = time.monotonic() + timeout
         subs = [self._result_sub] + ([self._verification_sub] if count >= 2 and self._verification_sub else [])
-        while time.monotonic() < deadline:
-            if self.pub.get_subscription_count() >= count and all(s.get_publisher_count() > 0 for s in subs):
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_wired(self.pub, count, subs, timeout)
 
     def wait_result_subscribers(self, count: int = 2, timeout: float = 30.0) -> bool:
         """Until vpr_node's own VprResult publisher is matched to `count` subscriptions (this client and the
