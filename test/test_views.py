@@ -29,3 +29,25 @@ def test_a_view_set_renders_the_same_views_again_and_keeps_only_their_positions(
     assert [(v.lat, v.lon, v.yaw_deg) for v in views.meta] == [(q.lat, q.lon, q.yaw_deg) for q in listed]
     for _ in range(2):  # every pass renders the same pixels
         assert all(np.array_equal(v.image, q.image) for v, q in zip(views, listed, strict=True))
+
+
+def test_views_rendered_from_a_window_equal_views_from_the_whole_map(sample_maps, tmp_path):
+    """Query synthesis reads only the window a view sees (a 100 km2 orthophoto is never read whole): the pixels
+    are those of rendering from the whole image, for a PNG map and for a GeoTIFF one."""
+    from vpr_node.core.maps.composite import write_composite_map
+    from vpr_node.core.maps.sources import load_corner_table, load_maps
+    from vpr_node.core.views.queries import render_from_raster, render_view
+
+    png = load_corner_table(sample_maps)[0]
+    tif_path = tmp_path / "map.tif"
+    write_composite_map(tif_path, [png], size_m=400.0, gsd_m=0.3, block_m=200.0, progress=False)
+    rng = np.random.default_rng(4)
+    for raster in (png, load_maps(tif_path)[0]):
+        whole = raster.read_rgb()
+        for _ in range(5):
+            side_px, tilt = float(rng.uniform(80, 200)), float(rng.uniform(0, 15))
+            cx, cy = (float(rng.uniform(300, 400)) for _ in range(2))
+            yaw, tilt_dir = float(rng.uniform(0, 360)), float(rng.uniform(0, 360))
+            a = render_from_raster(raster, cx, cy, yaw, side_px, (320, 180), tilt, tilt_dir)
+            b = render_view(whole, cx, cy, yaw, side_px, (320, 180), tilt, tilt_dir)
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # sub-pixel rounding of the shifted origin

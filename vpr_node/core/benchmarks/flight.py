@@ -31,7 +31,7 @@ from vpr_node.core.maps.geo import haversine_m, metres_per_degree
 from vpr_node.core.options import option
 from vpr_node.core.priors.apply import PriorApplier, PriorConfig
 from vpr_node.core.priors.samples import ALTITUDE, HEADING, POSITION
-from vpr_node.core.views.queries import condition_view, footprint_radius_px, render_view
+from vpr_node.core.views.queries import condition_view, render_from_raster
 
 CONFIGS = {  # name -> (heading, altitude, position)
     "none": (False, False, False),
@@ -130,11 +130,8 @@ class FrameRenderer:
         cx = (p.lon - g.lon0) / (g.lon1 - g.lon0) * g.width
         cy = (p.lat - g.lat0) / (g.lat1 - g.lat0) * g.height
         side_px = self.camera.square_footprint_m(p.altitude_m) / g.gsd_m
-        cam = (self.camera.width_px, self.camera.height_px)
-        rad = int(math.ceil(footprint_radius_px(side_px, cam, p.tilt_deg))) + 4
-        x0, y0 = int(cx) - rad, int(cy) - rad
-        window, _ = self.raster.read_window(x0, y0, 2 * rad, None)
-        view = render_view(window, cx - x0, cy - y0, p.yaw_deg, side_px, cam, p.tilt_deg, p.tilt_dir_deg)
+        view = render_from_raster(self.raster, cx, cy, p.yaw_deg, side_px,
+                                  (self.camera.width_px, self.camera.height_px), p.tilt_deg, p.tilt_dir_deg)
         return condition_view(self.cfg.condition, np.random.default_rng([self.cfg.seed, p.i, 1]), view,
                               self.cfg.seed, p.i)
 

@@ -105,11 +105,10 @@ class GeoTiffRaster:
         return np.array(lo)[:, None, None], np.maximum(np.array(hi)[:, None, None], np.array(lo)[:, None, None] + 1e-9)
 
     def _to_rgb(self, data: np.ndarray) -> np.ndarray:
-        data = data.astype(np.float32)
-        if self._stretch is not None:
+        if self._stretch is not None:  # (8-bit data go through as they are: no float copy of a large read)
             lo, hi = self._stretch
-            data = (data - lo) / (hi - lo) * 255.0
-        data = np.clip(data, 0, 255).astype(np.uint8)
+            data = np.clip((data.astype(np.float32) - lo) / (hi - lo) * 255.0, 0, 255)
+        data = data.astype(np.uint8, copy=False)
         rgb = np.repeat(data, 3, axis=0) if data.shape[0] == 1 else data
         return np.ascontiguousarray(rgb.transpose(1, 2, 0))
 

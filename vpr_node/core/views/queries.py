@@ -106,6 +106,18 @@ def render_view(map_rgb: np.ndarray, cx: float, cy: float, yaw_deg: float, side_
     return cv2.warpPerspective(map_rgb, m, (cw, ch), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
 
 
+def render_from_raster(raster, cx: float, cy: float, yaw_deg: float, side_px: float, camera: tuple[int, int],
+                       tilt_deg: float = 0.0, tilt_dir_deg: float = 0.0) -> np.ndarray:
+    """render_view on a map raster, from a window around the view (only the pixels it sees are read: memory does
+    not grow with the map). Same pixels as rendering from the whole image."""
+    w, h = raster.geo.width, raster.geo.height
+    side = min(2 * int(math.ceil(footprint_radius_px(side_px, camera, tilt_deg))) + 6, w, h)
+    x0 = min(max(0, int(cx) - side // 2), w - side)
+    y0 = min(max(0, int(cy) - side // 2), h - side)
+    window, _ = raster.read_window(x0, y0, side, None)
+    return render_view(window, cx - x0, cy - y0, yaw_deg, side_px, camera, tilt_deg, tilt_dir_deg)
+
+
 def footprint_radius_px(side_px: float, camera: tuple[int, int], tilt_deg: float) -> float:
     cw, ch = camera
     return 0.5 * side_px * math.hypot(cw / ch, 1.0) * (1 + math.tan(math.radians(tilt_deg)))
@@ -124,7 +136,7 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
     spec = spec or QuerySpec()
     rng = np.random.default_rng(seed)
     cam = spec.camera_model() if spec.altitude_m else None
-    images = {}
+    opened = set()
     made = 0
     attempts = 0
     while made < n:
@@ -132,9 +144,9 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         if attempts > 100 * n:
             raise ValueError("cannot place queries: maps are too small for the configured footprint")
         r = rasters[int(rng.integers(len(rasters)))]
-        if r.path not in images:
-            images[r.path] = r.read_rgb()
-        img = images[r.path]
+        if r.path not in opened:  # a PNG/JPEG map is read whole here (and its size checked); a GeoTIFF by window
+            r.read_window(0, 0, 1, None)
+            opened.add(r.path)
         if cam is not None:
             altitude = float(rng.uniform(*spec.altitude_m))
             footprint = cam.square_footprint_m(altitude)
@@ -146,7 +158,7 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         tilt = float(rng.uniform(0, spec.max_tilt_deg))
         side_px = footprint / r.geo.gsd_m
         rad = footprint_radius_px(side_px, spec.camera, tilt)
-        h, w = img.shape[:2]
+        h, w = r.geo.height, r.geo.width
         if 2 * rad >= min(w, h):
             # the rotated frame cannot fit: clamp to what fits (rather than loop forever)
             rad_allowed = min(w, h) / 2 - 1
@@ -157,7 +169,7 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         cx = float(rng.uniform(rad, w - rad))
         cy = float(rng.uniform(rad, h - rad))
         yaw = float(rng.uniform(*spec.yaw_deg))
-        view = render_view(img, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
+        view = render_from_raster(r, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
         view = condition_view(spec.profile, rng, view, seed, made)
         lat, lon = (float(v) for v in r.geo.pixel_to_latlon(cx, cy))
         yield Query(f"q{made:05d}", lat, lon, yaw, footprint / spec.footprint_m, tilt, r.path.name, view, altitude,
