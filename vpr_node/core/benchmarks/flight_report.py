@@ -85,17 +85,22 @@ def plot_flight_map(map_path, poses, records: list[dict], parts, path, radius_m:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import rasterio
+    import rasterio.windows
 
-    with rasterio.open(map_path) as src:
-        scale = max(1, max(src.width, src.height) // 1600)
-        img = src.read([1, 2, 3], out_shape=(3, src.height // scale, src.width // scale)).transpose(1, 2, 0)
-        w, s, e, n = src.bounds
-    fig, ax = plt.subplots(figsize=(10, 10))
-    ax.imshow(img, extent=(w, e, s, n))
     lat = np.array([p.lat for p in poses])
     lon = np.array([p.lon for p in poses])
-    ax.plot(lon, lat, color="white", lw=1.0, label="true path")
     m_lat, m_lon = metres_per_degree(float(lat.mean()))
+    margin = 150.0  # m around the flight
+    n, s_, w, e = (lat.max() + margin / m_lat, lat.min() - margin / m_lat, lon.min() - margin / m_lon,
+                   lon.max() + margin / m_lon)
+    with rasterio.open(map_path) as src:
+        win = rasterio.windows.from_bounds(w, s_, e, n, src.transform).round_offsets().round_lengths()
+        scale = max(1.0, max(win.width, win.height) / 2000)
+        img = src.read([1, 2, 3], window=win, out_shape=(3, int(win.height / scale), int(win.width / scale)),
+                       boundless=True).transpose(1, 2, 0)
+        w, s_, e, n = rasterio.windows.bounds(win, src.transform)
+    fig, ax = plt.subplots(figsize=(11, 10))
+    ax.imshow(img, extent=(w, e, s_, n))
     for part in parts:
         ax.add_patch(plt.Rectangle((part.west, part.south), part.east - part.west, part.north - part.south,
                                    fill=False, ec="gold", lw=0.8))
@@ -104,9 +109,13 @@ def plot_flight_map(map_path, poses, records: list[dict], parts, path, radius_m:
         fi = np.array([i for i, _ in fixes])
         fe = np.array([v["fix_error_en"] for _, v in fixes])
         err = np.array([v["fix_error_m"] for _, v in fixes])
-        sc = ax.scatter(lon[fi] + fe[:, 0] / m_lon, lat[fi] + fe[:, 1] / m_lat, c=np.minimum(err, radius_m * 2),
-                        cmap="viridis_r", s=10, label="accepted fixes", zorder=3)
+        sc = ax.scatter(lon[fi] + fe[:, 0] / m_lon, lat[fi] + fe[:, 1] / m_lat, c=err, vmin=0, vmax=radius_m,
+                        cmap="plasma", s=4, label="accepted fixes", zorder=3)
         fig.colorbar(sc, ax=ax, shrink=0.6, label="fix error (m)")
+    missed = np.array([not r["verification"]["accepted"] for r in records])
+    ax.plot(lon, lat, color="white", lw=0.6, label="true path", zorder=2)
+    if missed.any():
+        ax.scatter(lon[missed], lat[missed], s=6, color="cyan", marker="x", label="no accepted fix", zorder=4)
     ax.set_aspect(1 / np.cos(np.radians(lat.mean())))
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
