@@ -9,6 +9,7 @@ import numpy as np
 from vpr_node.core.maps.geo import metres_per_degree
 
 WINDOW = 60  # frames in the rolling recall (20 s at 3 Hz)
+COLOURS = {"none": "tab:orange", "heading+altitude": "tab:red", "position": "tab:green", "all": "tab:blue"}
 
 
 def _rolling(x: np.ndarray, n: int = WINDOW) -> np.ndarray:
@@ -46,11 +47,12 @@ def plot_flight(runs: dict[str, list[dict]], path, radius_m: float = 25.0) -> pa
     for name, recs in runs.items():
         s = np.array([r["s_m"] for r in recs]) / 1000
         hit = np.array([r["dist_m"][0] <= radius_m for r in recs])
-        axes[0].plot(s, _rolling(hit), label=name, lw=1.2)
+        colour = COLOURS.get(name)
+        axes[0].plot(s, _rolling(hit), label=name, lw=1.2, color=colour)
         if "position" in name or name == "all":
             err = np.array([r["vio_error_m"] for r in recs])
             sig = np.array([r["vio_sigma_m"] for r in recs])
-            line, = axes[1].plot(s, err, lw=1.0, label=f"{name}: position prior error")
+            line, = axes[1].plot(s, err, lw=1.0, color=colour, label=f"{name}: position prior error")
             axes[1].plot(s, 3 * sig, lw=0.8, ls="--", color=line.get_color(), label=f"{name}: reported 3 sigma")
             acc = [(r["s_m"] / 1000, r["verification"]["fix_error_m"]) for r in recs if r["verification"]["accepted"]]
             if acc:
