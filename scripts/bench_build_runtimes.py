@@ -1,31 +1,48 @@
 #!/usr/bin/env python
-"""Usage: python scripts/bench_build_runtimes.py INDEX_DIR (with the backbone exported into it: vpr export-onnx --into-index).
-Tile-embedding throughput of the default backbone on this CPU: PyTorch (contiguous / channels-last) vs ONNX Runtime,
-batch 1 (the CPU rule), the build's own path (strategy.embed_batch on 320 px tiles)."""
-import sys, time, json
-import numpy as np, torch
+"""Usage: python scripts/bench_build_runtimes.py INDEX_DIR (the backbone exported into it: vpr export-onnx).
+
+
+Tile-embedding throughput of the index's backbone on this machine: PyTorch (contiguous and channels-last weights)
+vs ONNX Runtime, batch 1 (the CPU batching rule), the build's own path (strategy.embed_batch on 320 px tiles),
+median of 6 passes over 32 tiles; prints views/s and the largest descriptor difference."""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
 from vpr_node.core.retrieval.strategy import load_strategy
-torch.set_num_threads(2)
-rng = np.random.default_rng(0)
-tiles = [rng.integers(0, 255, (320, 320, 3), np.uint8) for _ in range(32)]
-out = {}
-def bench(s, label, reps=6):
+
+BACKBONE = "efficientnet_lite0_netvlad"
+
+
+def views_per_s(strategy, tiles, reps: int = 6) -> float:
     for t in tiles[:4]:
-        s.embed_batch([t])  # warm
-    ts = []
+        strategy.embed_batch([t])  # warm-up
+    times = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t0 = time.perf_counter()
         for x in tiles:
-            s.embed_batch([x])
-        ts.append(time.perf_counter() - t)
-    out[label] = round(32 / float(np.median(ts)), 1)
-    print(label, out[label], "views/s", flush=True)
-idx = sys.argv[1]
-pt = load_strategy("efficientnet_lite0_netvlad", index_dir=idx)
-bench(pt, "pytorch")
-pt.runtime.model = pt.runtime.model.to(memory_format=torch.channels_last)
-bench(pt, "pytorch_channels_last")
-ort = load_strategy("efficientnet_lite0_netvlad", index_dir=idx, runtime="onnxruntime")
-bench(ort, "onnxruntime")
-a = pt.embed_batch(tiles[:4]); b = ort.embed_batch(tiles[:4]); out["max_abs_diff"] = float(np.abs(a - b).max())
-print(json.dumps(out))
+            strategy.embed_batch([x])
+        times.append(time.perf_counter() - t0)
+    return round(len(tiles) / float(np.median(times)), 1)
+
+
+def main(index_dir: str) -> dict:
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    tiles = [rng.integers(0, 255, (320, 320, 3), np.uint8) for _ in range(32)]
+    out = {}
+    pt = load_strategy(BACKBONE, index_dir=index_dir)
+    out["pytorch"] = views_per_s(pt, tiles)
+    pt.runtime.model = pt.runtime.model.to(memory_format=torch.channels_last)
+    out["pytorch_channels_last"] = views_per_s(pt, tiles)
+    ort = load_strategy(BACKBONE, index_dir=index_dir, runtime="onnxruntime")
+    out["onnxruntime"] = views_per_s(ort, tiles)
+    out["max_abs_diff"] = float(np.abs(pt.embed_batch(tiles[:4]) - ort.embed_batch(tiles[:4])).max())
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1])))
