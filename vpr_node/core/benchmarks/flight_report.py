@@ -32,12 +32,25 @@ def _real_spans(records):
     return spans
 
 
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+    return matplotlib.pyplot
+
+
+def _save(fig, path) -> pathlib.Path:
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_flight(runs: dict[str, list[dict]], path, radius_m: float = 25.0) -> pathlib.Path:
     """Three panels against distance flown: rolling recall@1, position error of the VIO estimate (with its reported
     3 sigma) and of accepted fixes, and whether the position is fixed; real-imagery stretches shaded."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]})
     first = next(iter(runs.values()))
@@ -74,18 +87,12 @@ def plot_flight(runs: dict[str, list[dict]], path, radius_m: float = 25.0) -> pa
     axes[2].set_ylim(0, 1.02)
     axes[2].set_xlabel("distance flown (km); shaded: over real imagery")
     fig.suptitle("GNSS-denied flight over the composite map")
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_flight_map(map_path, poses, records: list[dict], parts, path, radius_m: float = 25.0) -> pathlib.Path:
     """The map (an overview read), the true path, the VIO estimate and the accepted fixes coloured by error."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     import rasterio
     import rasterio.windows
 
@@ -123,11 +130,7 @@ def plot_flight_map(map_path, poses, records: list[dict], parts, path, radius_m:
     ax.set_ylabel("latitude")
     ax.legend(loc="upper right")
     ax.set_title("flight on the map (gold: real imagery)")
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 COLUMNS = (("recall_at_1", "R@1"), ("recall_at_10", "R@10"), ("real_recall_at_1", "real R@1"),

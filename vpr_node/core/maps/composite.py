@@ -43,12 +43,10 @@ def real_mask(parts: list[RealPart], lat, lon) -> np.ndarray:
     return out
 
 
-def _bounds(rasters):
-    north = max(max(r.geo.lat0, r.geo.lat1) for r in rasters)
-    south = min(min(r.geo.lat0, r.geo.lat1) for r in rasters)
-    west = min(min(r.geo.lon0, r.geo.lon1) for r in rasters)
-    east = max(max(r.geo.lon0, r.geo.lon1) for r in rasters)
-    return north, south, west, east
+def _raster_bounds(r) -> tuple[float, float, float, float]:
+    """(north, south, west, east) of one raster."""
+    g = r.geo
+    return max(g.lat0, g.lat1), min(g.lat0, g.lat1), min(g.lon0, g.lon1), max(g.lon0, g.lon1)
 
 
 def write_composite_map(path, real_rasters, size_m: float = 10_000.0, gsd_m: float = 0.25, seed: int = 21,
@@ -69,7 +67,9 @@ def write_composite_map(path, real_rasters, size_m: float = 10_000.0, gsd_m: flo
         meta = json.loads(meta_path.read_text())
         if meta.get("key") == key:
             return [RealPart(**p) for p in meta["parts"]]
-    north, south, west, east = _bounds(real_rasters)
+    bounds = [_raster_bounds(r) for r in real_rasters]
+    north, south = max(b[0] for b in bounds), min(b[1] for b in bounds)
+    west, east = min(b[2] for b in bounds), max(b[3] for b in bounds)
     lat_c, lon_c = (north + south) / 2, (west + east) / 2
     m_lat, m_lon = metres_per_degree(lat_c)
     res_lat, res_lon = gsd_m / m_lat, gsd_m / m_lon
@@ -78,9 +78,7 @@ def write_composite_map(path, real_rasters, size_m: float = 10_000.0, gsd_m: flo
 
     placed = []  # (x0, y0, resampled RGB) of each real raster on the composite grid
     parts = []
-    for r in real_rasters:
-        n, s = max(r.geo.lat0, r.geo.lat1), min(r.geo.lat0, r.geo.lat1)
-        w, e = min(r.geo.lon0, r.geo.lon1), max(r.geo.lon0, r.geo.lon1)
+    for r, (n, s, w, e) in zip(real_rasters, bounds, strict=True):
         x0, y0 = int(round((w - left) / res_lon)), int(round((top - n) / res_lat))
         x1, y1 = int(round((e - left) / res_lon)), int(round((top - s) / res_lat))
         rgb = cv2.resize(r.read_rgb(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
