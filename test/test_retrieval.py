@@ -36,9 +36,20 @@ def test_strategy_satisfies_protocol(gem_strategy, gem_index_dir, sample_queries
 def test_onnxruntime_matches_pytorch(gem_strategy, sample_queries):
     model = gem_strategy.backbone
     ort = create_runtime("onnxruntime", model)
+    assert ort.parity_max_abs_diff < 1e-4  # checked on random frames when the model was exported
     x = model.preprocessor([q.image for q in sample_queries[:2]])
     ref = create_runtime("pytorch", model).forward(x)
     assert np.allclose(ort.forward(x), ref, atol=1e-4)
+
+
+def test_an_export_that_does_not_reproduce_pytorch_is_refused():
+    """The export from a live model (what runtime onnxruntime and the ONNX Runtime build run) is checked against
+    PyTorch: a model whose forward the trace cannot capture (a data-dependent branch) fails with a message."""
+    model = create_backbone("efficientnet_lite0_gem", input_size=64)
+    plain = model.forward
+    model.forward = lambda x: plain(x) if float(x.abs().sum()) == 0 else plain(x[:, [2, 1, 0]])
+    with pytest.raises(ConfigurationError, match="does not export faithfully"):
+        create_runtime("onnxruntime", model)
 
 
 def test_a_model_exported_into_the_index_runs_without_pytorch(gem_index_dir, sample_queries, tmp_path):

@@ -2,7 +2,7 @@
 
 An index folder holds:
   index.faiss       the FAISS index (inner product on unit descriptors)
-  descriptors.npy   float32 (rows, dim) descriptors, memory-mapped on load
+  descriptors.npy   float32 (rows, dim) descriptors, read by row on load (loaded.DescriptorRows)
   entries.npy       int32 (rows,) tile row of each descriptor (a tile may have several rotated views)
   tiles.csv         the tile table (tile id, zoom, centre lat/lon, bounds, ...)
   tiles/            the tile images (hard links to the corpus's where the file system allows), listed with their

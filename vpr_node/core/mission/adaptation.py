@@ -43,7 +43,7 @@ from vpr_node.core.maps.geo import haversine_m
 from vpr_node.core.maps.sources import GeoRaster
 from vpr_node.core.maps.tiles import TileCorpus
 from vpr_node.core.options import option
-from vpr_node.core.retrieval.runtimes import TorchRuntime
+from vpr_node.core.retrieval.runtimes import create_runtime
 from vpr_node.core.retrieval.strategy import RetrievalStrategy
 from vpr_node.core.training.trainer import TrainConfig, train
 from vpr_node.core.views.queries import QuerySpec, ViewSet
@@ -247,16 +247,19 @@ def choose_candidate(candidates: list[dict], tolerance: float) -> dict:
     return max((c for c in candidates if c["eligible"]), key=lambda c: (c["score"], c is ref))
 
 
-def raw_strategy(backbone: str, weights: str | None, options: dict | None, device: str) -> RetrievalStrategy:
-    """The backbone with these weights and no whitening layer, on PyTorch: what tiles and views are embedded
-    with before a whitening is chosen."""
+def raw_strategy(backbone: str, weights: str | None, options: dict | None, device: str,
+                 runtime: str = "pytorch") -> RetrievalStrategy:
+    """The backbone with these weights and no whitening layer: what tiles and views are embedded with before a
+    whitening is chosen. On `runtime` (onnxruntime: exported once here, its descriptors checked against
+    PyTorch's)."""
     model = create_backbone(backbone, weights=weights, **(options or {}))
     model.set_whitening(None)
-    return RetrievalStrategy(model, TorchRuntime(model, device=device))
+    return RetrievalStrategy(model, create_runtime(runtime, model, device=device))
 
 
-def worker_spec(backbone: str, weights: str | None, options: dict | None, device: str) -> StrategySpec:
-    return StrategySpec(backbone, weights, "pytorch", "fp32", device, json.dumps(options or {}, sort_keys=True))
+def worker_spec(backbone: str, weights: str | None, options: dict | None, device: str,
+                runtime: str = "pytorch") -> StrategySpec:
+    return StrategySpec(backbone, weights, runtime, "fp32", device, json.dumps(options or {}, sort_keys=True))
 
 
 @dataclasses.dataclass
@@ -293,10 +296,12 @@ def embed_dir(work_dir, model_name: str) -> pathlib.Path:
 
 def adapt_backbone(backbone: str, base_weights: str | None, maps_csv: str, rasters: list[GeoRaster],
                    corpus: TileCorpus, work_dir, cfg: AdaptConfig, build: BuildSettings | None = None,
-                   options: dict | None = None, progress: bool = True, log=print) -> Adaptation:
+                   options: dict | None = None, progress: bool = True, log=print,
+                   runtime: str = "pytorch") -> Adaptation:
     """Fine-tune (a budget is set), fit learned whitenings on a tile sample and views, and keep the candidate that
     does best on held-out views. `build` (rotations, chunking, threads, Dask) is the final index's, so that the
-    sample's shards serve it when the sample is the whole corpus."""
+    sample's shards serve it when the sample is the whole corpus; `runtime` embeds tiles and views (the fine-tune
+    is PyTorch's)."""
     work = pathlib.Path(work_dir)
     build = build or BuildSettings()
     record: dict = {}
@@ -316,9 +321,9 @@ def adapt_backbone(backbone: str, base_weights: str | None, maps_csv: str, raste
             f"others, up to --adapt-sample-tiles {cfg.sample_tiles}); the index reuses their embedding")
     table = []
     for name, weights in models.items():
-        strategy = raw_strategy(backbone, weights, options, device)
+        strategy = raw_strategy(backbone, weights, options, device, runtime)
         emb = embed_tiles(corpus, embed_dir(work, name), dataclasses.replace(build, work_dir="", keep_work=True),
-                          strategy, worker_spec(backbone, weights, options, device), rows=sample.rows,
+                          strategy, worker_spec(backbone, weights, options, device, runtime), rows=sample.rows,
                           progress=progress, log=log)
         tile_desc, entries = emb.load()
         for c in whitening_candidates(strategy, sample, tile_desc, sample.local(entries), views, val_sets, cfg,

@@ -110,7 +110,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
             f"learned whitening from {cfg.adapt.views} synthesised views")
         t0 = time.perf_counter()
         adaptation = adapt_backbone(cfg.backbone, base, cfg.maps, rasters, corpus, adapt_dir, cfg.adapt, cfg.build,
-                                    cfg.backbone_options, cfg.progress, log)
+                                    cfg.backbone_options, cfg.progress, log, cfg.runtime)
         adaptation.save(result_dir)
         timings["adapt_s"] = round(time.perf_counter() - t0, 1)
         state.mark("adapt", adapt_key)
@@ -125,8 +125,9 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
                                 licence="as the trunk weights and the mission map",
                                 notes=json.dumps({"base_weights": adaptation.weights, **adaptation.log,
                                                   "settings": cfg.settings()}, default=str))
-        build_index(raw_strategy(cfg.backbone, adaptation.weights, cfg.backbone_options, device), corpus, out,
-                    settings, spec=worker_spec(cfg.backbone, adaptation.weights, cfg.backbone_options, device),
+        build_index(raw_strategy(cfg.backbone, adaptation.weights, cfg.backbone_options, device, cfg.runtime),
+                    corpus, out, settings,
+                    spec=worker_spec(cfg.backbone, adaptation.weights, cfg.backbone_options, device, cfg.runtime),
                     whitening=adaptation.whitening, weights_provenance=provenance,
                     extra={"adaptation": adaptation.log}, progress=cfg.progress, log=log,
                     reuse=TileEmbedding.open(adaptation.embed_dir))
@@ -138,7 +139,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
     if cfg.calibration.views > 0 and (not state.done("verifier", verifier_key) or not (out / VERIFICATION).exists()):
         log(f"[mission] calibrating the verifier on {cfg.calibration.views} validation views")
         t0 = time.perf_counter()
-        calibrate_verifier(load_strategy(cfg.backbone, index_dir=str(out), device=device,
+        calibrate_verifier(load_strategy(cfg.backbone, index_dir=str(out), runtime=cfg.runtime, device=device,
                                          backbone_options=cfg.backbone_options), out, cfg.maps, cfg.altitude,
                            cfg.camera, cfg.calibration, cfg.verify, cfg.progress)
         timings["verifier_s"] = round(time.perf_counter() - t0, 1)

@@ -35,12 +35,13 @@ def mission_report(cfg: MissionConfig, corpus: TileCorpus, base_weights: str | N
         settings = dataclasses.replace(cfg.build, index_type="flat", index_params={}, memory_budget=0.0,
                                        latency_budget=0.0, pca_dim=0, work_dir=str(out / "work" / "build_before"),
                                        keep_work=True)
-        build_index(raw_strategy(cfg.backbone, base_weights, cfg.backbone_options, device), corpus, before_dir,
-                    settings, progress=cfg.progress, log=lambda *_: None, reuse=reuse)
-    before = evaluate(load_strategy(cfg.backbone, weights=base_weights, index_dir=str(before_dir), device=device,
-                                    backbone_options=cfg.backbone_options), queries, k=20, progress=cfg.progress)
+        build_index(raw_strategy(cfg.backbone, base_weights, cfg.backbone_options, device, cfg.runtime), corpus,
+                    before_dir, settings, progress=cfg.progress, log=lambda *_: None, reuse=reuse)
+    before = evaluate(load_strategy(cfg.backbone, weights=base_weights, index_dir=str(before_dir),
+                                    runtime=cfg.runtime, device=device, backbone_options=cfg.backbone_options),
+                      queries, k=20, progress=cfg.progress)
     before.backbone = f"{cfg.backbone} (before adaptation)"
-    after_strategy = load_strategy(cfg.backbone, index_dir=str(out), device=device,
+    after_strategy = load_strategy(cfg.backbone, index_dir=str(out), runtime=cfg.runtime, device=device,
                                    backbone_options=cfg.backbone_options)
     verifier = Verifier.for_index(out, cfg.verify) if (out / VERIFICATION).is_file() else None
     after = evaluate(after_strategy, queries, k=20, progress=cfg.progress, verifier=verifier)

@@ -12,8 +12,6 @@ import dataclasses
 import json
 import pathlib
 
-import numpy as np
-
 from vpr_node.core.backbones.identity import BackboneIdentity
 from vpr_node.core.backbones.preprocess import BackbonePreprocessor
 from vpr_node.core.errors import ConfigurationError, IndexUnavailableError
@@ -22,7 +20,6 @@ from vpr_node.core.io.hashing import sha256_file
 
 ONNX_FILE = "model.onnx"
 ONNX_META = "model_onnx.json"
-PARITY_TOLERANCE = 1e-4  # largest |ONNX - PyTorch| descriptor component the export accepts (unit descriptors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,21 +85,16 @@ def verify_exported_files(index_dir, manifest: dict) -> None:
 def export_to_index(strategy, index_dir, n_frames: int = 4, seed: int = 0) -> dict:
     """Export `strategy`'s model (a PyTorch strategy over this index: its identity is the index's) into the index
     folder; refuse when ONNX Runtime's descriptors differ from PyTorch's by more than PARITY_TOLERANCE."""
-    from vpr_node.core.retrieval.runtimes import OnnxRuntime, export_onnx
+    from vpr_node.core.retrieval.runtimes import OnnxRuntime, check_parity, export_onnx
     index_dir = pathlib.Path(index_dir)
     model = strategy.backbone
     identity = model.identity()
     path = export_onnx(model, model.preprocessor.input_shape(), index_dir / ONNX_FILE)
-    rng = np.random.default_rng(seed)
-    frames = [rng.integers(0, 256, (270, 480, 3), dtype=np.uint8) for _ in range(n_frames)]
-    batch = model.preprocessor.batch(frames)
-    reference = strategy.runtime.forward(batch)
-    exported = OnnxRuntime(onnx_path=str(path)).forward(batch)
-    diff = float(np.max(np.abs(exported - reference)))
-    if not diff <= PARITY_TOLERANCE:
+    try:
+        diff = check_parity(model, OnnxRuntime(onnx_path=str(path)), n_frames, seed)
+    except ConfigurationError:
         path.unlink()
-        raise ConfigurationError(f"{identity.label}: ONNX Runtime's descriptors differ from PyTorch's by {diff:.2e} "
-                                 f"(> {PARITY_TOLERANCE:g}); the model does not export faithfully, run it on pytorch")
+        raise
     meta = {"identity": identity.manifest_fields(), "max_abs_diff_vs_pytorch": diff, "parity_frames": n_frames}
     (index_dir / ONNX_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     add_to_manifest(index_dir, ONNX_FILE)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # PyTorch is imported by the runtimes that use it: ONNX Runti
     import torch
 
 RUNTIME_NAMES = ("pytorch", "onnxruntime", "tensorrt")
+PARITY_TOLERANCE = 1e-4  # largest |ONNX - PyTorch| descriptor component an export accepts (unit descriptors)
 _MODULES = {"pytorch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
 
 
@@ -98,6 +99,7 @@ class OnnxRuntime(Runtime):
         except ImportError as exc:
             raise ConfigurationError("runtime 'onnxruntime' requested but onnxruntime is not installed "
                                      "(pip install onnxruntime)") from exc
+        self.parity_max_abs_diff: float | None = None
         if onnx_path is None:
             if model is None or input_size is None:
                 raise ConfigurationError("onnxruntime needs an exported .onnx file or a model to export")
@@ -107,11 +109,26 @@ class OnnxRuntime(Runtime):
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(onnx_path, opts, providers=ort.get_available_providers())
         self.input_name = self.session.get_inputs()[0].name
+        if model is not None:
+            self.parity_max_abs_diff = check_parity(model, self)
 
     def forward(self, batch) -> np.ndarray:
         if not isinstance(batch, np.ndarray):
             batch = batch.float().numpy()  # a torch tensor
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+
+def check_parity(model, exported: Runtime, n_frames: int = 4, seed: int = 0) -> float:
+    """Largest |exported - PyTorch| descriptor component on `n_frames` random frames through the backbone's own
+    preprocessing; a ConfigurationError above PARITY_TOLERANCE (the model does not export faithfully)."""
+    rng = np.random.default_rng(seed)
+    batch = model.preprocessor.batch([rng.integers(0, 256, (270, 480, 3), dtype=np.uint8) for _ in range(n_frames)])
+    reference = TorchRuntime(model).forward(batch)
+    diff = float(np.max(np.abs(exported.forward(batch) - reference)))
+    if not diff <= PARITY_TOLERANCE:
+        raise ConfigurationError(f"{model.label}: ONNX Runtime's descriptors differ from PyTorch's by {diff:.2e} "
+                                 f"(> {PARITY_TOLERANCE:g}); the model does not export faithfully, run it on pytorch")
+    return diff
 
 
 def create_runtime(name: str, model, precision: str = "fp32", device: str = "cpu",
