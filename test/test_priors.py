@@ -246,3 +246,25 @@ def test_a_navsatfix_whose_status_is_left_unset_is_a_position():
     msg.status.status = NavSatStatus.STATUS_NO_FIX
     with pytest.raises(VprPriorError, match="no fix"):
         PriorInputs().position(msg, NOW)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lat0=st.floats(-70, 70), spread_m=st.sampled_from([50.0, 2_000.0, 12_000.0, 400_000.0]),
+       radius_m=st.sampled_from([0.0, 30.0, 150.0, 1_000.0, 50_000.0]), seed=st.integers(0, 10_000))
+def test_the_tile_grid_selects_the_tiles_the_distance_to_every_centre_selects(lat0, spread_m, radius_m, seed):
+    """The position prior's selection (TileGrid) returns exactly the rows within the radius, in order, whatever the
+    map's latitude and size and wherever the prior is (inside the map, at its edge, outside it)."""
+    from vpr_node.core.maps.geo import haversine_m, metres_per_degree
+    from vpr_node.core.priors.tile_grid import TileGrid
+    rng = np.random.default_rng(seed)
+    m_lat, m_lon = metres_per_degree(lat0)
+    lat = lat0 + rng.uniform(0, spread_m, 3000) / m_lat
+    lon = 20.0 + rng.uniform(0, spread_m, 3000) / m_lon
+    grid = TileGrid(lat, lon)
+    for _ in range(10):
+        qlat = lat0 + rng.uniform(-0.2, 1.2) * spread_m / m_lat
+        qlon = 20.0 + rng.uniform(-0.2, 1.2) * spread_m / m_lon
+        want = np.flatnonzero(haversine_m(qlat, qlon, lat, lon) <= radius_m)
+        assert np.array_equal(grid.within(qlat, qlon, radius_m), want)
+    row = int(rng.integers(3000))  # a prior exactly on a tile centre finds it at radius 0
+    assert row in grid.within(lat[row], lon[row], 0.0)

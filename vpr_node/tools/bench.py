@@ -148,12 +148,12 @@ def bench_prior_search(sizes=(100_000, 1_000_000), dims=(256,), kinds=("flat", "
                        n_queries: int = 200) -> list[dict]:
     """DescriptorIndex.search, the node's path, over synthetic index folders of n vectors (tiles of 60 m at 30 m
     spacing, `rotations` vectors each): unrestricted, and restricted to the tiles within k_sigma x sigma of a
-    position prior (the prior's own cost, the distance to every tile centre, timed apart)."""
+    position prior (the prior's own cost, the tile selection, timed apart)."""
     from vpr_node.core.backbones.identity import BackboneIdentity
     from vpr_node.core.index.folder import write_index
     from vpr_node.core.index.loaded import DescriptorIndex
     from vpr_node.core.index.synthetic import grid_tiles
-    from vpr_node.core.maps.geo import haversine_m
+    from vpr_node.core.priors.tile_grid import TileGrid
 
     out = []
     for d in dims:
@@ -172,6 +172,7 @@ def bench_prior_search(sizes=(100_000, 1_000_000), dims=(256,), kinds=("flat", "
                     build_s = time.perf_counter() - t0
                     idx = DescriptorIndex(tmp)
                     lat, lon = idx.tile_array("lat"), idx.tile_array("lon")
+                    grid = TileGrid(lat, lon)  # what PriorApplier selects the prior's tiles with
                     for sigma in (None, *sigmas):
                         times, prior_ms, searched = [], [], []
                         for i in range(n_queries):
@@ -179,7 +180,7 @@ def bench_prior_search(sizes=(100_000, 1_000_000), dims=(256,), kinds=("flat", "
                             if sigma is not None:
                                 c = int(rng.integers(n_tiles))
                                 t = time.perf_counter()
-                                allowed = np.flatnonzero(haversine_m(lat[c], lon[c], lat, lon) <= k_sigma * sigma)
+                                allowed = grid.within(lat[c], lon[c], k_sigma * sigma)
                                 prior_ms.append((time.perf_counter() - t) * 1e3)
                                 searched.append(len(allowed))
                             t = time.perf_counter()

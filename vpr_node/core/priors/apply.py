@@ -25,8 +25,8 @@ import numpy as np
 
 from vpr_node.core.errors import VprPriorError
 from vpr_node.core.maps.camera import CameraModel
-from vpr_node.core.maps.geo import haversine_m
 from vpr_node.core.priors.samples import ALTITUDE, HEADING, KINDS, POSITION, PriorBuffer, Sample
+from vpr_node.core.priors.tile_grid import TileGrid
 from vpr_node.core.views.geometry import crop_to_ground, rotate_to_north_up
 
 
@@ -90,6 +90,7 @@ class PriorApplier:
         ground = index.tile_array("ground_m").astype(np.float64)
         self.scales = sorted({float(g) for g in ground if g > 0})
         self._ground = ground
+        self._grid = TileGrid(index.tile_array("lat"), index.tile_array("lon"))
 
     def _sample(self, kind: str, stamp_ns: int, max_s: float) -> tuple[Sample | None, str]:
         return self.buffer.nearest(kind, stamp_ns, int(max_s * 1e9))
@@ -133,8 +134,7 @@ class PriorApplier:
                     state.position = "uncertain"
                 else:
                     radius = max(cfg.position_min_radius_m, cfg.position_k_sigma * sigma)
-                    d = haversine_m(lat, lon, self.index.tile_array("lat"), self.index.tile_array("lon"))
-                    near = np.flatnonzero(d <= radius)
+                    near = self._grid.within(lat, lon, radius)
                     if allowed is not None:
                         near = np.intersect1d(near, allowed)
                     if len(near) == 0:
