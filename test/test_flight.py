@@ -30,8 +30,8 @@ def test_the_real_imagery_keeps_its_coordinates_and_pixels(composite):
     assert abs(raster.geo.gsd_m - 0.3) < 0.01 and 590 < raster.geo.width * raster.geo.gsd_m < 610
     # the real raster's centre pixel, found on the composite by its coordinates
     lat, lon = (float(v) for v in g.pixel_to_latlon(g.width / 2, g.height / 2))
-    x = int((lon - raster.geo.lon0) / (raster.geo.lon1 - raster.geo.lon0) * raster.geo.width)
-    y = int((lat - raster.geo.lat0) / (raster.geo.lat1 - raster.geo.lat0) * raster.geo.height)
+    x, y = (int(v) for v in raster.geo.latlon_to_pixel(lat, lon))
+    assert np.allclose(raster.geo.pixel_to_latlon(*raster.geo.latlon_to_pixel(lat, lon)), (lat, lon), atol=1e-12)
     on_map, _ = raster.read_window(x - 8, y - 8, 16, None)
     original = real.read_rgb()[g.height // 2 - 8:g.height // 2 + 8, g.width // 2 - 8:g.width // 2 + 8]
     assert np.abs(on_map.astype(int) - original.astype(int)).mean() < 6

@@ -127,8 +127,7 @@ class FrameRenderer:
 
     def render(self, p: Pose) -> np.ndarray:
         g = self.raster.geo
-        cx = (p.lon - g.lon0) / (g.lon1 - g.lon0) * g.width
-        cy = (p.lat - g.lat0) / (g.lat1 - g.lat0) * g.height
+        cx, cy = (float(v) for v in g.latlon_to_pixel(p.lat, p.lon))
         side_px = self.camera.square_footprint_m(p.altitude_m) / g.gsd_m
         view = render_from_raster(self.raster, cx, cy, p.yaw_deg, side_px,
                                   (self.camera.width_px, self.camera.height_px), p.tilt_deg, p.tilt_dir_deg)

@@ -42,6 +42,12 @@ class GeoImage:
         lon = self.lon0 + (self.lon1 - self.lon0) * x / self.width
         return lat, lon
 
+    def latlon_to_pixel(self, lat, lon):
+        """The inverse of pixel_to_latlon: (x, y) in pixels, fractional."""
+        x = (np.asarray(lon, dtype=np.float64) - self.lon0) / (self.lon1 - self.lon0) * self.width
+        y = (np.asarray(lat, dtype=np.float64) - self.lat0) / (self.lat1 - self.lat0) * self.height
+        return x, y
+
     @property
     def gsd_m(self) -> float:
         """Mean ground sample distance (metres per pixel)."""
