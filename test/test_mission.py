@@ -86,7 +86,7 @@ def test_whitening_travels_with_the_weights(whitened_mission):
 
 
 def test_the_build_on_onnx_runtime_gives_the_pytorch_index(whitened_mission, tmp_path):
-    """--runtime onnxruntime (3x faster here): the same adaptation choice and, tile for tile, the same descriptors
+    """--runtime onnxruntime (faster on a CPU): the same adaptation choice and, tile for tile, the same descriptors
     as the PyTorch build."""
     cfg, summary = whitened_mission
     ort_cfg = dataclasses.replace(cfg, out=str(tmp_path / "index"), runtime="onnxruntime")

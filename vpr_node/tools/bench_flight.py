@@ -96,8 +96,8 @@ def register(sub) -> None:
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
                    help="prior configurations flown")
     p.add_argument("--runtime", default="pytorch", choices=("pytorch", "onnxruntime"),
-                   help="what prepare-mission builds on and the flight embeds frames with (onnxruntime: 3x faster on "
-                        "a CPU, descriptors checked against PyTorch's)")
+                   help="what prepare-mission builds on and the flight embeds frames with (onnxruntime: faster "
+                        "on a CPU, descriptors checked against PyTorch's)")
     p.add_argument("--prepare-args", default="", type=shlex.split,
                    help='more prepare-mission flags as one string, e.g. "--workers 2 --memory-budget 64"')
     add_dataclass_options(p, FlightConfig)

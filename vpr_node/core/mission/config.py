@@ -25,8 +25,8 @@ class MissionConfig:
     backbone: str = option("efficientnet_lite0_netvlad", "registry name (see `vpr backbones`)")
     backbone_options: dict = option(factory=dict, help="JSON object of backbone options")
     runtime: str = option("pytorch", "runtime tiles and views are embedded on: pytorch, or onnxruntime (the model "
-                                     "exported once per model, its descriptors checked against PyTorch's; 3.2x "
-                                     "faster on this CPU, BENCHMARKS.md); the fine-tune runs on PyTorch")
+                                     "exported once per model, its descriptors checked against PyTorch's; faster on "
+                                     "a CPU, BENCHMARKS.md); the fine-tune runs on PyTorch")
     weights: str | None = option(None, "start from these weights (converted or `vpr train`ed); default: fitted to "
                                        "the corpus (NetVLAD centroids) or the packaged ones")
     altitude: tuple[float, float] = option((55.0, 110.0), "planned altitude above ground MIN MAX (m): tiles are "

@@ -3,8 +3,8 @@ into square cells of a local metric plane, so a position prior's selection reads
 and measures the exact great-circle distance there (the same rows, in the same order, as the distance to every
 tile centre: test_priors.py).
 
-At 250,000 tiles the distance to every centre took 5-6 ms a frame (BENCHMARKS.md "search restricted by a position
-prior"); the grid is NumPy only (no SciPy KD-tree: 34 MiB more in the node's memory)."""
+The distance to every centre grows with the map (BENCHMARKS.md "search restricted by a position prior"); the grid
+is NumPy only (a SciPy KD-tree would import SciPy into the node)."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,11 +20,7 @@ class TileGrid:
         self.lat, self.lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
         self.cell_m = float(cell_m)
         if len(self.lat) == 0:
-            self.lat0 = self.lon0 = 0.0
-            self.nx = self.ny = 1
-            self.order, self.starts = np.zeros(0, np.int64), np.zeros(2, np.int64)
-            self.m_lat, self.m_lon = metres_per_degree(0.0)
-            return
+            return  # within() finds nothing
         self.lat0, self.lon0 = float(self.lat.min()), float(self.lon.min())
         self.m_lat, self.m_lon = metres_per_degree(float(self.lat.mean()))
         # a sparse, wide tile table (maps far apart) gets wider cells: at most ~4 cells a tile
