@@ -16,10 +16,11 @@ fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 
-STAMP="$VENV/.vpr_deps_$(sha256sum "$ROOT/requirements.txt" | cut -c1-16)"
+STAMP="$VENV/.vpr_deps_$(cat "$ROOT/requirements.txt" "$ROOT/requirements-nodeps.txt" | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
   python -m pip install -q --upgrade pip wheel "setuptools<80"  # colcon-core needs < 80
   python -m pip install -q -r "$ROOT/requirements.txt"
+  python -m pip install -q --no-deps -r "$ROOT/requirements-nodeps.txt"
   touch "$STAMP"
 fi
 

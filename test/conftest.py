@@ -60,11 +60,14 @@ def gem_strategy():
 
 
 @pytest.fixture(scope="session")
-def gem_index_dir(gem_strategy, sample_corpus, tmp_path_factory):
+def gem_index_dir(gem_strategy, sample_corpus, sample_maps, tmp_path_factory):
+    """The sample map's GeM index with the learned matcher's map features (and its ONNX export) beside it."""
     from vpr_node.core.indexing.index_build import build_index
+    from vpr_node.core.indexing.map_features import build_map_features
     from vpr_node.core.indexing.settings import BuildSettings
     out = tmp_path_factory.mktemp("index_gem")
     build_index(gem_strategy, sample_corpus, out, BuildSettings(rotations=1), progress=False)
+    build_map_features(sample_maps, out, progress=False, log=lambda *_: None)
     return out
 
 

@@ -26,8 +26,9 @@ def vpr_launch_description(params_file, **args):
     ])
 
 
-def small_index(work: pathlib.Path) -> dict:
-    """Sample map (210 m), 60 m tiles, a GeM index (160 px, 1 rotation) and 6 synthesised frames; ~15 s."""
+def small_index(work: pathlib.Path, map_features: bool = False) -> dict:
+    """Sample map (210 m), 60 m tiles, a GeM index (160 px, 1 rotation) and 6 synthesised frames; ~15 s. With
+    `map_features`, the learned matcher's map features too (what the default verifier's fallback needs)."""
     from vpr_node.core.indexing.index_build import build_index_for
     from vpr_node.core.indexing.settings import BuildSettings
     from vpr_node.core.maps.procedural import write_sample_map
@@ -43,6 +44,9 @@ def small_index(work: pathlib.Path) -> dict:
                     BuildSettings(rotations=1), backbone_options={"input_size": 160}, progress=False)
     queries = list(synthesise_queries(load_corner_table(maps), 6, seed=5,
                                       spec=QuerySpec(camera=(480, 270), footprint_m=60.0)))
+    if map_features:
+        from vpr_node.core.indexing.map_features import build_map_features
+        build_map_features(maps, work / "index", progress=False, log=lambda *_: None)
     return {"maps": maps, "index": work / "index", "queries": queries}
 
 
@@ -61,13 +65,16 @@ def node_params_file(work: pathlib.Path, index, verifier: dict | None = None, **
     return path
 
 
-def accept_every_fix(index_dir) -> None:
-    """A calibration in the index folder that accepts every verified fix: tests of the nodes' publishing path
-    (what the calibrated model accepts is tested on the developer maps)."""
+def accept_every_fix(index_dir, verifier: str | None = None) -> None:
+    """A calibration in the index folder that accepts every verified fix, for the default verifier's matchers (or
+    `verifier`, e.g. 'sift'): tests of the nodes' publishing path (what the calibrated model accepts is tested on the
+    developer maps)."""
     from vpr_node.core.index.folder import VERIFICATION, add_to_manifest
     from vpr_node.core.verification.confidence import FEATURES, Calibration
+    from vpr_node.core.verification.verifier import VerifyConfig
     d = len(FEATURES)
-    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5).save(pathlib.Path(index_dir) / VERIFICATION)
+    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5, verifier=verifier or VerifyConfig().label).save(
+        pathlib.Path(index_dir) / VERIFICATION)
     add_to_manifest(index_dir, VERIFICATION)
 
 

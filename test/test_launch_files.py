@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from vpr_node.ros import node_spec
+from vpr_node.ros.mavlink_params import PARAMETERS as MAVLINK_PARAMETERS
 from vpr_node.ros.params import PARAMETERS
 from vpr_node.ros.verifier_params import PARAMETERS as VERIFIER_PARAMETERS
 
@@ -35,10 +36,11 @@ def test_launch_file_executables_are_installed_and_parameters_declared(path):
         if isinstance(node, ast.keyword) and node.arg == "executable":
             if isinstance(node.value, ast.Constant):
                 executables.add(node.value.value)
-            elif isinstance(node.value, ast.Name) and node.value.id in ("EXECUTABLE", "VERIFIER_EXECUTABLE"):
+            elif isinstance(node.value, ast.Name) and node.value.id in ("EXECUTABLE", "VERIFIER_EXECUTABLE",
+                                                                         "MAVLINK_EXECUTABLE"):
                 executables.add(getattr(node_spec, node.value.id))  # node_spec's
             elif isinstance(node.value, ast.Name):  # a helper's parameter: the call sites pass node_spec names
-                executables |= {node_spec.EXECUTABLE, node_spec.VERIFIER_EXECUTABLE}
+                executables |= {node_spec.EXECUTABLE, node_spec.VERIFIER_EXECUTABLE, node_spec.MAVLINK_EXECUTABLE}
         if isinstance(node, ast.keyword) and node.arg == "parameters" and isinstance(node.value, ast.List):
             for elt in node.value.elts:
                 if isinstance(elt, ast.Dict):
@@ -48,12 +50,13 @@ def test_launch_file_executables_are_installed_and_parameters_declared(path):
     for exe in executables:
         assert exe in installed, f"{exe} is started by {path.name} but not installed by CMakeLists.txt"
         assert (ROOT / "scripts" / exe).is_file()
-    assert param_keys <= (set(PARAMETERS) & set(VERIFIER_PARAMETERS)) | set(PARAMETERS) | {"use_sim_time"}, \
-        param_keys - set(PARAMETERS)
+    every = set(PARAMETERS) | set(VERIFIER_PARAMETERS) | set(MAVLINK_PARAMETERS)
+    assert param_keys <= every | {"use_sim_time"}, param_keys - every
 
 
 @pytest.mark.parametrize("node,declared", [(node_spec.NODE_NAME, PARAMETERS),
-                                           (node_spec.VERIFIER_NAME, VERIFIER_PARAMETERS)])
+                                           (node_spec.VERIFIER_NAME, VERIFIER_PARAMETERS),
+                                           (node_spec.MAVLINK_NAME, MAVLINK_PARAMETERS)])
 def test_params_file_sets_only_declared_parameters(node, declared):
     node_params = yaml.safe_load((ROOT / "config" / "vpr.yaml").read_text())[node]["ros__parameters"]
     assert set(node_params) <= set(declared) | {"use_sim_time"}, set(node_params) - set(declared)

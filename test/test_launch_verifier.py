@@ -35,7 +35,7 @@ DOMAIN = 70 + os.getpid() % 10
 def generate_test_description():
     isolate_ros_domain(DOMAIN)
     work = pathlib.Path(tempfile.mkdtemp(prefix="vpr_launch_verifier_"))
-    sample = small_index(work)
+    sample = small_index(work, map_features=True)
     accept_every_fix(sample["index"])
     params = node_params_file(work, sample["index"], verifier={"match_timeout": 0.5})
     return (vpr_launch_description(params, auto_start="true", verifier="true"),

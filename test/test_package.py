@@ -92,8 +92,8 @@ def test_pip_install_gives_a_vpr_cli_that_builds_an_index_without_ros(tmp_path):
 # The capability layers of vpr_node/core, bottom to top: a subpackage may import its own floor or lower ones,
 # never a higher one (the README's architecture; docs/design-notes.md).
 LAYERS = (("errors", "types", "options", "resources"), ("io", "maps"), ("views",), ("backbones",),
-          ("index", "priors", "training"), ("retrieval",), ("verification",), ("indexing", "evaluation"), ("mission",),
-          ("benchmarks",))
+          ("index", "priors", "training", "autopilot"), ("retrieval",), ("verification",), ("indexing", "evaluation"),
+          ("mission",), ("benchmarks",))
 
 
 def test_core_imports_only_downwards():
@@ -122,7 +122,7 @@ def test_the_nodes_start_without_pytorch():
     its backbone runs on it (a model exported into the index runs on ONNX Runtime without it)."""
     import subprocess
     import sys
-    code = ("import sys, vpr_node.ros.verifier_node, vpr_node.ros.node\n"
+    code = ("import sys, vpr_node.ros.verifier_node, vpr_node.ros.node, vpr_node.ros.mavlink_node\n"
             "from vpr_node.ros.params import PARAMETERS, NodeConfig\n"
             "NodeConfig.from_params({**{n: d for n, (d, _) in PARAMETERS.items()}, 'index_dir': '/tmp/ix'})\n"
             "sys.exit(1 if 'torch' in sys.modules else 0)")

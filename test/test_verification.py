@@ -16,7 +16,7 @@ from vpr_node.core.maps.geo import haversine_m
 from vpr_node.core.maps.sources import load_corner_table
 from vpr_node.core.retrieval.engine import Frame
 from vpr_node.core.verification import geometry
-from vpr_node.core.verification.confidence import Calibration, calibrate, covariance_scale
+from vpr_node.core.verification.confidence import FEATURES, Calibration, calibrate, covariance_scale
 from vpr_node.core.verification.engine import RetrievalResult, VerificationEngine
 from vpr_node.core.verification.verifier import Verifier
 from vpr_node.core.views.queries import QuerySpec, synthesise_queries
@@ -157,8 +157,8 @@ def test_covariance_scale_makes_the_errors_fit():
 def test_a_calibrated_index_accepts_fixes(gem_index_dir, tmp_path, verified, sample_queries):
     copy = tmp_path / "index"
     shutil.copytree(gem_index_dir, copy)
-    d = 7
-    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5).save(copy / VERIFICATION)
+    d = len(FEATURES)
+    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5, verifier="sift>xfeat").save(copy / VERIFICATION)
     add_to_manifest(copy, VERIFICATION)
     v = Verifier.for_index(copy, require_calibration=True)
     q, cands, _ = verified[0]
@@ -218,16 +218,18 @@ def test_changed_ground_views_are_the_photometric_views_at_the_same_places(sampl
 
 def test_a_calibration_from_another_verifier_version_is_refused_with_what_to_run(gem_index_dir, tmp_path):
     from vpr_node.core.errors import ConfigurationError
-    from vpr_node.core.verification.confidence import FEATURES, VERIFIER_VERSION
+    from vpr_node.core.verification.confidence import VERIFIER_VERSION
     index = tmp_path / "index"
     shutil.copytree(gem_index_dir, index)
     d = len(FEATURES)
     for version, refused in ((VERIFIER_VERSION, False), (VERIFIER_VERSION - 1, True)):
-        Calibration([0.0] * d, 0.0, [0.0] * d, [1.0] * d, 0.5, validation={"verifier_version": version}).save(
-            index / VERIFICATION)
+        Calibration([0.0] * d, 0.0, [0.0] * d, [1.0] * d, 0.5, validation={"verifier_version": version},
+                    verifier="sift>xfeat").save(index / VERIFICATION)
         add_to_manifest(index, VERIFICATION)
         if refused:
             with pytest.raises(ConfigurationError, match="calibrate-verifier"):
                 Calibration.for_index(index)
         else:
             assert Calibration.for_index(index).validation["verifier_version"] == VERIFIER_VERSION
+            with pytest.raises(ConfigurationError, match="fitted for the matchers 'sift>xfeat'.*calibrate-verifier"):
+                Calibration.for_index(index, verifier="sift")  # it holds for the matchers it was fitted with

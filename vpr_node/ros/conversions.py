@@ -8,10 +8,11 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from sensor_msgs.msg import NavSatFix, NavSatStatus
 
+from vpr_node.core.autopilot.fixes import AutopilotFix
+from vpr_node.core.autopilot.units import UNOBSERVED_VAR, enu_pose
 from vpr_node.core.io import image_codec
-from vpr_node.core.maps.geo import metres_per_degree
 from vpr_node.core.types import Candidate, TileId, VprResult, candidate_fields, result_fields, stamp_to_ns
-from vpr_node.core.verification.result import Verification
+from vpr_node.core.verification.result import FrameHints, Verification
 from vpr_node.msg import VerifiedCandidate as VerifiedCandidateMsg
 from vpr_node.msg import VprCandidate
 from vpr_node.msg import VprResult as VprResultMsg
@@ -52,6 +53,15 @@ def candidates_from_msg(msg) -> list[Candidate]:
                       float(c.distance), int(c.descriptor_dim), msg.backbone_label) for c in msg.candidates]
 
 
+def hints_from_msg(msg, camera=None) -> FrameHints:
+    """What a VprResult says of its frame that a learned matcher uses: the heading prior, and the footprint from the
+    altitude prior where the verifier knows the camera."""
+    heading = float(msg.heading_deg) if msg.heading_applied and math.isfinite(msg.heading_deg) else math.nan
+    footprint = camera.square_footprint_m(float(msg.altitude_m)) if camera is not None and msg.altitude_applied \
+        and math.isfinite(msg.altitude_m) else math.nan
+    return FrameHints(heading_deg=heading, footprint_m=float(footprint))
+
+
 def verification_to_msg(v: Verification, result_msg, top_n: int) -> VprVerificationMsg:
     out = VprVerificationMsg()
     out.header = result_msg.header
@@ -74,7 +84,7 @@ def verification_to_msg(v: Verification, result_msg, top_n: int) -> VprVerificat
     return out
 
 
-UNKNOWN_VARIANCE = 1e6  # m^2 or rad^2: what a vision fix does not observe (altitude, roll, pitch)
+UNKNOWN_VARIANCE = UNOBSERVED_VAR
 
 
 def fix_to_navsatfix(v: Verification, header) -> NavSatFix:
@@ -93,22 +103,30 @@ def fix_to_navsatfix(v: Verification, header) -> NavSatFix:
     return out
 
 
+def pose_msg(stamp, frame_id: str, lat: float, lon: float, heading_deg: float, heading_sigma_deg: float, cov_en,
+             origin_lat: float, origin_lon: float, yaw_offset_deg: float = 0.0) -> PoseWithCovarianceStamped:
+    """A fix as geometry_msgs/PoseWithCovarianceStamped in local ENU about (origin_lat, origin_lon) (autopilot/units
+    .enu_pose: position, the body's yaw, covariance in m^2 / rad^2, z, roll and pitch unobserved)."""
+    x, y, qz, qw, cov = enu_pose(lat, lon, heading_deg, heading_sigma_deg, cov_en, origin_lat, origin_lon,
+                                 yaw_offset_deg)
+    out = PoseWithCovarianceStamped()
+    out.header.stamp, out.header.frame_id = stamp, frame_id
+    out.pose.pose.position.x, out.pose.pose.position.y = x, y
+    out.pose.pose.orientation.z, out.pose.pose.orientation.w = qz, qw
+    out.pose.covariance = [float(c) for c in cov.ravel()]
+    return out
+
+
 def fix_to_pose(v: Verification, header, frame_id: str, origin_lat: float, origin_lon: float,
                 camera_yaw_offset_deg: float = 0.0) -> PoseWithCovarianceStamped:
-    """An accepted fix as geometry_msgs/PoseWithCovarianceStamped in a local ENU frame (REP 103/105: x east, y north,
-    z up) whose origin is (origin_lat, origin_lon): position from the fix, yaw from the heading (ENU yaw is
-    counter-clockwise from east); z, roll and pitch unobserved (UNKNOWN_VARIANCE)."""
+    """An accepted fix as a pose in the local ENU frame whose origin is (origin_lat, origin_lon) (REP 103/105)."""
     f = v.fix
-    m_lat, m_lon = metres_per_degree(origin_lat)
-    out = PoseWithCovarianceStamped()
-    out.header.stamp, out.header.frame_id = header.stamp, frame_id
-    out.pose.pose.position.x = (f.lon - origin_lon) * m_lon
-    out.pose.pose.position.y = (f.lat - origin_lat) * m_lat
-    yaw = math.radians(90.0 - (f.heading_deg - camera_yaw_offset_deg))
-    out.pose.pose.orientation.z, out.pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
-    c = np.asarray(f.cov_en)
-    cov = np.diag([0.0, 0.0, UNKNOWN_VARIANCE, UNKNOWN_VARIANCE, UNKNOWN_VARIANCE,
-                   math.radians(f.heading_sigma_deg) ** 2 if math.isfinite(f.heading_sigma_deg) else UNKNOWN_VARIANCE])
-    cov[:2, :2] = c
-    out.pose.covariance = [float(x) for x in cov.ravel()]
-    return out
+    return pose_msg(header.stamp, frame_id, f.lat, f.lon, f.heading_deg, f.heading_sigma_deg, f.cov_en, origin_lat,
+                    origin_lon, camera_yaw_offset_deg)
+
+
+def autopilot_fix_from_msg(msg) -> AutopilotFix:
+    """An accepted VprVerification as what the autopilot output sends (its covariance back to 2x2, m^2)."""
+    return AutopilotFix(stamp_to_ns(msg.header.stamp), float(msg.latitude), float(msg.longitude),
+                        np.asarray(msg.position_covariance, np.float64).reshape(2, 2), float(msg.heading_deg),
+                        float(msg.heading_sigma_deg), float(msg.confidence), frame_id=msg.header.frame_id)

@@ -32,6 +32,7 @@ from vpr_node.ros.conversions import ns_to_time
 from vpr_node.ros.node_spec import (
     EXECUTABLE,
     FASTDDS_PROFILE,
+    MAVLINK_NAME,
     NODE_ENV,
     NODE_NAME,
     VERIFIER_NAME,
@@ -106,8 +107,10 @@ class VprClient(BackgroundNode):
     """Test/demo side of the node's ROS interface."""
 
     def __init__(self, domain_id: int, node_name: str = "vpr_node", image_topic: str = "/camera/image_raw",
-                 result_topic: str = "/vpr/result", compressed: bool = False, verifier: bool = False):
-        """`verifier`: also the vpr_verifier's lifecycle services and its outputs (verifications, fixes, poses)."""
+                 result_topic: str = "/vpr/result", compressed: bool = False, verifier: bool = False,
+                 autopilot: bool = False):
+        """`verifier`: also the vpr_verifier's lifecycle services and its outputs (verifications, fixes, poses);
+        `autopilot`: the vpr_mavlink's lifecycle services and its mavros pose (`mavros_poses`)."""
         os.environ["ROS_DOMAIN_ID"] = str(domain_id)
         _ros_env_defaults()
         super().__init__("vpr_client", domain_id)
@@ -132,6 +135,12 @@ class VprClient(BackgroundNode):
                                                                    self.verifications.put, OUTPUT_QOS)
             self.node.create_subscription(NavSatFix, "/vpr/fix", self.fixes.put, OUTPUT_QOS)
             self.node.create_subscription(PoseWithCovarianceStamped, "/vpr/pose", self.poses.put, OUTPUT_QOS)
+        if autopilot:
+            self.lifecycle[MAVLINK_NAME] = (self.node.create_client(ChangeState, f"/{MAVLINK_NAME}/change_state"),
+                                            self.node.create_client(GetState, f"/{MAVLINK_NAME}/get_state"))
+            self.mavros_poses: queue.Queue = queue.Queue()
+            self.node.create_subscription(PoseWithCovarianceStamped, "/vpr/mavros/vision_pose", self.mavros_poses.put,
+                                          10)
         self.start_spinning()
 
     def subscribe_debug_images(self) -> queue.Queue:

@@ -37,6 +37,7 @@ from vpr_node.ros.conversions import compressed_decoder, image_decoder, result_t
 from vpr_node.ros.params import PARAMETERS, NodeConfig
 from vpr_node.ros.prior_inputs import message_class
 from vpr_node.ros.qos import OUTPUT_QOS
+from vpr_node.ros.rosout import rosout_sink
 
 
 class VprLifecycleNode(LifecycleNode):
@@ -45,7 +46,7 @@ class VprLifecycleNode(LifecycleNode):
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
         level = os.environ.get("VPR_LOG_LEVEL", "INFO").upper()
-        self.log = StructuredLogger("vpr_node", level=level, stream=False, sink=self._rosout)
+        self.log = StructuredLogger("vpr_node", level=level, stream=False, sink=rosout_sink(self))
         if "VPR_LOG_LEVEL" in os.environ:  # rclpy filters at its own level (INFO unless --ros-args --log-level)
             self.get_logger().set_level(getattr(LoggingSeverity, "WARN" if level == "WARN" else level))
         self.config: NodeConfig | None = None
@@ -65,20 +66,6 @@ class VprLifecycleNode(LifecycleNode):
             self._autostart_timer = self.create_timer(0.05, self._autostart)
 
     # --- helpers ---------------------------------------------------------------------------
-    def _rosout(self, level: str, line: str) -> None:
-        """Forward a structured line to rosout (+ console). rclpy pins one severity per call site,
-        so each level needs its own call."""
-        rl = self.get_logger()
-        if level == "ERROR":
-            rl.error(line)
-        elif level == "WARN":
-            rl.warning(line)
-        elif level == "INFO":
-            rl.info(line)
-        elif level == "DEBUG":
-            rl.debug(line)
-        else:
-            rl.fatal(line)
 
     def _read_config(self) -> NodeConfig:
         values = {name: self.get_parameter(name).value for name in PARAMETERS}

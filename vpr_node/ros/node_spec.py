@@ -15,6 +15,8 @@ EXECUTABLE = "vpr_lifecycle_node"
 NODE_NAME = "vpr_node"
 VERIFIER_EXECUTABLE = "vpr_verifier_node"
 VERIFIER_NAME = "vpr_verifier"
+MAVLINK_EXECUTABLE = "vpr_mavlink_node"
+MAVLINK_NAME = "vpr_mavlink"
 RESPAWN_MAX_RETRIES = 100  # a crash loop (a node that dies at once every time) ends, and the launch with it
 LAUNCH_FILE = "vpr.launch.py"
 # the structured JSON line is the whole console message (it also goes to /rosout)
@@ -47,12 +49,13 @@ def node_command(params_file, executable: str = EXECUTABLE, name: str = NODE_NAM
     return [node_executable(executable), "--ros-args", "-r", f"__node:={name}", "--params-file", str(params_file)]
 
 
-def launch_command(params_file, auto_start: bool = False, verifier: bool = False, respawn: bool = True) -> list[str]:
+def launch_command(params_file, auto_start: bool = False, verifier: bool = False, respawn: bool = True,
+                   autopilot: str = "none") -> list[str]:
     """The nodes started through `ros2 launch` (where the ROS 2 launch tools are installed)."""
     def flag(v: bool) -> str:
         return "true" if v else "false"
     return ["ros2", "launch", PACKAGE, LAUNCH_FILE, f"params_file:={params_file}", f"auto_start:={flag(auto_start)}",
-            f"verifier:={flag(verifier)}", f"respawn:={flag(respawn)}"]
+            f"verifier:={flag(verifier)}", f"respawn:={flag(respawn)}", f"autopilot:={autopilot}"]
 
 
 def ros2_cli_available() -> bool:

@@ -31,6 +31,7 @@ from vpr_node.core.errors import VprError
 from vpr_node.core.io import image_codec
 from vpr_node.core.io.logs import StructuredLogger
 from vpr_node.core.io.recorder import FlightDataRecorder
+from vpr_node.core.maps.camera import CameraModel
 from vpr_node.core.retrieval.frame_queue import Frame
 from vpr_node.core.verification.drawing import verification_picture
 from vpr_node.core.verification.engine import Pair, RetrievalResult, VerificationEngine
@@ -43,11 +44,13 @@ from vpr_node.ros.conversions import (
     compressed_decoder,
     fix_to_navsatfix,
     fix_to_pose,
+    hints_from_msg,
     image_decoder,
     time_to_ns,
     verification_to_msg,
 )
 from vpr_node.ros.qos import OUTPUT_QOS
+from vpr_node.ros.rosout import rosout_sink
 from vpr_node.ros.verifier_params import PARAMETERS, VerifierNodeConfig
 
 NODE_NAME = "vpr_verifier"
@@ -59,7 +62,7 @@ class VerifierNode(LifecycleNode):
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
         self.log = StructuredLogger(NODE_NAME, level=os.environ.get("VPR_LOG_LEVEL", "INFO").upper(), stream=False,
-                                    sink=self._rosout)
+                                    sink=rosout_sink(self))
         self.config: VerifierNodeConfig | None = None
         self.verifier: Verifier | None = None
         self.engine: VerificationEngine | None = None
@@ -69,13 +72,11 @@ class VerifierNode(LifecycleNode):
         self.diag_pub = None
         self.timer = None
         self.origin = (math.nan, math.nan)
+        self.camera = None
         self.state_label = "unconfigured"
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.05, self._autostart)
 
-    def _rosout(self, level: str, line: str) -> None:
-        rl = self.get_logger()
-        {"ERROR": rl.error, "WARN": rl.warning, "INFO": rl.info, "DEBUG": rl.debug}.get(level, rl.fatal)(line)
 
     def _failed(self, exc: VprError, transition: str) -> TransitionCallbackReturn:
         self.log.error(exc.kind, f"{transition} failed: {exc}", transition=transition, **exc.context)
@@ -102,6 +103,7 @@ class VerifierNode(LifecycleNode):
                 self.recorder = FlightDataRecorder(cfg.recorder_path, cfg.recorder_max_bytes)
             self.verifier = Verifier.for_index(cfg.index_dir, cfg.verify_config(),
                                                require_calibration=cfg.require_calibration)
+            self.camera = CameraModel.from_camera_info_yaml(cfg.camera_info_file) if cfg.camera_info_file else None
         except VprError as exc:
             self.verifier = None
             return self._failed(exc, "configure")
@@ -119,7 +121,9 @@ class VerifierNode(LifecycleNode):
         self.state_label = "inactive"
         cal = self.verifier.calibration
         self.log.info("c2.vpr.verifier_ready", "verifier ready", index_tiles=len(self.verifier.tiles),
-                      index_id=self.verifier.tiles.index_id, features=cfg.features, verify_k=cfg.verify_k,
+                      index_id=self.verifier.tiles.index_id, matcher=self.verifier.label,
+                      matcher_runtime=getattr(self.verifier.fallback or self.verifier.primary, "runtime", ""),
+                      verify_k=cfg.verify_k,
                       calibrated=cal is not None, threshold=cal.threshold if cal else None)
         return TransitionCallbackReturn.SUCCESS
 
@@ -191,7 +195,8 @@ class VerifierNode(LifecycleNode):
     def _on_result(self, msg) -> None:
         if self.engine is not None:
             self.engine.add_result(RetrievalResult(time_to_ns(msg.header.stamp), msg.header.frame_id, msg.index_id,
-                                                   candidates_from_msg(msg), msg))
+                                                   candidates_from_msg(msg), msg,
+                                                   hints=hints_from_msg(msg, self.camera)))
 
     # --- output (on the verification thread) -----------------------------------------------
     def _publish(self, pair: Pair, v) -> None:

@@ -34,6 +34,9 @@ class VerifierNodeConfig(VerifyConfig):
     map_frame: str = option("map", "frame_id of the pose (REP 105: ENU, origin at origin_lat/origin_lon)")
     origin_lat: float = option(math.nan, "latitude of the pose frame's origin (NaN = the centre of the index's map)")
     origin_lon: float = option(math.nan, "longitude of the pose frame's origin (NaN = the centre of the index's map)")
+    camera_info_file: str = option("", "nav camera intrinsics (sensor_msgs/CameraInfo YAML): with VprResult's altitude "
+                                       "prior it gives the frame's ground footprint, which a learned matcher resamples "
+                                       "the frame by (else the candidate tile's ground size)")
     camera_yaw_offset_deg: float = option(0.0, "camera mounting: image 'up' points this many degrees clockwise of the "
                                                "body heading (the pose carries the body's yaw)")
     match_timeout: float = option(1.0, "seconds a frame (or a result) waits for its other half before it is reported "

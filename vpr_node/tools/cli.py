@@ -11,6 +11,7 @@ from vpr_node.tools import (
     bench,
     bench_flight,
     bench_memory,
+    bench_real,
     bench_recall,
     bench_scale,
     compare_backbones,
@@ -26,7 +27,8 @@ from vpr_node.tools import (
 )
 
 COMMAND_MODULES = (maps, index_tools, prepare_mission, verification, backbone_tools, train, bench_recall,
-                   compare_backbones, bench, bench_memory, bench_scale, bench_flight, soak, replay, recorder_tool, demo)
+                   bench_real, compare_backbones, bench, bench_memory, bench_scale, bench_flight, soak, replay,
+                   recorder_tool, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,12 +2,13 @@
 fitted and adapted to this map -> index folder (adapted weights named and hashed in its manifest, loaded
 by the node automatically) -> before/after recall report. Resumable: rerun the same command.
 
-Its flags are the fields of MissionConfig, BuildSettings and (as --adapt-*, --verify-*, --calib-*) AdaptConfig,
-VerifyConfig and CalibrationConfig, declared once in core."""
+Its flags are the fields of MissionConfig, BuildSettings and (as --adapt-*, --map-features-*, --verify-*, --calib-*)
+AdaptConfig, MapFeaturesConfig, VerifyConfig and CalibrationConfig, declared once in core."""
 from __future__ import annotations
 
 import json
 
+from vpr_node.core.indexing.map_features import MapFeaturesConfig
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.mission.adaptation import AdaptConfig
 from vpr_node.core.mission.calibration import CalibrationConfig
@@ -23,6 +24,7 @@ def _run(a):
     adapt = dataclass_from_args(AdaptConfig, a, "adapt-", altitude_m=tuple(a.altitude), hfov_deg=camera.hfov_deg)
     cfg = dataclass_from_args(MissionConfig, a, camera=camera, adapt=adapt, build=dataclass_from_args(BuildSettings, a),
                               verify=dataclass_from_args(VerifyConfig, a, "verify-"),
+                              map_features=dataclass_from_args(MapFeaturesConfig, a, "map-features-"),
                               calibration=dataclass_from_args(CalibrationConfig, a, "calib-"))
     summary = prepare_mission(cfg)
     rep = summary.get("report")
@@ -49,6 +51,7 @@ def register(sub) -> None:
     add_camera_args(p, altitude=False)
     add_dataclass_options(p, BuildSettings, exclude=("pca_dim", "work_dir"))
     add_dataclass_options(p, AdaptConfig, prefix="adapt-", exclude=("altitude_m", "hfov_deg"))
+    add_dataclass_options(p, MapFeaturesConfig, prefix="map-features-")
     add_dataclass_options(p, VerifyConfig, prefix="verify-")
     add_dataclass_options(p, CalibrationConfig, prefix="calib-")
     p.set_defaults(fn=_run)

@@ -1,10 +1,12 @@
-"""`vpr calibrate-verifier` (fit the verifier's confidence and covariance on validation views of the map, into the
+"""`vpr map-features` (the learned matcher's features of the map, into an index folder), `vpr export-matcher`,
+`vpr calibrate-verifier` (fit the verifier's confidence and covariance on validation views of the map, into the
 index folder; prepare-mission runs it) and `vpr verify` (one image against an index: its candidates re-ranked and
 its fix, and a picture of the match)."""
 from __future__ import annotations
 
 import json
 
+from vpr_node.core.indexing.map_features import MapFeaturesConfig
 from vpr_node.core.mission.calibration import CalibrationConfig
 from vpr_node.core.verification.verifier import VerifyConfig
 from vpr_node.tools.common import (
@@ -55,7 +57,37 @@ def _verify(a):
             cv2.imwrite(a.picture, cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
 
 
+def _map_features(a):
+    from vpr_node.core.indexing.map_features import build_map_features
+    meta = build_map_features(a.maps, a.index, dataclass_from_args(MapFeaturesConfig, a, "map-features-"))
+    print_json(meta)
+
+
+def _export_matcher(a):
+    from vpr_node.core.index.folder import add_to_manifest
+    from vpr_node.core.verification.map_features import features_dir
+    from vpr_node.core.verification.matchers.xfeat import ONNX_META, export_onnx
+    folder = features_dir(a.index, "xfeat")
+    meta = export_onnx(folder, a.top_k)
+    for name in [*meta["files"], ONNX_META]:
+        add_to_manifest(a.index, f"{folder.relative_to(a.index).as_posix()}/{name}")
+    print_json(meta)
+
+
 def register(sub) -> None:
+    p = sub.add_parser("map-features", help="extract the learned matcher's features of the map into an index folder "
+                                            "(prepare-mission does it): the verifier's fallback matches against them")
+    p.add_argument("--index", required=True, help="the index folder (map_features/ is written there)")
+    p.add_argument("--maps", required=True, help=MAPS_HELP)
+    add_dataclass_options(p, MapFeaturesConfig, prefix="map-features-")
+    p.set_defaults(fn=_map_features)
+
+    p = sub.add_parser("export-matcher", help="export XFeat + LighterGlue to ONNX into an index's map_features/ "
+                                              "(checked against PyTorch): the verifier then runs without PyTorch")
+    p.add_argument("--index", required=True)
+    p.add_argument("--top-k", type=int, default=2048, help="keypoints the exported extractor keeps (as the map's)")
+    p.set_defaults(fn=_export_matcher)
+
     p = sub.add_parser("calibrate-verifier", help="fit the verifier's confidence, acceptance threshold and covariance "
                                                   "scale on validation views of the map (into the index folder)")
     add_backbone_args(p)

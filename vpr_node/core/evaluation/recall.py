@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ from vpr_node.core.index.hubness import top1_hubness
 from vpr_node.core.index.loaded import DescriptorIndex
 from vpr_node.core.maps.geo import haversine_m
 from vpr_node.core.retrieval.strategy import RetrievalStrategy
+from vpr_node.core.verification.result import FrameHints
 from vpr_node.core.views.geometry import rotate_to_north_up
 from vpr_node.core.views.queries import Query
 
@@ -109,9 +111,11 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
             top1.append(row_of[cands[0].tile.name])
             if dm[0] > RADII_M[0]:
                 wrong.append(top1[-1])
-        per_query.append({"name": q.name, "tiles": [c.tile.name for c in cands[:5]], "dist_m": dm[:5].tolist()})
+        per_query.append({"name": q.name, "tiles": [c.tile.name for c in cands[:5]], "dist_m": dm[:5].tolist(),
+                          "hit_at_10": bool(np.any(dm[:10] <= RADII_M[0]))})
         if verifier is not None:
-            per_query[-1]["verification"] = frame_record(verifier.verify(q.image, cands), q.lat, q.lon)
+            hints = frame_hints(state, camera) if applier is not None else None
+            per_query[-1]["verification"] = frame_record(verifier.verify(q.image, cands, hints), q.lat, q.lon)
     dist = np.stack(dists)
     recall = {str(int(r)): {str(n): v for n, v in recall_from_distances(dist, RECALL_NS, r).items()} for r in RADII_M}
     result = EvalResult(strategy.label, strategy.descriptor_dim, len(queries), recall,
@@ -123,6 +127,14 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
     if verifier is not None:
         result.extra["verification"] = summarise([p["verification"] for p in per_query])
     return result
+
+
+def frame_hints(state, camera) -> FrameHints:
+    """What the node's VprResult tells the verifier of a frame's priors (ros/conversions.hints_from_msg)."""
+    heading = state.heading_deg if state.applied("heading") else math.nan
+    footprint = camera.square_footprint_m(state.altitude_m) if camera is not None and state.applied("altitude") \
+        else math.nan
+    return FrameHints(heading_deg=float(heading), footprint_m=float(footprint))
 
 
 def query_hubness(top1: list, truth: list, wrong: list, n_tiles: int) -> dict:

@@ -12,20 +12,26 @@ from vpr_node.core.maps.geo import haversine_m, metres_per_degree
 from vpr_node.core.verification.confidence import feature_vector
 
 
+def _fix_fields(v, lat: float, lon: float) -> dict:
+    m_lat, m_lon = metres_per_degree(lat)
+    err_en = [(v.fix.lon - lon) * m_lon, (v.fix.lat - lat) * m_lat]
+    return {"fix_error_m": float(math.hypot(*err_en)), "fix_error_en": err_en, "tile_id": v.fix.tile_id,
+            "cov_en": np.asarray(v.fix.cov_en).tolist(), "confidence": v.fix.confidence, "inliers": v.fix.inliers,
+            "features": feature_vector(v).tolist(), "heading_deg": v.fix.heading_deg}
+
+
 def frame_record(v, lat: float, lon: float) -> dict:
-    """One frame's verification outcome against its true position."""
+    """One frame's verification outcome against its true position; `stages`: the fix of each matcher the verifier
+    ran on it (the first, and the fallback where the first had no accepted fix), what calibration fits on."""
     top = v.candidates[0] if v.candidates else None
     where = ((top.fix_lat, top.fix_lon) if top.valid else (top.lat, top.lon)) if top else None
     rec = {"verified_top1_m": float(haversine_m(lat, lon, *where)) if top else math.inf,
            "verify_ms": round(v.latency_ms, 3), "reason": v.reason, "agree": v.agree, "fix": v.fix is not None,
-           "accepted": v.accepted}
+           "accepted": v.accepted, "matcher": v.matcher, "stage": v.stage,
+           "stages": [{"matcher": s.matcher, "stage": s.stage, "verify_ms": round(s.latency_ms, 3),
+                       **_fix_fields(s, lat, lon)} for s in (v.stages or [v]) if s.fix is not None]}
     if v.fix is not None:
-        m_lat, m_lon = metres_per_degree(lat)
-        err_en = [(v.fix.lon - lon) * m_lon, (v.fix.lat - lat) * m_lat]
-        rec.update({"fix_error_m": float(math.hypot(*err_en)), "fix_error_en": err_en, "tile_id": v.fix.tile_id,
-                    "cov_en": np.asarray(v.fix.cov_en).tolist(), "confidence": v.fix.confidence,
-                    "inliers": v.fix.inliers, "features": feature_vector(v).tolist(),
-                    "heading_deg": v.fix.heading_deg})
+        rec.update(_fix_fields(v, lat, lon))
     return rec
 
 
@@ -49,6 +55,8 @@ def summarise(records: list[dict], radius_m: float = 25.0, truth_yaw_deg=None) -
            "error_m_p50": round(float(np.percentile(err, 50)), 2) if acc else None,
            "error_m_p95": round(float(np.percentile(err, 95)), 2) if acc else None,
            "mean_nees": round(float(np.mean(nees)), 3) if nees else None,
+           "accepted_by_fallback": sum(1 for r in acc if r.get("stage", 0) == 1),
+           "fallback_ran": sum(1 for r in records if len(r.get("stages", [])) > 1 or r.get("stage", 0) == 1),
            "verify_ms_p50": round(float(np.percentile(lat, 50)), 1) if n else None,
            "verify_ms_p95": round(float(np.percentile(lat, 95)), 1) if n else None,
            "reasons": {k: sum(r["reason"] == k for r in records) for k in sorted({r["reason"] for r in records})}}

@@ -229,3 +229,43 @@ def read_results(path) -> list:
     with Reader(path) as r:
         conns = [c for c in r.connections if c.msgtype == ResultBagWriter.TYPE]
         return [ts.deserialize_cdr(raw, c.msgtype) for c, _, raw in r.messages(connections=conns)]
+
+
+def write_flight_mcap(path, frames: list[dict], camera_topic: str = "/camera/image_raw/compressed",
+                      fix_topic: str = "/vpr/fix", truth_topic: str = TRUTH_TOPIC, max_px: int = 640) -> pathlib.Path:
+    """A flight for Foxglove (rosbag2 MCAP): each frame as a JPEG CompressedImage (long side `max_px`), its true
+    position and, where verification accepted one, the fix with its covariance, both as NavSatFix (Foxglove's Map
+    panel draws NavSatFix topics). `frames`: dicts with stamp_ns, image (RGB), lat, lon and `fix` (None or a dict
+    with lat, lon, cov_en 2x2 m^2)."""
+    import cv2
+
+    ts = typestore()
+    T = ts.types
+    path = pathlib.Path(path)
+    if path.exists():
+        import shutil
+        shutil.rmtree(path)
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        cam = w.add_connection(camera_topic, IMAGE_TYPES[1], typestore=ts)
+        fix_c = w.add_connection(fix_topic, FIX_TYPE, typestore=ts)
+        truth_c = w.add_connection(truth_topic, FIX_TYPE, typestore=ts)
+        for f in frames:
+            ns, img = int(f["stamp_ns"]), f["image"]
+            s = min(1.0, max_px / max(img.shape[:2]))
+            small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+            w.write(cam, ns, ts.serialize_cdr(T[IMAGE_TYPES[1]](
+                header=_header(ts, ns, "nav_camera"), format="jpeg",
+                data=np.frombuffer(image_codec.encode_jpeg(small), np.uint8)), IMAGE_TYPES[1]))
+            w.write(truth_c, ns, ts.serialize_cdr(T[FIX_TYPE](
+                header=_header(ts, ns, "truth"), status=T["sensor_msgs/msg/NavSatStatus"](status=0, service=1),
+                latitude=float(f["lat"]), longitude=float(f["lon"]), altitude=float("nan"),
+                position_covariance=np.zeros(9), position_covariance_type=0), FIX_TYPE))
+            if f.get("fix"):
+                c = np.asarray(f["fix"]["cov_en"], np.float64)
+                cov = np.array([c[0, 0], c[0, 1], 0.0, c[1, 0], c[1, 1], 0.0, 0.0, 0.0, 1e6])
+                w.write(fix_c, ns, ts.serialize_cdr(T[FIX_TYPE](
+                    header=_header(ts, ns, "nav_camera"),
+                    status=T["sensor_msgs/msg/NavSatStatus"](status=0, service=1),
+                    latitude=float(f["fix"]["lat"]), longitude=float(f["fix"]["lon"]), altitude=float("nan"),
+                    position_covariance=cov, position_covariance_type=3), FIX_TYPE))
+    return path

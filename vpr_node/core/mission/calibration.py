@@ -56,16 +56,20 @@ def calibrate_verifier(strategy: RetrievalStrategy, index_dir, maps, altitude_m,
     """Verify the validation views against the index (uncalibrated), fit the calibration, write it into the index
     folder and its manifest. Returns it."""
     cfg = cfg or CalibrationConfig()
-    verifier = Verifier.for_index(index_dir, verify)
-    verifier.calibration = None
+    verifier = Verifier.for_index(index_dir, verify, calibrated=False)  # an earlier calibration is being replaced
+    verifier.run_all_stages = True
     views = CalibrationViews(maps, cfg.views, cfg.seed, altitude_m, camera)
     res = evaluate(strategy, views, k=verifier.cfg.verify_k, progress=progress, verifier=verifier)
-    recs = [p["verification"] for p in res.per_query if p["verification"]["fix"]]
+    # every matcher's fix is a sample: a cascade's first stage is judged on its own fixes, the fallback on its own
+    recs = [s for p in res.per_query for s in p["verification"]["stages"]]
     x = np.array([r["features"] for r in recs], np.float64).reshape(len(recs), -1)
+    trials = len(views) * (1 + (verifier.fallback is not None))  # each stage's attempts: acceptance is of these
     cal = calibrate(x, np.array([r["fix_error_m"] for r in recs]), np.array([r["fix_error_en"] for r in recs]),
-                    np.array([r["cov_en"] for r in recs]).reshape(-1, 2, 2), len(views), cfg.radius_m,
+                    np.array([r["cov_en"] for r in recs]).reshape(-1, 2, 2), trials, cfg.radius_m,
                     cfg.target_precision, cfg.cov_floor_m)
+    cal.verifier = verifier.label
     cal.validation.update({"views": len(views), "seed": cfg.seed, "conditions": list(CONDITIONS),
+                           "fixes_by_stage": [sum(1 for r in recs if r["stage"] == k) for k in (0, 1)],
                            "verifier_version": VERIFIER_VERSION,
                            "retrieval_recall_at_1": res.recall["25"]["1"],
                            "verify_ms_p50": res.extra["verification"]["verify_ms_p50"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from vpr_node.core.indexing.map_features import MapFeaturesConfig
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.maps.camera import DEFAULT_CAMERA, CameraModel
 from vpr_node.core.maps.sources import MAPS_HELP
@@ -15,7 +16,7 @@ from vpr_node.core.mission.calibration import CalibrationConfig
 from vpr_node.core.options import option
 from vpr_node.core.verification.verifier import VerifyConfig
 
-STEPS = ("corpus", "base_weights", "adapt", "index", "verifier", "report")
+STEPS = ("corpus", "base_weights", "adapt", "index", "map_features", "verifier", "report")
 
 
 @dataclasses.dataclass
@@ -38,6 +39,8 @@ class MissionConfig:
     tile_px: int = option(320, "stored tile size (px)")
     build: BuildSettings = option(factory=BuildSettings, help="the index build (rotations, index type, chunks, Dask)")
     adapt: AdaptConfig = option(factory=AdaptConfig, help="the adaptation (--adapt-* flags)")
+    map_features: MapFeaturesConfig = option(factory=MapFeaturesConfig, help="the learned matcher's map features "
+                                                                             "(--map-features-* flags)")
     verify: VerifyConfig = option(factory=VerifyConfig, help="the verifier (--verify-* flags)")
     calibration: CalibrationConfig = option(factory=CalibrationConfig, help="its calibration (--calib-* flags)")
     report_queries: int = option(100, "queries for the before/after report (0 = none)")

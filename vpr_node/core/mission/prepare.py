@@ -12,6 +12,8 @@ checkpoint, tile embedding per finished chunk):
   work/adapt/result/      the chosen model and whitening (adaptation.json, whitening.npz)
   backbone_weights.pt     the adapted weights (+ learned whitening), named and hashed in the manifest
   index.faiss, ...        the index (index/folder.py) over the adapted, whitened tile descriptors, and its tiles/
+  map_features/xfeat/     the learned matcher's features of the map at one ground resolution, and the matcher
+                          exported to ONNX (indexing/map_features.py)
   verification.json       the verifier's calibration on validation views (mission/calibration.py)
   report/                 before/after recall on synthesised queries of a seed never used for adaptation,
                           hubness, plot and mosaic (report.json, recall_at_n.png, examples_*.png)
@@ -32,6 +34,7 @@ from vpr_node.core.backbones.weights import Provenance
 from vpr_node.core.index.folder import VERIFICATION
 from vpr_node.core.indexing.embedding import TileEmbedding
 from vpr_node.core.indexing.index_build import build_index
+from vpr_node.core.indexing.map_features import build_map_features
 from vpr_node.core.maps.sources import load_maps
 from vpr_node.core.maps.tiles import TileCorpus
 from vpr_node.core.maps.tiling import cut_corpus, plan_for_camera
@@ -48,6 +51,7 @@ from vpr_node.core.mission.config import STEPS, MissionConfig
 from vpr_node.core.mission.report import mission_report
 from vpr_node.core.retrieval.strategy import load_strategy
 from vpr_node.core.verification.confidence import VERIFIER_VERSION
+from vpr_node.core.verification.map_features import features_dir
 
 
 class _State:
@@ -133,8 +137,16 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
                     reuse=TileEmbedding.open(adaptation.embed_dir))
         timings["index_s"] = round(time.perf_counter() - t0, 1)
         state.mark("index", index_key)
-    # 5. the verifier's calibration on validation views (photometric change and changed ground)
-    verifier_key = {**index_key, "verify": dataclasses.asdict(cfg.verify), "verifier_version": VERIFIER_VERSION,
+    # 5. the learned matcher's map features (the verifier's fallback matches frames against them)
+    features_key = {**index_key, "map_features": dataclasses.asdict(cfg.map_features)}
+    if cfg.map_features.matcher and (not state.done("map_features", features_key)
+                                     or not (features_dir(out, cfg.map_features.matcher) / "meta.json").exists()):
+        t0 = time.perf_counter()
+        build_map_features(cfg.maps, out, cfg.map_features, progress=cfg.progress, log=log)
+        timings["map_features_s"] = round(time.perf_counter() - t0, 1)
+        state.mark("map_features", features_key)
+    # 6. the verifier's calibration on validation views (photometric change and changed ground)
+    verifier_key = {**features_key, "verify": dataclasses.asdict(cfg.verify), "verifier_version": VERIFIER_VERSION,
                     "calibration": dataclasses.asdict(cfg.calibration)}
     if cfg.calibration.views > 0 and (not state.done("verifier", verifier_key) or not (out / VERIFICATION).exists()):
         log(f"[mission] calibrating the verifier on {cfg.calibration.views} validation views")
@@ -151,7 +163,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
                **{k: manifest.get(k) for k in ("index_type", "index_params", "index_bytes", "recall_at_10_vs_exact",
                                                "verification")}}
 
-    # 6. before/after report on synthesised queries of a seed the adaptation never used
+    # 7. before/after report on synthesised queries of a seed the adaptation never used
     if cfg.report_queries > 0:
         report_key = {**verifier_key, "n": cfg.report_queries, "seed": cfg.report_seed}
         rpath = out / "report" / "report.json"

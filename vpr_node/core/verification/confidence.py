@@ -21,11 +21,12 @@ from vpr_node.core.errors import ConfigurationError, IndexUnavailableError
 from vpr_node.core.index.folder import VERIFICATION
 from vpr_node.core.io.hashing import sha256_file
 
-FEATURES = ("log_inliers", "inlier_ratio", "reprojection_px", "margin", "agree", "retrieval_rank", "distance")
+FEATURES = ("log_inliers", "inlier_ratio", "reprojection_px", "margin", "agree", "retrieval_rank", "distance", "stage")
 
 # Bumped when what the calibration's features mean changes (detector, matcher, geometry checks): a calibration
 # fitted by another version is refused with what to run. 2: exact FAISS nearest neighbours instead of FLANN.
-VERIFIER_VERSION = 2
+# 3: matchers behind a registry, learned matchers against map-feature windows, the cascade's stage as a feature.
+VERIFIER_VERSION = 3
 
 
 def feature_vector(v) -> np.ndarray:
@@ -35,7 +36,7 @@ def feature_vector(v) -> np.ndarray:
     second = valid[1].inliers if len(valid) > 1 else 0
     return np.array([math.log1p(best.inliers), best.inlier_ratio, best.reprojection_px,
                      (best.inliers - second) / max(1, best.inliers), float(v.agree), float(best.retrieval_rank),
-                     best.distance], np.float64)
+                     best.distance, float(v.stage)], np.float64)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> tuple[np.ndarray, float]:
@@ -91,6 +92,7 @@ class Calibration:
     target_precision: float = 0.99
     features: list[str] = dataclasses.field(default_factory=lambda: list(FEATURES))
     validation: dict = dataclasses.field(default_factory=dict)
+    verifier: str = ""  # the matchers it was fitted for ("sift", "sift>xfeat", ...): another verifier is refused
 
     def confidence(self, x: np.ndarray) -> float:
         z = (np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
@@ -107,9 +109,10 @@ class Calibration:
         return cls(**json.loads(pathlib.Path(path).read_text()))
 
     @classmethod
-    def for_index(cls, index_dir, required: bool = False) -> "Calibration | None":
-        """The index folder's calibration, checked against its manifest hash; None (or, when required, a
-        ConfigurationError saying how to make one) where there is none."""
+    def for_index(cls, index_dir, required: bool = False, verifier: str | None = None) -> "Calibration | None":
+        """The index folder's calibration, checked against its manifest hash and, given `verifier` (its matchers,
+        e.g. "sift>xfeat"), against the matchers it was fitted for; None (or, when required, a ConfigurationError
+        saying how to make one) where there is none."""
         root = pathlib.Path(index_dir)
         path = root / VERIFICATION
         if not path.is_file():
@@ -128,6 +131,11 @@ class Calibration:
             raise ConfigurationError(f"{path} was fitted by verifier version {version}, this is version "
                                      f"{VERIFIER_VERSION} (its matching changed): run `vpr calibrate-verifier --index "
                                      f"{root} --maps MAP` again", field="verification")
+        if verifier is not None and cal.verifier != verifier:
+            raise ConfigurationError(f"{path} was fitted for the matchers {cal.verifier or 'sift'!r}, this verifier "
+                                     f"runs {verifier!r}: run `vpr calibrate-verifier --index {root} --maps MAP` with "
+                                     f"the same --verify-matcher/--verify-fallback-matcher, or set the verifier's "
+                                     f"matchers to the calibrated ones", field="verification")
         return cal
 
 

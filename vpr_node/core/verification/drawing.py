@@ -34,11 +34,27 @@ def draw_verification(frame_rgb: np.ndarray, tile_rgb: np.ndarray, fit, frame_si
     return canvas
 
 
+def map_picture(tiles, rec) -> np.ndarray:
+    """The map side of a fit: the tile image, or for a map-feature window (which holds features, not pixels) the
+    candidate's tile image placed where it lies in the window, on grey."""
+    tile = tiles.image(rec.row)
+    if hasattr(rec.where, "tiles"):  # TilePixels
+        return cv2.resize(tile, rec.map_size, interpolation=cv2.INTER_AREA)
+    win, c = rec.where, tiles.cols
+    corners = [(c["north"][rec.row], c["west"][rec.row]), (c["north"][rec.row], c["east"][rec.row]),
+               (c["south"][rec.row], c["east"][rec.row]), (c["south"][rec.row], c["west"][rec.row])]
+    dst = np.array([win.to_px(*win.frame.to_en(lat, lon)) for lat, lon in corners], np.float32)
+    th, tw = tile.shape[:2]
+    m = cv2.getPerspectiveTransform(np.float32([[0, 0], [tw, 0], [tw, th], [0, th]]), dst)
+    return cv2.warpPerspective(tile, m, rec.map_size, borderMode=cv2.BORDER_CONSTANT, borderValue=(96, 96, 96))
+
+
 def verification_picture(verifier, frame_rgb: np.ndarray, v, height: int = 360) -> np.ndarray | None:
     """The picture of a Verification's chosen candidate (None without a valid one)."""
     if v.fix is None or v.fix.tile_id not in v.fits:
         return None
-    fit, frame_size, _, row = v.fits[v.fix.tile_id]
-    label = (f"{v.fix.tile_id}  {fit.inliers} inliers  conf {v.fix.confidence:.2f}  "
+    rec = v.fits[v.fix.tile_id]
+    label = (f"{v.matcher} {v.fix.tile_id}  {rec.fit.inliers} inliers  conf {v.fix.confidence:.2f}  "
              f"{'ACCEPTED' if v.accepted else v.reason}")
-    return draw_verification(frame_rgb, verifier.tiles.image(row), fit, frame_size, height, label=label)
+    return draw_verification(frame_rgb, map_picture(verifier.tiles, rec), rec.fit, rec.frame_size, height,
+                             label=label)

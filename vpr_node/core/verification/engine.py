@@ -20,7 +20,7 @@ from vpr_node.core.errors import VprError, VprPreprocessError, VprVerificationEr
 from vpr_node.core.io.logs import StructuredLogger
 from vpr_node.core.io.recorder import FlightDataRecorder
 from vpr_node.core.retrieval.frame_queue import Frame, FrameQueue
-from vpr_node.core.verification.result import Verification
+from vpr_node.core.verification.result import FrameHints, Verification
 from vpr_node.core.verification.verifier import Verifier
 
 
@@ -35,6 +35,7 @@ class RetrievalResult:
     candidates: list
     message: object = None
     received: float = dataclasses.field(default_factory=time.monotonic)
+    hints: FrameHints | None = None  # the frame's heading / footprint from its priors
 
 
 @dataclasses.dataclass
@@ -150,7 +151,7 @@ class VerificationEngine:
                 raise
             except Exception as exc:  # noqa: BLE001 - any decoder failure is a preprocess error
                 raise VprPreprocessError(f"frame could not be decoded: {type(exc).__name__}: {exc}") from exc
-            v = self.verifier.verify(np.asarray(rgb), result.candidates)
+            v = self.verifier.verify(np.asarray(rgb), result.candidates, result.hints)
         except VprError as exc:
             self.report(exc, level="ERROR", frame_uuid=frame.uuid, frame_id=frame.frame_id, stamp_ns=frame.stamp_ns)
             return None
@@ -162,10 +163,13 @@ class VerificationEngine:
             self.counts["verified"] += 1
             self.counts["fixes"] += int(v.fix is not None)
             self.counts["accepted"] += int(v.accepted)
+            self.counts["fallback_ran"] += int(len(v.stages) > 1)
+            self.counts["accepted_by_fallback"] += int(v.accepted and v.stage == 1)
             self.counts[f"reason.{v.reason or 'accepted'}"] += 1
             self.latency_ms.append(v.latency_ms)
         fields = {"frame_uuid": frame.uuid, "frame_id": frame.frame_id, "stamp_ns": frame.stamp_ns,
-                  "verify_ms": round(v.latency_ms, 2), "reason": v.reason, "agree": v.agree,
+                  "verify_ms": round(v.latency_ms, 2), "reason": v.reason, "agree": v.agree, "matcher": v.matcher,
+                  "stages": len(v.stages),
                   "top": [(c.tile_id, c.inliers, c.reason) for c in v.top(3)]}
         if v.fix is not None:
             fields.update({"lat": v.fix.lat, "lon": v.fix.lon, "sigma_m": round(v.fix.sigma_m, 2),

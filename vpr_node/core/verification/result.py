@@ -7,6 +7,13 @@ import math
 
 import numpy as np
 
+# Why a candidate has no valid homography (VerifiedCandidate.reason) beyond the frame's reasons below.
+CANDIDATE_REASONS = {
+    "same_window": "verified through a nearer-ranked candidate's map window, which covers it",
+    "not_verified": "beyond the map windows a learned matcher verifies per frame (learned_windows)",
+    "outside_map_features": "its place has no prepared map features",
+}
+
 # Why a frame has no accepted fix (VprVerification.reason); '' = a fix was accepted.
 NO_FIX_REASONS = {
     "too_few_matches": "fewer local-feature matches than a homography needs",
@@ -14,7 +21,7 @@ NO_FIX_REASONS = {
     "too_few_inliers": "a homography, but with fewer inliers than min_inliers",
     "degenerate_homography": "the homography flips, shears or folds the frame: not a camera over the ground",
     "implausible_scale": "the homography's scale is far from the frame/tile ground scales",
-    "fix_outside_tile": "the frame's centre falls outside the verified tile",
+    "fix_outside_tile": "the frame's centre falls outside the verified tile (or map window)",
     "low_confidence": "a fix, but its calibrated confidence is below the acceptance threshold",
     "uncalibrated": "a fix, but the index has no verifier calibration (`vpr calibrate-verifier`)",
 }
@@ -30,7 +37,7 @@ class VerifiedCandidate:
     matches: int = 0
     inliers: int = 0
     inlier_ratio: float = 0.0
-    reprojection_px: float = math.nan  # RMS of the inliers' reprojection error (tile px)
+    reprojection_px: float = math.nan  # RMS of the inliers' reprojection error (tile or window px)
     fix_lat: float = math.nan  # where this candidate's homography puts the frame's centre
     fix_lon: float = math.nan
     reason: str = ""  # why no valid homography ('' = valid)
@@ -38,6 +45,27 @@ class VerifiedCandidate:
     @property
     def valid(self) -> bool:
         return not self.reason
+
+
+@dataclasses.dataclass
+class FrameHints:
+    """What the drone told retrieval about this frame (VprResult's priors), which a learned matcher uses to turn the
+    frame north-up and to resample it to the map features' ground resolution. NaN = unknown."""
+
+    heading_deg: float = math.nan  # camera 'up' direction, clockwise from north
+    footprint_m: float = math.nan  # ground side of the frame's centred square (altitude prior x camera)
+
+
+@dataclasses.dataclass
+class FitRecord:
+    """A valid homography and what it maps between: the frame as matched (size), and the map side (`where`: a tile
+    of the index or a window of map features, both with to_latlon(x, y) and metres_per_pixel())."""
+
+    fit: object  # geometry.HomographyFit
+    frame_size: tuple[int, int]
+    map_size: tuple[int, int]
+    where: object
+    row: int  # the candidate's tile row
 
 
 @dataclasses.dataclass
@@ -68,7 +96,10 @@ class Verification:
     latency_ms: float = 0.0
     features_ms: float = 0.0
     agree: int = 0  # other valid candidates whose fix lies within agree_m of the chosen one
-    fits: dict = dataclasses.field(default_factory=dict, repr=False)  # tile_id -> (HomographyFit, frame size)
+    fits: dict = dataclasses.field(default_factory=dict, repr=False)  # tile_id -> FitRecord
+    matcher: str = ""  # the matcher this result comes from
+    stage: int = 0  # 0: the first matcher; 1: the fallback, run because the first gave no accepted fix
+    stages: list = dataclasses.field(default_factory=list, repr=False)  # each stage's own result (calibration)
 
     @property
     def accepted(self) -> bool:

@@ -17,7 +17,7 @@ from vpr_node.core.index.folder import TILE_IMAGES
 from vpr_node.core.io.hashing import sha256_file
 from vpr_node.core.maps.geo import metres_per_degree
 from vpr_node.core.maps.tiles import read_tile_columns
-from vpr_node.core.verification.features import LocalFeatures, extract, make_detector, to_gray
+from vpr_node.core.verification.matchers.base import LocalFeatures
 
 TILE_FIELDS = ("tile_id", "lat", "lon", "north", "south", "west", "east", "path", "ground_m")
 
@@ -80,15 +80,14 @@ class TileImages:
             raise IndexUnavailableError(f"tile image {path} cannot be decoded", file=rel)
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
-    def features(self, row: int, detector_name: str, max_features: int) -> LocalFeatures:
-        """The tile's local features (computed on first use, kept while the cache has room)."""
-        key = (row, detector_name, max_features)
+    def features(self, row: int, matcher, max_features: int) -> LocalFeatures:
+        """The tile's local features by a classic matcher (computed on first use, kept while the cache has room)."""
+        key = (row, matcher.name, max_features)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        feats = extract(to_gray(self.image(row)), make_detector(detector_name, max_features), detector_name,
-                        max_features)
+        feats = matcher.extract(self.image(row), max_features)
         with self._lock:
             self._cache[key] = feats
             self._cached_bytes += feats.nbytes
@@ -108,9 +107,34 @@ class TileImages:
         return (float(c["north"][row] + (c["south"][row] - c["north"][row]) * y / h),
                 float(c["west"][row] + (c["east"][row] - c["west"][row]) * x / w))
 
+    def ground_m(self, row: int) -> float:
+        """The tile's ground side (m): the table's, or from its bounds in tables written before it was recorded."""
+        g = float(self.cols["ground_m"][row]) if "ground_m" in self.cols else 0.0
+        if g > 0:
+            return g
+        m_lat, _ = metres_per_degree(float(self.cols["lat"][row]))
+        return abs(float(self.cols["north"][row]) - float(self.cols["south"][row])) * m_lat
+
+    def where(self, row: int, size: tuple[int, int]) -> "TilePixels":
+        """A tile image of `size` as a map side of a fit (to_latlon, metres_per_pixel), like a map-feature window."""
+        return TilePixels(self, row, size)
+
     def metres_per_pixel(self, row: int, size: tuple[int, int]) -> tuple[float, float]:
         """(east, north) metres per tile pixel."""
         c = self.cols
         m_lat, m_lon = metres_per_degree(float(c["lat"][row]))
         return (abs(c["east"][row] - c["west"][row]) * m_lon / size[0],
                 abs(c["north"][row] - c["south"][row]) * m_lat / size[1])
+
+
+class TilePixels:
+    """Pixels of one tile image at one size: where a fix made against the tile lies."""
+
+    def __init__(self, tiles: TileImages, row: int, size: tuple[int, int]):
+        self.tiles, self.row, self.size = tiles, row, size
+
+    def to_latlon(self, x: float, y: float) -> tuple[float, float]:
+        return self.tiles.tile_to_latlon(self.row, x, y, self.size)
+
+    def metres_per_pixel(self) -> tuple[float, float]:
+        return self.tiles.metres_per_pixel(self.row, self.size)

@@ -1,0 +1,96 @@
+"""Views that produce wrong fixes, so the verifier's calibration sees some (mission/calibration.py) and benchmarks
+can count them:
+
+- `lookalike`: a view of the map in which a large part of the ground (55-75 % of the frame, its centre included)
+  is replaced by the ground of another place of the same map at the same heading and scale: ground changed to
+  look like elsewhere, and what repetitive real ground (identical roofs, parking lots, crop rows) does. The truth
+  stays where the camera is: a homography to the other place is clean, and wrong.
+- `elsewhere`: a view of another map (procedural ground of another seed): nothing in the mission map is right
+  (truth NaN: any fix is wrong).
+
+Both wrap a `ViewSet` of the benchmark protocol (queries.py) and yield `Query` objects in the same way (rendered as
+they are iterated, deterministic by seed), after the `strong` photometric change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from vpr_node.core.views import augment
+from vpr_node.core.views.queries import QuerySpec, ViewSet, render_from_raster, render_view
+
+LOOKALIKE_STREAM, ELSEWHERE_STREAM = 11, 12
+
+
+def _half_plane_mask(rng, w: int, h: int, share: float) -> np.ndarray:
+    """A boolean mask of a random half-plane covering `share` of the frame and its centre."""
+    a = rng.uniform(0, 2 * math.pi)
+    nx, ny = math.cos(a), math.sin(a)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    proj = (xx - w / 2) * nx + (yy - h / 2) * ny
+    cut = np.quantile(proj, share)  # proj < cut covers `share` of the pixels; the centre (proj 0) when share > 0.5
+    return proj < cut
+
+
+class LookalikeViews:
+    """n views of the map with a large part replaced by ground from elsewhere in it (module docstring)."""
+
+    def __init__(self, rasters, n: int, seed: int, spec: QuerySpec):
+        self.rasters, self.seed = rasters, int(seed)
+        self.base = ViewSet(rasters, n, seed, dataclasses.replace(spec, photometric="none"))
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __iter__(self):
+        by_name = {r.path.name: r for r in self.rasters}
+        for i, q in enumerate(self.base):
+            rng = np.random.default_rng([self.seed, i, LOOKALIKE_STREAM])
+            raster = by_name[q.source]
+            g = raster.geo
+            side_px = q.footprint_m / g.gsd_m
+            cx, cy = (float(v) for v in g.latlon_to_pixel(q.lat, q.lon))
+            h, w = q.image.shape[:2]
+            rad = 0.5 * side_px * math.hypot(w / h, 1.0) * 1.2
+            for _ in range(50):  # another place at least two footprints away
+                ox, oy = rng.uniform(rad, g.width - rad), rng.uniform(rad, g.height - rad)
+                if math.hypot(ox - cx, oy - cy) * g.gsd_m >= 2 * q.footprint_m:
+                    break
+            other = render_from_raster(raster, ox, oy, q.yaw_deg, side_px, (w, h))
+            mask = _half_plane_mask(rng, w, h, rng.uniform(0.55, 0.75))
+            img = q.image.copy()
+            img[mask] = other[mask]
+            yield dataclasses.replace(q, name=f"l{q.name}", image=augment.strong(rng, img))
+
+
+class ElsewhereViews:
+    """n views of another map (procedural ground of another seed), at the protocol's scales: truth NaN."""
+
+    def __init__(self, rasters, n: int, seed: int, spec: QuerySpec, size_px: int = 1400, gsd_m: float = 0.3):
+        from vpr_node.core.maps.procedural import generate_sample_map
+
+        self.n, self.seed, self.spec, self.gsd_m = int(n), int(seed), spec, gsd_m
+        self.ground = generate_sample_map(size_px, size_px, seed=10_000 + int(seed))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        from vpr_node.core.views.queries import Query, footprint_radius_px
+
+        spec, h_map = self.spec, self.ground.shape[0]
+        cam = spec.camera_model()
+        for i in range(self.n):
+            rng = np.random.default_rng([self.seed, i, ELSEWHERE_STREAM])
+            altitude = float(rng.uniform(*spec.altitude_m))
+            footprint = cam.square_footprint_m(altitude)
+            side_px = footprint / self.gsd_m
+            tilt = float(rng.uniform(0, spec.max_tilt_deg))
+            r = footprint_radius_px(side_px, spec.camera, tilt)
+            cx, cy = rng.uniform(r, h_map - r, 2)
+            yaw = float(rng.uniform(0, 360))
+            view = render_view(self.ground, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
+            yield Query(f"e{i:05d}", math.nan, math.nan, yaw, 1.0, tilt, "elsewhere", augment.strong(rng, view),
+                        altitude, footprint)
