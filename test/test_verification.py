@@ -233,3 +233,104 @@ def test_a_calibration_from_another_verifier_version_is_refused_with_what_to_run
             assert Calibration.for_index(index).validation["verifier_version"] == VERIFIER_VERSION
             with pytest.raises(ConfigurationError, match="fitted for the matchers 'sift>xfeat'.*calibrate-verifier"):
                 Calibration.for_index(index, verifier="sift")  # it holds for the matchers it was fitted with
+
+
+# --- a confidence that knows a wrong fix (issue 32) ---------------------------------------------------------
+def test_evidence_beyond_the_inlier_count():
+    from vpr_node.core.verification import evidence
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(0, [400, 300], (200, 2))
+    patch = rng.uniform([0, 0], [120, 90], (200, 2))  # all in one corner, away from the centre
+    h1, c1, d1 = evidence.inlier_spread(spread, (400, 300))
+    h2, c2, d2 = evidence.inlier_spread(patch, (400, 300))
+    assert h1 > 0.8 and c1 == 1.0 and d1 > 0.3
+    assert h2 < 0.1 and c2 <= 0.25 and d2 < 0  # the fix would be extrapolated outside the inliers
+    rot = np.array([[np.cos(0.5), -np.sin(0.5), 10], [np.sin(0.5), np.cos(0.5), 5], [0, 0, 1.0]])
+    assert evidence.anisotropy(rot, (400, 300)) == pytest.approx(0.0, abs=1e-6)
+    assert evidence.anisotropy(np.diag([3.0, 1.0, 1.0]), (400, 300)) == pytest.approx(math.log(3.0))
+    from vpr_node.core.verification.result import VerifiedCandidate
+    near, far = (VerifiedCandidate(0, "a", 0, 0, 0, inliers=100, fix_lat=60.0, fix_lon=22.0),
+                 VerifiedCandidate(1, "b", 0, 0, 0, inliers=90, fix_lat=60.0, fix_lon=22.01))
+    assert evidence.rival_ratio([near, far], 20.0) == pytest.approx(0.9)  # 556 m apart: a rival
+    assert evidence.rival_ratio([near, VerifiedCandidate(2, "c", 0, 0, 0, inliers=90, fix_lat=60.0,
+                                                         fix_lon=22.0001)], 20.0) == 0.0  # 5.6 m: agrees
+    assert evidence.prior_distance(60.0, 22.0, np.eye(2), 60.0, 22.0, 10.0) == pytest.approx(0.0)
+    assert evidence.prior_distance(60.001, 22.0, np.zeros((2, 2)), 60.0, 22.0, 10.0) == pytest.approx(11.12, abs=0.05)
+    assert math.isnan(evidence.prior_distance(60.0, 22.0, np.eye(2), math.nan, math.nan, math.nan))
+
+
+@pytest.fixture(scope="module")
+def hard_calibrated(gem_index_dir, gem_strategy, sample_maps, tmp_path_factory):
+    """The sample index calibrated by prepare-mission's calibration (SIFT alone, for speed: the cascade's is
+    measured in BENCHMARKS.md) on 200 views, look-alike and other-map views among them."""
+    from vpr_node.core.index.loaded import DescriptorIndex
+    from vpr_node.core.maps.camera import CameraModel
+    from vpr_node.core.mission.calibration import CalibrationConfig, calibrate_verifier
+    from vpr_node.core.retrieval.strategy import RetrievalStrategy
+    from vpr_node.core.verification.verifier import VerifyConfig
+    index = tmp_path_factory.mktemp("hard") / "index"
+    shutil.copytree(gem_index_dir, index)
+    s = RetrievalStrategy(gem_strategy.backbone, gem_strategy.runtime, DescriptorIndex(index))
+    cfg = VerifyConfig(fallback_matcher="")
+    cal = calibrate_verifier(s, index, sample_maps, (50.0, 65.0), CameraModel.from_hfov(86.0, 480, 270),
+                             CalibrationConfig(views=200, check_views=0), cfg, progress=False)
+    return s, Verifier.for_index(index, cfg), cal
+
+
+def _hard_views(sample_maps, kind, n, seed):
+    from vpr_node.core.views.hard import ElsewhereViews, LookalikeViews
+    spec = QuerySpec.benchmark(altitude_m=(50.0, 65.0), camera=(480, 270))
+    return list((LookalikeViews if kind == "lookalike" else ElsewhereViews)(load_corner_table(sample_maps), n, seed,
+                                                                            spec))
+
+
+def test_the_calibration_sees_wrong_fixes_and_ranks_them_below_right_ones(hard_calibrated):
+    _, _, cal = hard_calibrated
+    v = cal.validation
+    assert v["wrong_fixes"] >= 3 and v["wrong_fixes_by_condition"]["lookalike"] >= 3, v
+    assert v["precision"] >= 0.99 and v["accepted"] >= 50
+    curve = v["curve"]  # by falling confidence: precision falls as the wrong fixes come in
+    assert curve[0]["precision"] == 1.0 and curve[-1]["precision"] < 1.0
+    assert any(w != 0 for w in cal.weights)  # not the constant model of a calibration that saw no wrong fix
+
+
+def test_a_lookalike_frame_gives_no_accepted_wrong_fix(hard_calibrated, sample_maps):
+    s, verifier, _ = hard_calibrated
+    for q in _hard_views(sample_maps, "lookalike", 12, seed=78):
+        res = verifier.verify(q.image, s.retrieve_topk(s.embed_query(q.image), 10))
+        if res.accepted:
+            assert haversine_m(q.lat, q.lon, res.fix.lat, res.fix.lon) <= 25.0, (q.name, res.reason)
+
+
+def test_frames_of_another_map_are_never_accepted(hard_calibrated, sample_maps):
+    s, verifier, _ = hard_calibrated
+    for q in _hard_views(sample_maps, "elsewhere", 12, seed=79):
+        assert not verifier.verify(q.image, s.retrieve_topk(s.embed_query(q.image), 10)).accepted
+
+
+def test_a_fix_far_from_the_position_prior_is_refused(gem_index_dir, tmp_path, verified):
+    from vpr_node.core.verification.result import FrameHints
+    copy = tmp_path / "index"
+    shutil.copytree(gem_index_dir, copy)
+    d = len(FEATURES)
+    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5, verifier="sift>xfeat").save(copy / VERIFICATION)
+    add_to_manifest(copy, VERIFICATION)
+    v = Verifier.for_index(copy)
+    q, cands, _ = next((q, c, r) for q, c, r in verified if r.fix is not None)
+    assert v.verify(q.image, cands, FrameHints(prior_lat=q.lat, prior_lon=q.lon, prior_sigma_m=20.0)).accepted
+    far = v.verify(q.image, cands, FrameHints(prior_lat=q.lat + 0.01, prior_lon=q.lon, prior_sigma_m=20.0))
+    assert not far.accepted and far.reason == "far_from_prior"  # 1.1 km off a 20 m prior
+
+
+def test_a_calibration_that_saw_no_wrong_fix_is_refused_when_wrong_ones_get_through():
+    from vpr_node.core.errors import ConfigurationError
+    from vpr_node.core.mission.calibration import check_calibration
+    d = len(FEATURES)
+    blind = Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, 0.5,
+                        validation={"frames": 300, "views": 300, "fixes": 250, "correct_fixes": 250})
+    check_calibration(blind, {"frames": 40, "accepted": 5, "accepted_wrong": 0})  # nothing wrong got through
+    with pytest.raises(ConfigurationError, match="saw no wrong fix.*--calib-views 600"):
+        check_calibration(blind, {"frames": 40, "accepted": 5, "accepted_wrong": 2})
+    seeing = Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, 0.5,
+                         validation={"frames": 300, "views": 300, "fixes": 250, "correct_fixes": 240})
+    check_calibration(seeing, {"frames": 40, "accepted": 5, "accepted_wrong": 1})  # its threshold saw them

@@ -72,4 +72,6 @@ def result_fields(result: VprResult, index_id: str = "") -> dict:
             "tile_scale_m": float(p.tile_scale_m if p else nan),
             "position_applied": bool(p and p.applied("position")),
             "position_sigma_m": float(p.position_sigma_m if p else nan),
+            "position_latitude": float(p.position_lat if p else nan),
+            "position_longitude": float(p.position_lon if p else nan),
             "tiles_searched": int(p.candidates_searched if p else 0)}

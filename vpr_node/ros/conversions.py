@@ -59,7 +59,11 @@ def hints_from_msg(msg, camera=None) -> FrameHints:
     heading = float(msg.heading_deg) if msg.heading_applied and math.isfinite(msg.heading_deg) else math.nan
     footprint = camera.square_footprint_m(float(msg.altitude_m)) if camera is not None and msg.altitude_applied \
         and math.isfinite(msg.altitude_m) else math.nan
-    return FrameHints(heading_deg=heading, footprint_m=float(footprint))
+    position = msg.position_applied and math.isfinite(msg.position_latitude)
+    return FrameHints(heading_deg=heading, footprint_m=float(footprint),
+                      prior_lat=float(msg.position_latitude) if position else math.nan,
+                      prior_lon=float(msg.position_longitude) if position else math.nan,
+                      prior_sigma_m=float(msg.position_sigma_m) if position else math.nan)
 
 
 def verification_to_msg(v: Verification, result_msg, top_n: int) -> VprVerificationMsg:

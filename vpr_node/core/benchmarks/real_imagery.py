@@ -131,8 +131,8 @@ def verifier_for(index_dir, name: str) -> Verifier:
 
 def run(workdir, n: int = 40, seed: int = 0, verifiers=("sift", "xfeat", "default"), data_dir=None,
         progress: bool = True) -> dict:
-    """Retrieval recall@1/5/10/50 at 25 and 50 m and each verifier's outcome on the real crops; with a position
-    prior (50 m) for the default verifier too."""
+    """Retrieval recall@1/5/10/50 at 25 and 50 m and each verifier's outcome on the real crops; the default verifier
+    also with a position prior (50 m), and with heading (10 deg), altitude (10 %) and position (50 m) priors."""
     index = prepare(workdir, data_dir, progress)
     if "aliked" in verifiers:
         aliked_features(index, pathlib.Path(workdir) / "map" / "tiles.csv")
@@ -146,11 +146,13 @@ def run(workdir, n: int = 40, seed: int = 0, verifiers=("sift", "xfeat", "defaul
         r = evaluate(strategy, queries, k=10, progress=progress, verifier=verifier_for(index, name))
         recs = [p["verification"] for p in r.per_query]
         out["verifiers"][name] = _summary(r.extra["verification"], recs, r.per_query)
-    noise = PriorNoise(position=True, position_sigma_m=50.0, seed=seed)
-    r = evaluate(strategy, queries, k=10, progress=progress, priors=noise, camera=CAMERA,
-                 verifier=verifier_for(index, "default"))
-    out["verifiers"]["default+position50"] = _summary(r.extra["verification"],
-                                                      [p["verification"] for p in r.per_query], r.per_query)
+    for label, noise in (("default+position50", PriorNoise(position=True, position_sigma_m=50.0, seed=seed)),
+                         ("default+all", PriorNoise(heading=True, altitude=True, position=True, position_sigma_m=50.0,
+                                                    seed=seed))):
+        r = evaluate(strategy, queries, k=10, progress=progress, priors=noise, camera=CAMERA,
+                     verifier=verifier_for(index, "default"))
+        out["verifiers"][label] = _summary(r.extra["verification"], [p["verification"] for p in r.per_query],
+                                           r.per_query)
     return out
 
 

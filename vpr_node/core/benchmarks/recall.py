@@ -11,7 +11,8 @@ Priors (the node's PriorApplier, fed the truth plus noise: heading 10 deg, altit
 200 m unless named): `adapted+heading`, `adapted+altitude`, `adapted+position`, `adapted+position50`,
 `adapted+position500`, `adapted+all` (the three together), `adapted_rot1+heading` (an index with one
 rotation per tile instead of four, for heading-known operation), `adapted_rot8` (eight rotations per tile).
-Verification (the calibrated verifier of the adapted index): `adapted+verify`, `adapted+all+verify`."""
+Verification (the calibrated verifier of the adapted index): `adapted+verify`, `adapted+all+verify`; one matcher,
+uncalibrated (fix rate and fixes within 25 m): `adapted+sift`, `adapted+xfeat`."""
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ from vpr_node.core.mission.config import MissionConfig
 from vpr_node.core.mission.prepare import prepare_mission
 from vpr_node.core.priors.noise import PriorNoise
 from vpr_node.core.retrieval.strategy import load_strategy
-from vpr_node.core.verification.verifier import Verifier
+from vpr_node.core.verification.verifier import Verifier, VerifyConfig
 
 DEFAULT_BACKBONE = "efficientnet_lite0_netvlad"
 CONFIGS = {
@@ -51,6 +52,9 @@ CONFIGS = {
     "adapted+verify": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=True),
     "adapted+all+verify": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=True,
                                priors=dict(heading=True, altitude=True, position=True)),
+    # single matchers, uncalibrated (their fix rate and the share of their fixes within 25 m compare matchers)
+    "adapted+sift": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=dict(matcher="sift", fallback_matcher="")),
+    "adapted+xfeat": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=dict(matcher="xfeat", fallback_matcher="")),
 }
 DEFAULT_CONFIGS = ("default", "adapted")
 PRIOR_CONFIGS = ("adapted", "adapted+heading", "adapted+altitude", "adapted+position", "adapted+all")
@@ -79,7 +83,9 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
         s = load_strategy(cfg["backbone"], index_dir=str(idx), backbone_options=opts)
         first_index = first_index or s.index
         noise = PriorNoise(**cfg["priors"], seed=seed) if cfg.get("priors") else None
-        verifier = Verifier.for_index(idx) if cfg.get("verify") else None
+        verify = cfg.get("verify")
+        verifier = None if not verify else Verifier.for_index(idx) if verify is True else \
+            Verifier.for_index(idx, VerifyConfig(**verify), calibrated=False)
         r = evaluate(s, queries, k=20, heading_known=cfg.get("heading_known", False), priors=noise,
                      camera=protocol_setup(protocol)[0].camera_model(), verifier=verifier)
         if verifier is not None and report_dir:

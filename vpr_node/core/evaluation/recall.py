@@ -134,7 +134,11 @@ def frame_hints(state, camera) -> FrameHints:
     heading = state.heading_deg if state.applied("heading") else math.nan
     footprint = camera.square_footprint_m(state.altitude_m) if camera is not None and state.applied("altitude") \
         else math.nan
-    return FrameHints(heading_deg=float(heading), footprint_m=float(footprint))
+    position = state.applied("position")
+    return FrameHints(heading_deg=float(heading), footprint_m=float(footprint),
+                      prior_lat=state.position_lat if position else math.nan,
+                      prior_lon=state.position_lon if position else math.nan,
+                      prior_sigma_m=state.position_sigma_m if position else math.nan)
 
 
 def query_hubness(top1: list, truth: list, wrong: list, n_tiles: int) -> dict:

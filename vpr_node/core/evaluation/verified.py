@@ -9,15 +9,18 @@ import math
 import numpy as np
 
 from vpr_node.core.maps.geo import haversine_m, metres_per_degree
-from vpr_node.core.verification.confidence import feature_vector
 
 
 def _fix_fields(v, lat: float, lon: float) -> dict:
-    m_lat, m_lon = metres_per_degree(lat)
-    err_en = [(v.fix.lon - lon) * m_lon, (v.fix.lat - lat) * m_lat]
+    """A fix against the truth (a view of another map has none: NaN truth, infinite error)."""
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        err_en = [math.inf, math.inf]
+    else:
+        m_lat, m_lon = metres_per_degree(lat)
+        err_en = [(v.fix.lon - lon) * m_lon, (v.fix.lat - lat) * m_lat]
     return {"fix_error_m": float(math.hypot(*err_en)), "fix_error_en": err_en, "tile_id": v.fix.tile_id,
             "cov_en": np.asarray(v.fix.cov_en).tolist(), "confidence": v.fix.confidence, "inliers": v.fix.inliers,
-            "features": feature_vector(v).tolist(), "heading_deg": v.fix.heading_deg}
+            "features": np.asarray(v.features).tolist(), "heading_deg": v.fix.heading_deg}
 
 
 def frame_record(v, lat: float, lon: float) -> dict:

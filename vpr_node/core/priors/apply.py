@@ -40,6 +40,8 @@ class PriorState:
     heading_deg: float = float("nan")
     altitude_m: float = float("nan")
     position_sigma_m: float = float("nan")
+    position_lat: float = float("nan")  # the position prior itself (what the verifier checks a fix against)
+    position_lon: float = float("nan")
     tile_scale_m: float = float("nan")
     candidates_searched: int = 0
 
@@ -129,7 +131,7 @@ class PriorApplier:
             s, state.position = self._sample(POSITION, stamp_ns, cfg.position_max_age_s)
             if s is not None:
                 lat, lon, sigma = s.value
-                state.position_sigma_m = sigma
+                state.position_sigma_m, state.position_lat, state.position_lon = sigma, lat, lon
                 if sigma > cfg.position_max_sigma_m:
                     state.position = "uncertain"
                 else:

@@ -1,6 +1,9 @@
 """A confidence the drone can act on: the probability that a fix lies within `radius_m` of the truth, from what the
 verification saw (inliers, inlier ratio, reprojection error, margin over the runner-up, candidates that agree,
-retrieval rank and descriptor distance), by logistic regression fitted on validation views of the mission map;
+retrieval rank and descriptor distance, which matcher of the cascade, and evidence.py's: how the inliers spread
+over the frame, a distant rival place, the homography's conditioning), by logistic regression fitted on validation
+views of the mission map that include the views that make wrong fixes (views/hard.py: look-alike ground, another
+map);
 the acceptance threshold is the lowest confidence at which the accepted validation fixes are at least
 `target_precision` within the radius. The same views scale the fit's covariance so that its Mahalanobis errors
 have their expected size (mean squared Mahalanobis distance 2 for a 2-D position).
@@ -21,22 +24,29 @@ from vpr_node.core.errors import ConfigurationError, IndexUnavailableError
 from vpr_node.core.index.folder import VERIFICATION
 from vpr_node.core.io.hashing import sha256_file
 
-FEATURES = ("log_inliers", "inlier_ratio", "reprojection_px", "margin", "agree", "retrieval_rank", "distance", "stage")
+FEATURES = ("log_inliers", "inlier_ratio", "reprojection_px", "margin", "agree", "retrieval_rank", "distance", "stage",
+            "hull", "cells", "centre_depth", "rival", "anisotropy")
 
 # Bumped when what the calibration's features mean changes (detector, matcher, geometry checks): a calibration
 # fitted by another version is refused with what to run. 2: exact FAISS nearest neighbours instead of FLANN.
 # 3: matchers behind a registry, learned matchers against map-feature windows, the cascade's stage as a feature.
-VERIFIER_VERSION = 3
+# 4: evidence features (inlier spread, rival place, conditioning); hard validation views (look-alike, another map).
+VERIFIER_VERSION = 4
 
 
-def feature_vector(v) -> np.ndarray:
-    """FEATURES of a Verification with a fix (its best valid candidate and the runner-up)."""
+def feature_vector(v, agree_m: float = 20.0) -> np.ndarray:
+    """FEATURES of a Verification with a fix (its best valid candidate, the runner-up, the fit's inliers)."""
+    from vpr_node.core.verification import evidence
+
     valid = [c for c in v.candidates if c.valid]
     best = valid[0]
     second = valid[1].inliers if len(valid) > 1 else 0
+    rec = v.fits[best.tile_id]
+    hull, cells, depth = evidence.inlier_spread(rec.fit.src, rec.frame_size)
     return np.array([math.log1p(best.inliers), best.inlier_ratio, best.reprojection_px,
                      (best.inliers - second) / max(1, best.inliers), float(v.agree), float(best.retrieval_rank),
-                     best.distance, float(v.stage)], np.float64)
+                     best.distance, float(v.stage), hull, cells, depth, evidence.rival_ratio(valid, agree_m),
+                     evidence.anisotropy(rec.fit.H, rec.frame_size)], np.float64)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> tuple[np.ndarray, float]:

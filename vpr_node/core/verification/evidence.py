@@ -1,8 +1,9 @@
 """Evidence about a fix beyond its inlier count, for the calibrated confidence (confidence.py):
 
-- spread: how the inliers cover the frame: the area of their convex hull over the frame's, and the share of a 4x4
-  grid's cells holding one. A look-alike patch or a repeated texture matches in one part of the frame: a clean
-  homography whose inliers sit in one patch;
+- spread: how the inliers cover the frame: the area of their convex hull over the frame's, the share of a 4x4
+  grid's cells holding one, and how deep the frame's centre (the fixed point) lies inside their hull (negative:
+  outside, the fix extrapolated). A look-alike patch or a repeated texture matches in one part of the frame: a clean
+  homography whose inliers sit in one patch, away from the centre;
 - rival: the inliers of the best valid candidate elsewhere (its fix farther than agree_m from the chosen one) over
   the chosen one's: a second, distant, valid place is a warning (`ambiguous` when it is nearly as good);
 - anisotropy: log of the ratio of the homography's singular values at the frame's centre (a camera over the
@@ -23,17 +24,20 @@ from vpr_node.core.verification import geometry
 GRID = 4
 
 
-def inlier_spread(src: np.ndarray, frame_size: tuple[int, int]) -> tuple[float, float]:
-    """(convex hull area / frame area, share of GRID x GRID frame cells with an inlier) of inlier frame points."""
+def inlier_spread(src: np.ndarray, frame_size: tuple[int, int]) -> tuple[float, float, float]:
+    """(convex hull area / frame area, share of GRID x GRID frame cells with an inlier, signed distance of the frame's
+    centre from the hull's boundary over the frame's short side: > 0 inside) of inlier frame points."""
     w, h = frame_size
     if len(src) < 3:
-        return 0.0, 0.0
+        return 0.0, 0.0, -1.0
     pts = np.asarray(src, np.float32)
-    hull = float(cv2.contourArea(cv2.convexHull(pts))) / max(1.0, w * h)
+    hull_pts = cv2.convexHull(pts)
+    hull = float(cv2.contourArea(hull_pts)) / max(1.0, w * h)
     cx = np.clip((pts[:, 0] / w * GRID).astype(int), 0, GRID - 1)
     cy = np.clip((pts[:, 1] / h * GRID).astype(int), 0, GRID - 1)
     cells = len(set(zip(cx.tolist(), cy.tolist(), strict=True))) / GRID ** 2
-    return min(1.0, hull), cells
+    depth = float(cv2.pointPolygonTest(hull_pts, (w / 2, h / 2), True)) / max(1.0, min(w, h))
+    return min(1.0, hull), cells, depth
 
 
 def rival_ratio(valid, agree_m: float) -> float:

@@ -10,7 +10,8 @@ import numpy as np
 # Why a candidate has no valid homography (VerifiedCandidate.reason) beyond the frame's reasons below.
 CANDIDATE_REASONS = {
     "same_window": "verified through a nearer-ranked candidate's map window, which covers it",
-    "not_verified": "beyond the map windows a learned matcher verifies per frame (learned_windows)",
+    "not_verified": "beyond the map windows a learned matcher screens (learned_windows) or matches "
+                    "(matched_windows) per frame",
     "outside_map_features": "its place has no prepared map features",
 }
 
@@ -23,6 +24,8 @@ NO_FIX_REASONS = {
     "implausible_scale": "the homography's scale is far from the frame/tile ground scales",
     "fix_outside_tile": "the frame's centre falls outside the verified tile (or map window)",
     "low_confidence": "a fix, but its calibrated confidence is below the acceptance threshold",
+    "ambiguous": "another place of the map verified nearly as well: the frame could be either",
+    "far_from_prior": "the fix disagrees with the drone's position prior (beyond prior_gate sigma)",
     "uncalibrated": "a fix, but the index has no verifier calibration (`vpr calibrate-verifier`)",
 }
 
@@ -54,6 +57,9 @@ class FrameHints:
 
     heading_deg: float = math.nan  # camera 'up' direction, clockwise from north
     footprint_m: float = math.nan  # ground side of the frame's centred square (altitude prior x camera)
+    prior_lat: float = math.nan  # the position prior and its 1-sigma (m), which a fix must agree with
+    prior_lon: float = math.nan
+    prior_sigma_m: float = math.nan
 
 
 @dataclasses.dataclass
@@ -100,6 +106,7 @@ class Verification:
     matcher: str = ""  # the matcher this result comes from
     stage: int = 0  # 0: the first matcher; 1: the fallback, run because the first gave no accepted fix
     stages: list = dataclasses.field(default_factory=list, repr=False)  # each stage's own result (calibration)
+    features: np.ndarray | None = dataclasses.field(default=None, repr=False)  # the confidence's (with a fix)
 
     @property
     def accepted(self) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 from vpr_node.core.errors import VprVerificationError
 from vpr_node.core.maps.geo import haversine_m
 from vpr_node.core.options import option
-from vpr_node.core.verification import geometry
+from vpr_node.core.verification import evidence, geometry
 from vpr_node.core.verification.confidence import Calibration, feature_vector
 from vpr_node.core.verification.map_features import MapFeatures
 from vpr_node.core.verification.matchers import MAP_SOURCE, check_name, make_matcher
@@ -61,8 +61,11 @@ class VerifyConfig:
     min_inliers: int = option(15, "fewest inliers of a valid homography")
     agree_m: float = option(20.0, "other candidates whose fix lies within this distance agree (confidence feature)")
     cache_mib: float = option(256.0, "memory for cached tile features (MiB; least recently used first out)")
-    learned_windows: int = option(3, "learned matchers: map windows verified per frame (the places of the first "
+    learned_windows: int = option(3, "learned matchers: map windows screened per frame (the places of the first "
                                      "candidates by retrieval rank; a candidate inside an earlier window shares it)")
+    matched_windows: int = option(3, "learned matchers: screened windows the matcher runs on, most mutual nearest "
+                                     "neighbours first (LighterGlue is the fallback's cost; 1 halves it and loses a "
+                                     "third of the real-imagery fixes: BENCHMARKS.md)")
     window_scale: float = option(1.0, "learned matchers: a window's half side is this times the frame's footprint "
                                        "(about the frame's turned extent; larger windows starve LighterGlue: "
                                        "BENCHMARKS.md 'Verification on real imagery')")
@@ -70,6 +73,10 @@ class VerifyConfig:
                                        "grows with frame x window keypoints)")
     window_features: int = option(2048, "learned matchers: a window's strongest map features kept")
     window_ransac_m: float = option(1.5, "learned matchers: homography inlier threshold (m on the ground)")
+    ambiguous_ratio: float = option(0.8, "a valid candidate elsewhere (its fix farther than agree_m) with at least "
+                                         "this share of the best one's inliers makes the frame ambiguous: no fix")
+    prior_gate: float = option(4.0, "a fix farther from the position prior than this many sigma (Mahalanobis, both "
+                                    "covariances) is refused (far_from_prior)")
     heading_tries: int = option(4, "learned matchers without a heading prior: headings the frame is turned to "
                                    "(evenly spaced); the one with most mutual nearest neighbours is verified")
 
@@ -185,15 +192,22 @@ class Verifier:
             best = valid[0]
             result.agree = sum(1 for v in valid[1:]
                                if haversine_m(best.fix_lat, best.fix_lon, v.fix_lat, v.fix_lon) <= self.cfg.agree_m)
-            result.fix = self._fix(best, fits[best.tile_id])
-            x = feature_vector(result)
+            result.fix = fix = self._fix(best, fits[best.tile_id])
+            result.features = x = feature_vector(result, self.cfg.agree_m)
+            prior = evidence.prior_distance(fix.lat, fix.lon, fix.cov_en, hints.prior_lat, hints.prior_lon,
+                                            hints.prior_sigma_m)
             if self.calibration is None:
                 result.reason = "uncalibrated"
             else:
-                result.fix.confidence = self.calibration.confidence(x)
-                result.fix.cov_en = self.calibration.scaled(result.fix.cov_en)
-                result.fix.accepted = result.fix.confidence >= self.calibration.threshold
-                result.reason = "" if result.fix.accepted else "low_confidence"
+                fix.confidence = self.calibration.confidence(x)
+                # a less certain fix reports a larger covariance: the calibrated one over its confidence
+                fix.cov_en = self.calibration.scaled(fix.cov_en) / max(fix.confidence, 0.05)
+                fix.accepted = fix.confidence >= self.calibration.threshold
+                result.reason = "" if fix.accepted else "low_confidence"
+            if evidence.rival_ratio(valid, self.cfg.agree_m) >= self.cfg.ambiguous_ratio:
+                fix.accepted, result.reason = False, "ambiguous"  # two places nearly as good: neither
+            elif math.isfinite(prior) and prior > self.cfg.prior_gate:
+                fix.accepted, result.reason = False, "far_from_prior"
         result.latency_ms = (time.perf_counter() - t0) * 1e3
         return result
 
@@ -263,40 +277,41 @@ class Verifier:
         return cache[key]
 
     def _against_windows(self, matcher, rgb, cands, rows, hints: FrameHints):
+        """Screen the first `learned_windows` places cheaply (mutual nearest neighbours through a homography, at
+        each heading tried), then run the matcher on the `matched_windows` best screened ones."""
         cfg, mf = self.cfg, matcher.map_features
-        t_feat, cache, out, fits = 0.0, {}, [], {}
+        t_feat, cache, out, fits, screened = 0.0, {}, [], {}, []
         headings = [hints.heading_deg] if math.isfinite(hints.heading_deg) else \
             [k * 360.0 / max(1, cfg.heading_tries) for k in range(max(1, cfg.heading_tries))]
-        places = self._places(cands, rows, hints)
-        for i, place in enumerate(places):
+        for i, place in enumerate(self._places(cands, rows, hints)):
             lead = place.lead
             entries = [VerifiedCandidate(int(c.rank), c.tile.name, float(c.tile.lat), float(c.tile.lon),
                                          float(c.distance)) for c in place.members]
-            vc = entries[0]
+            out += entries
             for other in entries[1:]:
                 other.reason = "same_window"
             if i >= cfg.learned_windows:
                 for e in entries:
                     e.reason = "not_verified"
-                out += entries
                 continue
             if not mf.covers(lead.tile.lat, lead.tile.lon):
-                vc.reason = "outside_map_features"
-                out += entries
+                entries[0].reason = "outside_map_features"
                 continue
             t0 = time.perf_counter()
             frames = [self._frame(matcher, rgb, place.footprint_m, hd, cache) for hd in headings]
             t_feat += time.perf_counter() - t0
-            half = cfg.window_scale * place.footprint_m
-            ref, win = mf.window(lead.tile.lat, lead.tile.lon, half, cfg.window_features, lead.tile.name)
-            upright, xy, size = frames[0]
-            if len(frames) > 1:  # the heading with most mutual nearest neighbours consistent with a homography
-                upright, xy, size = max(frames, key=lambda f, ref=ref: self._support(f[0], ref, mf.gsd_m))
+            ref, win = mf.window(lead.tile.lat, lead.tile.lon, cfg.window_scale * place.footprint_m,
+                                 cfg.window_features, lead.tile.name)
+            support, frame = max(((self._support(f[0], ref, mf.gsd_m), k) for k, f in enumerate(frames)))
+            screened.append((support, -i, entries[0], place, ref, win, frames[frame]))
+        for rank, (_, _, vc, place, ref, win, (upright, xy, size)) in enumerate(sorted(screened, reverse=True)):
+            if rank >= cfg.matched_windows:
+                vc.reason = "not_verified"
+                continue
             qi, ti = matcher.match(upright, ref)
             vc.matches = int(len(qi))
             self._check(vc, xy[qi], ref.xy[ti], size, win.size, win, place.row, cfg.window_ransac_m / mf.gsd_m,
                         (0.4, 2.5), fits)
-            out += entries
         return out, fits, t_feat
 
     def _support(self, frame: LocalFeatures, ref: LocalFeatures, gsd_m: float) -> int:

@@ -1,10 +1,11 @@
 """Views that produce wrong fixes, so the verifier's calibration sees some (mission/calibration.py) and benchmarks
 can count them:
 
-- `lookalike`: a view of the map in which a large part of the ground (55-75 % of the frame, its centre included)
+- `lookalike`: a view of the map in which a part of the ground (30-50 % of the frame, on one side of a random line)
   is replaced by the ground of another place of the same map at the same heading and scale: ground changed to
   look like elsewhere, and what repetitive real ground (identical roofs, parking lots, crop rows) does. The truth
-  stays where the camera is: a homography to the other place is clean, and wrong.
+  stays where the camera is: a homography to the other place is clean, its inliers sit in one part of the frame,
+  and it is wrong.
 - `elsewhere`: a view of another map (procedural ground of another seed): nothing in the mission map is right
   (truth NaN: any fix is wrong).
 
@@ -25,7 +26,7 @@ LOOKALIKE_STREAM, ELSEWHERE_STREAM = 11, 12
 
 
 def _half_plane_mask(rng, w: int, h: int, share: float) -> np.ndarray:
-    """A boolean mask of a random half-plane covering `share` of the frame and its centre."""
+    """A boolean mask of a random half-plane covering `share` of the frame (its centre too when share > 0.5)."""
     a = rng.uniform(0, 2 * math.pi)
     nx, ny = math.cos(a), math.sin(a)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -59,7 +60,7 @@ class LookalikeViews:
                 if math.hypot(ox - cx, oy - cy) * g.gsd_m >= 2 * q.footprint_m:
                     break
             other = render_from_raster(raster, ox, oy, q.yaw_deg, side_px, (w, h))
-            mask = _half_plane_mask(rng, w, h, rng.uniform(0.55, 0.75))
+            mask = _half_plane_mask(rng, w, h, rng.uniform(0.3, 0.5))
             img = q.image.copy()
             img[mask] = other[mask]
             yield dataclasses.replace(q, name=f"l{q.name}", image=augment.strong(rng, img))
