@@ -216,6 +216,9 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
     if verification_topic:
         summary["verification"] = {"messages": len(verifications),
                                    **score_verifications(verifications, bag, camera_topic)}
+        summary["accepted_fixes"] = [{"stamp_ns": time_to_ns(v.header.stamp), "lat": v.latitude, "lon": v.longitude,
+                                      "cov_en": np.asarray(v.position_covariance, np.float64).reshape(2, 2).tolist()}
+                                     for v in verifications if v.accepted]
     if out_bag:
         summary["result_bag"] = str(write_result_bag(results, out_bag))
     return summary

@@ -15,29 +15,26 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 
 from vpr_node.core.autopilot.output import AutopilotOutput
 from vpr_node.core.errors import ConfigurationError, VprError
 from vpr_node.core.io.logs import StructuredLogger
 from vpr_node.core.io.recorder import FlightDataRecorder
 from vpr_node.msg import VprVerification as VprVerificationMsg
-from vpr_node.ros import dds_shm
 from vpr_node.ros.conversions import autopilot_fix_from_msg, pose_msg
+from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run
 from vpr_node.ros.mavlink_params import PARAMETERS, MavlinkNodeConfig
 from vpr_node.ros.rosout import rosout_sink
 
 NODE_NAME = "vpr_mavlink"
 
 
-class MavlinkNode(LifecycleNode):
+class MavlinkNode(ReleasingLifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         for name, (default, description) in PARAMETERS.items():
@@ -52,14 +49,7 @@ class MavlinkNode(LifecycleNode):
         self.diag_pub = None
         self.timer = None
         self.state_label = "unconfigured"
-        if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.05, self._autostart)
-
-
-    def _autostart(self) -> None:
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        self.start_if_autostart()
 
     def _clock_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -131,20 +121,8 @@ class MavlinkNode(LifecycleNode):
             self.recorder.close()
             self.recorder = None
 
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "finalized"
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
 
     # --- fixes -----------------------------------------------------------------------------------------------
     def _on_verification(self, msg) -> None:
@@ -179,32 +157,7 @@ class MavlinkNode(LifecycleNode):
 
 
 def main(argv=None, fast_exit: bool = False) -> int:
-    os.environ.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "{message}")
-    cleaned = dds_shm.clean_at_start()
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = MavlinkNode()
-    dds_shm.report(node.log, cleaned)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        t0 = time.monotonic()
-        try:
-            node._release()
-        except Exception:  # noqa: BLE001
-            pass
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-        node.log.info("c2.vpr.shutdown", "autopilot output stopped", release_ms=round((time.monotonic() - t0) * 1e3, 1))
-        if fast_exit:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-    return 0
+    return run(MavlinkNode, argv, fast_exit, "autopilot output stopped")
 
 
 if __name__ == "__main__":

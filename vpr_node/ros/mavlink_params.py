@@ -6,7 +6,7 @@ import dataclasses
 
 from vpr_node.core.autopilot.output import AutopilotConfig
 from vpr_node.core.options import option
-from vpr_node.ros.params import _positive, config_from_params, parameters_of
+from vpr_node.ros.params import _positive, config_from_params, core_part, parameters_of
 
 
 @dataclasses.dataclass
@@ -27,7 +27,7 @@ class MavlinkNodeConfig(AutopilotConfig):
         return config_from_params(cls, values)
 
     def output_config(self) -> AutopilotConfig:
-        return AutopilotConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(AutopilotConfig)})
+        return core_part(self, AutopilotConfig)
 
 
 PARAMETERS: dict[str, tuple] = parameters_of(MavlinkNodeConfig)

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.logging import LoggingSeverity
 from rclpy.publisher import Publisher
 from rclpy.qos import qos_profile_sensor_data
@@ -32,15 +29,15 @@ from vpr_node.core.priors.samples import ALTITUDE, HEADING, POSITION
 from vpr_node.core.retrieval.engine import Frame, VprEngine
 from vpr_node.core.retrieval.strategy import RetrievalStrategy, load_strategy
 from vpr_node.msg import VprResult as VprResultMsg
-from vpr_node.ros import dds_shm
 from vpr_node.ros.conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
+from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run
 from vpr_node.ros.params import PARAMETERS, NodeConfig
 from vpr_node.ros.prior_inputs import message_class
 from vpr_node.ros.qos import OUTPUT_QOS
 from vpr_node.ros.rosout import rosout_sink
 
 
-class VprLifecycleNode(LifecycleNode):
+class VprLifecycleNode(ReleasingLifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("vpr_node", **kwargs)
         for name, (default, description) in PARAMETERS.items():
@@ -62,8 +59,7 @@ class VprLifecycleNode(LifecycleNode):
         self.prior_inputs = None  # core.prior_messages.PriorInputs while priors are configured
         self.state_label: str = "unconfigured"
         self._last_stats: dict = {}
-        if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.05, self._autostart)
+        self.start_if_autostart()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -105,13 +101,6 @@ class VprLifecycleNode(LifecycleNode):
             pub.publish(result_to_msg(result, self.strategy.index.index_id))
 
     # --- lifecycle -------------------------------------------------------------------------
-    def _autostart(self) -> None:
-        """One-shot: configure, then activate (the `autostart` parameter); a failure is logged and recorded by the
-        transition and the node stays where it stopped."""
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
-
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             cfg = self._read_config()
@@ -241,21 +230,6 @@ class VprLifecycleNode(LifecycleNode):
             self.recorder.close()
             self.recorder = None
 
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "finalized"
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
-
     # --- diagnostics -----------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         pub = self.diag_pub
@@ -295,45 +269,10 @@ class VprLifecycleNode(LifecycleNode):
 
 
 def main(argv=None, fast_exit: bool = False) -> int:
-    """Run the node until SIGINT/SIGTERM/shutdown. fast_exit (the installed executable): end the process as
-    soon as the node is released, the recorder closed and ROS shut down (about 10 ms after the signal),
-    instead of letting the interpreter finalise torch/timm/faiss (about 2 s measured), so `ros2 launch`'s
-    SIGINT -> SIGTERM (5 s) -> SIGKILL escalation never has to escalate."""
-    # The structured JSON line is the whole console message (it also goes to /rosout).
-    os.environ.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "{message}")
-    cleaned = dds_shm.clean_at_start()  # before our own participant exists
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = VprLifecycleNode()
-    dds_shm.report(node.log, cleaned)
-    # Inference has its own thread (VprEngine); the executor only runs quick callbacks (enqueue a frame,
-    # lifecycle services, the diagnostics/watchdog timer). Not MultiThreadedExecutor: in rclpy 9.1.2
-    # (Kilted) it can busy-spin its spin thread while a submitted callback waits for a worker
-    # (ros2/rclpy#1452, fixed upstream by #1547 in rclpy 10.0.4), holding the GIL: measured here as the
-    # node at 100 % of a core for a whole replay, embeds slowed from 15 ms to 0.5-1.3 s and frames dropped
-    # in 5 of 20 sim-time replays (0 of 24 with this executor).
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        t0 = time.monotonic()
-        try:
-            node._release()
-        except Exception:  # noqa: BLE001
-            pass
-        t1 = time.monotonic()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-        node.log.info("c2.vpr.shutdown", "node stopped", release_ms=round((t1 - t0) * 1e3, 1),
-                      ros_ms=round((time.monotonic() - t1) * 1e3, 1))
-        if fast_exit:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-    return 0
+    """Run the node until SIGINT/SIGTERM/shutdown (ros/lifecycle.run: the executor and the fast exit). Inference has
+    its own thread (VprEngine); the executor only runs quick callbacks (enqueue a frame, lifecycle services, the
+    diagnostics/watchdog timer)."""
+    return run(VprLifecycleNode, argv, fast_exit)
 
 
 if __name__ == "__main__":

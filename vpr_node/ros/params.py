@@ -35,6 +35,11 @@ def config_from_params(cls, values: dict):
     return cls(**out)
 
 
+def core_part(node_config, core_cls):
+    """The core settings (a dataclass the node's config extends with its topics and timing) of a node config."""
+    return core_cls(**{f.name: getattr(node_config, f.name) for f in dataclasses.fields(core_cls)})
+
+
 def parameters_of(cls) -> dict[str, tuple]:
     """name -> (default, description) of a settings dataclass: what a node declares to ROS."""
     return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory(), f.metadata["help"])

@@ -15,15 +15,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 
@@ -38,7 +35,6 @@ from vpr_node.core.verification.engine import Pair, RetrievalResult, Verificatio
 from vpr_node.core.verification.verifier import Verifier
 from vpr_node.msg import VprResult as VprResultMsg
 from vpr_node.msg import VprVerification as VprVerificationMsg
-from vpr_node.ros import dds_shm
 from vpr_node.ros.conversions import (
     candidates_from_msg,
     compressed_decoder,
@@ -49,6 +45,7 @@ from vpr_node.ros.conversions import (
     time_to_ns,
     verification_to_msg,
 )
+from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run
 from vpr_node.ros.qos import OUTPUT_QOS
 from vpr_node.ros.rosout import rosout_sink
 from vpr_node.ros.verifier_params import PARAMETERS, VerifierNodeConfig
@@ -56,7 +53,7 @@ from vpr_node.ros.verifier_params import PARAMETERS, VerifierNodeConfig
 NODE_NAME = "vpr_verifier"
 
 
-class VerifierNode(LifecycleNode):
+class VerifierNode(ReleasingLifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         for name, (default, description) in PARAMETERS.items():
@@ -74,8 +71,7 @@ class VerifierNode(LifecycleNode):
         self.origin = (math.nan, math.nan)
         self.camera = None
         self.state_label = "unconfigured"
-        if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.05, self._autostart)
+        self.start_if_autostart()
 
 
     def _failed(self, exc: VprError, transition: str) -> TransitionCallbackReturn:
@@ -86,12 +82,6 @@ class VerifierNode(LifecycleNode):
         return TransitionCallbackReturn.FAILURE
 
     # --- lifecycle -------------------------------------------------------------------------
-    def _autostart(self) -> None:
-        """One-shot: configure, then activate (the `autostart` parameter); a failure is logged and recorded by the
-        transition and the node stays where it stopped."""
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -171,20 +161,8 @@ class VerifierNode(LifecycleNode):
             self.recorder.close()
             self.recorder = None
 
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "finalized"
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.state_label = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
 
     # --- input -----------------------------------------------------------------------------
     def _on_image(self, msg, decoder) -> None:
@@ -239,32 +217,7 @@ class VerifierNode(LifecycleNode):
 
 
 def main(argv=None, fast_exit: bool = False) -> int:
-    os.environ.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "{message}")
-    cleaned = dds_shm.clean_at_start()  # before our own participant exists
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = VerifierNode()
-    dds_shm.report(node.log, cleaned)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        t0 = time.monotonic()
-        try:
-            node._release()
-        except Exception:  # noqa: BLE001
-            pass
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-        node.log.info("c2.vpr.shutdown", "verifier stopped", release_ms=round((time.monotonic() - t0) * 1e3, 1))
-        if fast_exit:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-    return 0
+    return run(VerifierNode, argv, fast_exit, "verifier stopped")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import math
 
 from vpr_node.core.options import option
 from vpr_node.core.verification.verifier import VerifyConfig
-from vpr_node.ros.params import _between, _positive, config_from_params, parameters_of
+from vpr_node.ros.params import _between, _positive, config_from_params, core_part, parameters_of
 
 
 def _required(v):
@@ -54,7 +54,7 @@ class VerifierNodeConfig(VerifyConfig):
         return config_from_params(cls, values)
 
     def verify_config(self) -> VerifyConfig:
-        return VerifyConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(VerifyConfig)})
+        return core_part(self, VerifyConfig)
 
 
 PARAMETERS: dict[str, tuple] = parameters_of(VerifierNodeConfig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 
 import numpy as np
 
@@ -114,13 +115,16 @@ def _cmd(a):
 
 def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: float = 1.0, top_k: int = 10,
                weights=None, backbone_options: dict | None = None, camera_topic=None, domain_id: int = 77,
-               priors: dict | None = None, node_params: dict | None = None, verify: bool = False) -> dict:
+               priors: dict | None = None, node_params: dict | None = None, verify: bool = False,
+               autopilot: str | None = None) -> dict:
     """Start the lifecycle node (use_sim_time: true) as its own process, configure + activate it over its
     lifecycle services, publish the bag into ROS at recorded timing with /clock, collect the results.
     `priors`: node parameters of the prior topics (prior_params(bag)); the player publishes those topics.
     `node_params`: any other node parameters (e.g. index_memory_budget_mib). The node's resident memory after
     activation and its peak are reported. `verify`: the vpr_verifier node runs beside it (the index's calibration)
-    and its verified recall, acceptance, precision and fix error are scored against the bag's truth."""
+    and its verified recall, acceptance, precision and fix error are scored against the bag's truth. `autopilot`
+    (px4 | ardupilot, with verify): vpr_mavlink runs too, against a simulated autopilot on loopback UDP, and what it
+    received is scored against the accepted fixes (autopilot_report)."""
     from vpr_node.core.io.procstats import rss_mib
     from vpr_node.ros.bag_player import replay_into_ros
     from vpr_node.ros.harness import NodeProcess, VprClient, write_params_file
@@ -148,10 +152,21 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
             "compressed": params["compressed"], "recorder_path": str(workdir / "fdr_verifier.jsonl"),
             "queue_depth": 100, "max_pending": 1000, "match_timeout": 30.0}, node_name=VERIFIER_NAME),
             workdir / "verifier.log", domain_id, executable=VERIFIER_EXECUTABLE, name=VERIFIER_NAME)
-    client = VprClient(domain_id, image_topic=params["image_topic"], compressed=params["compressed"], verifier=verify)
+    mavlink = peer = None
+    if autopilot:
+        from vpr_node.core.autopilot.sim_peer import SimulatedAutopilot
+        from vpr_node.ros.node_spec import MAVLINK_EXECUTABLE, MAVLINK_NAME
+        port = free_udp_port()
+        peer = SimulatedAutopilot(autopilot, port=port, origin=_bag_origin(bag, camera_topic)).__enter__()
+        mavlink = NodeProcess(write_params_file(workdir / "params_mavlink.yaml", {
+            "autopilot": autopilot, "connection": f"udpout:127.0.0.1:{port}", "use_sim_time": True,
+            "max_fix_age_s": 120.0, "recorder_path": str(workdir / "fdr_mavlink.jsonl")}, node_name=MAVLINK_NAME),
+            workdir / "mavlink.log", domain_id, executable=MAVLINK_EXECUTABLE, name=MAVLINK_NAME)
+    client = VprClient(domain_id, image_topic=params["image_topic"], compressed=params["compressed"], verifier=verify,
+                       autopilot=bool(autopilot))
     try:
         client.wait_for_node(60)
-        for name in (None, "vpr_verifier") if verify else (None,):
+        for name in [None] + (["vpr_verifier"] if verify else []) + (["vpr_mavlink"] if autopilot else []):
             if not (client.transition("configure", node=name) and client.transition("activate", node=name)):
                 raise RuntimeError(f"{name or 'vpr_node'} did not activate; see the logs in {workdir}")
         if not client.wait_subscribed(30, count=2 if verify else 1):
@@ -160,17 +175,66 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
         memory = {"node_rss_mib_active": rss_mib(pid), "node_anon_mib_active": rss_mib(pid, "RssAnon")}
         out = replay_into_ros(bag, out_bag, rate, camera_topic, domain_id, top_k,
                               verification_topic="/vpr/verification" if verify else None)
+        accepted = out.pop("accepted_fixes", [])
         # RssFile: mapped file pages (the libraries, the memory-mapped descriptors the re-rank reads): shared page
         # cache the kernel can drop; RssAnon: the node's own memory
         memory.update({"node_peak_rss_mib": rss_mib(pid, "VmHWM"), "node_rss_mib_end": rss_mib(pid),
                        "node_anon_mib_end": rss_mib(pid, "RssAnon"), "node_file_mib_end": rss_mib(pid, "RssFile")})
         out.update(memory)
+        if peer is not None:
+            time.sleep(2.0)  # the last sends
+            out["autopilot"] = autopilot_report(accepted, peer, autopilot)
     finally:
         client.close()
         node.stop()
-        if verifier is not None:
-            verifier.stop()
+        for proc in (verifier, mavlink):
+            if proc is not None:
+                proc.stop()
+        if peer is not None:
+            peer.close()
     return {"backbone": backbone, **out}
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bag_origin(bag, camera_topic=None) -> tuple[float, float, float] | None:
+    """The first true position of the bag: the simulated autopilot's EKF origin (where GNSS was lost)."""
+    from vpr_node.core.io.bags import read_camera_bag
+    for f in read_camera_bag(bag, camera_topic):
+        if f.lat is not None:
+            return f.lat, f.lon, 0.0
+    return None
+
+
+def autopilot_report(accepted: list[dict], peer, autopilot: str) -> dict:
+    """What the simulated autopilot received against the accepted fixes: counts, eph against each fix's 1-sigma,
+    processing time (exposure -> send) and the rate."""
+    from vpr_node.core.autopilot.units import deg_e7, horizontal_sigma_m
+    kind = "GLOBAL_POSITION_SENSOR" if autopilot == "px4" else "ODOMETRY"
+    got = peer.messages(kind)
+    by_pos = {(m.lat, m.lon): m for m in got} if kind == "GLOBAL_POSITION_SENSOR" else {}
+    matched, eph_err, processing = 0, [], []
+    for f in accepted:
+        m = by_pos.get((deg_e7(f["lat"]), deg_e7(f["lon"])))
+        if m is None:
+            continue
+        matched += 1
+        eph_err.append(abs(m.eph - horizontal_sigma_m(f["cov_en"])))
+        processing.append(m.processing_time / 1e3)
+    stamps = [f["stamp_ns"] for f in accepted]
+    span = (max(stamps) - min(stamps)) / 1e9 if len(stamps) > 1 else 0.0
+    pct = (lambda q: round(float(np.percentile(processing, q)), 1)) if processing else (lambda q: None)
+    return {"accepted_fixes": len(accepted), "messages": len(got), "matched": matched,
+            "eph_max_abs_error_m": round(max(eph_err), 6) if eph_err else None,
+            "processing_ms_p50": pct(50), "processing_ms_p95": pct(95), "processing_ms_max": pct(100),
+            "fix_rate_hz": round((len(accepted) - 1) / span, 3) if span else None,
+            "heartbeats": len(peer.messages("HEARTBEAT")), "timesync": len(peer.messages("TIMESYNC"))}
 
 
 def _register_ros(sub) -> None:
@@ -183,6 +247,8 @@ def _register_ros(sub) -> None:
     p.add_argument("--index-memory-budget", type=float, default=0.0,
                    help="the node's index_memory_budget_mib (MiB of index.faiss; 0 = not checked)")
     p.add_argument("--verify", action="store_true", help="run vpr_verifier beside the node and score its fixes")
+    p.add_argument("--autopilot", choices=["px4", "ardupilot"], default=None,
+                   help="with --verify: run vpr_mavlink too, against a simulated autopilot, and score what it received")
     p.set_defaults(fn=_cmd_ros)
 
 
@@ -194,6 +260,7 @@ def _cmd_ros(a):
         row = replay_ros(a.bag, b, idx, a.workdir, f"{a.out}_{b}" if a.out else None, a.rate, a.top_k,
                          camera_topic=a.camera_topic, domain_id=a.domain_id,
                          priors=prior_params(a.bag, a.hfov) if a.priors else None,
-                         node_params={"index_memory_budget_mib": a.index_memory_budget}, verify=a.verify)
+                         node_params={"index_memory_budget_mib": a.index_memory_budget}, verify=a.verify,
+                         autopilot=a.autopilot)
         print(json.dumps(row))
     return 0

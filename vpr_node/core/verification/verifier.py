@@ -32,7 +32,7 @@ from vpr_node.core.verification.confidence import Calibration, feature_vector
 from vpr_node.core.verification.map_features import MapFeatures
 from vpr_node.core.verification.matchers import MAP_SOURCE, check_name, make_matcher
 from vpr_node.core.verification.matchers.base import LocalFeatures, mutual_nearest
-from vpr_node.core.verification.result import FitRecord, FrameHints, Verification, VerifiedCandidate
+from vpr_node.core.verification.result import FitRecord, Fix, FrameHints, Verification, VerifiedCandidate
 from vpr_node.core.verification.tiles import TileImages
 
 
@@ -321,8 +321,6 @@ class Verifier:
         return fit.inliers if fit is not None else 0
 
     def _fix(self, best: VerifiedCandidate, rec: FitRecord):
-        from vpr_node.core.verification.result import Fix
-
         (x, y, heading), cov = geometry.fix_covariance(rec.fit, rec.frame_size)
         mx, my = rec.where.metres_per_pixel()
         d = np.diag([mx, -my])  # map px (x right, y down) -> metres (east, north)

@@ -35,6 +35,22 @@ def _half_plane_mask(rng, w: int, h: int, share: float) -> np.ndarray:
     return proj < cut
 
 
+def _another_place(rng, width: int, height: int, rad: float, cx: float, cy: float, min_dist_px: float):
+    """A centre whose view stays inside the raster where it can (on a raster smaller than the view, its middle),
+    at least min_dist_px from (cx, cy) when one of 50 draws is; else the farthest drawn."""
+    lo_x, lo_y = min(rad, width / 2), min(rad, height / 2)
+    hi_x, hi_y = max(width - rad, lo_x), max(height - rad, lo_y)
+    best, best_d = (cx, cy), -1.0
+    for _ in range(50):
+        ox, oy = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
+        d = math.hypot(ox - cx, oy - cy)
+        if d >= min_dist_px:
+            return ox, oy
+        if d > best_d:
+            best, best_d = (ox, oy), d
+    return best
+
+
 class LookalikeViews:
     """n views of the map with a large part replaced by ground from elsewhere in it (module docstring)."""
 
@@ -55,10 +71,7 @@ class LookalikeViews:
             cx, cy = (float(v) for v in g.latlon_to_pixel(q.lat, q.lon))
             h, w = q.image.shape[:2]
             rad = 0.5 * side_px * math.hypot(w / h, 1.0) * 1.2
-            for _ in range(50):  # another place at least two footprints away
-                ox, oy = rng.uniform(rad, g.width - rad), rng.uniform(rad, g.height - rad)
-                if math.hypot(ox - cx, oy - cy) * g.gsd_m >= 2 * q.footprint_m:
-                    break
+            ox, oy = _another_place(rng, g.width, g.height, rad, cx, cy, 2 * q.footprint_m / g.gsd_m)
             other = render_from_raster(raster, ox, oy, q.yaw_deg, side_px, (w, h))
             mask = _half_plane_mask(rng, w, h, rng.uniform(0.3, 0.5))
             img = q.image.copy()
