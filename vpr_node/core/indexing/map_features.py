@@ -30,8 +30,8 @@ from vpr_node.core.verification.matchers import FEATURES_OF, MAP_SOURCE
 class MapFeaturesConfig:
     matcher: str = option("xfeat", "learned matcher whose features are prepared (xfeat | aliked; '' = none)")
     gsd_m: float = option(0.2, "ground resolution of the map features (m/px): frames are resampled to it "
-                                "(BENCHMARKS.md 'Verification on real imagery': 0.2 held best; finer than the "
-                                "map's own resolution loses)")
+                                "(about the developer maps' and the real map's own resolution: finer adds "
+                                "pixels the map does not have)")
     block_px: int = option(512, "side of the square blocks features are extracted from (px at gsd_m)")
     overlap_px: int = option(64, "overlap of neighbouring blocks (px): a keypoint near a block's edge is taken from "
                                  "the block it is inside of")

@@ -64,11 +64,11 @@ class VerifyConfig:
     learned_windows: int = option(3, "learned matchers: map windows screened per frame (the places of the first "
                                      "candidates by retrieval rank; a candidate inside an earlier window shares it)")
     matched_windows: int = option(3, "learned matchers: screened windows the matcher runs on, most mutual nearest "
-                                     "neighbours first (LighterGlue is the fallback's cost; 1 halves it and loses a "
-                                     "third of the real-imagery fixes: BENCHMARKS.md)")
+                                     "neighbours first (LighterGlue is the fallback's cost; 1 halves it and loses "
+                                     "real-imagery fixes: BENCHMARKS.md 'Verification on real imagery')")
     window_scale: float = option(1.0, "learned matchers: a window's half side is this times the frame's footprint "
-                                       "(about the frame's turned extent; larger windows starve LighterGlue: "
-                                       "BENCHMARKS.md 'Verification on real imagery')")
+                                       "(about the frame's turned extent; a larger window spreads its keypoint budget "
+                                       "over ground the frame does not see and starves LighterGlue)")
     frame_features: int = option(2048, "learned matchers: the frame's strongest keypoints kept (LighterGlue's cost "
                                        "grows with frame x window keypoints)")
     window_features: int = option(2048, "learned matchers: a window's strongest map features kept")

