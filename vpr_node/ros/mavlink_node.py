@@ -121,9 +121,6 @@ class MavlinkNode(ReleasingLifecycleNode):
             self.recorder.close()
             self.recorder = None
 
-
-
-
     # --- fixes -----------------------------------------------------------------------------------------------
     def _on_verification(self, msg) -> None:
         out = self.output

@@ -73,7 +73,6 @@ class VerifierNode(ReleasingLifecycleNode):
         self.state_label = "unconfigured"
         self.start_if_autostart()
 
-
     def _failed(self, exc: VprError, transition: str) -> TransitionCallbackReturn:
         self.log.error(exc.kind, f"{transition} failed: {exc}", transition=transition, **exc.context)
         if self.recorder:
@@ -82,7 +81,6 @@ class VerifierNode(ReleasingLifecycleNode):
         return TransitionCallbackReturn.FAILURE
 
     # --- lifecycle -------------------------------------------------------------------------
-
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             cfg = VerifierNodeConfig.from_params({n: self.get_parameter(n).value for n in PARAMETERS})
@@ -160,9 +158,6 @@ class VerifierNode(ReleasingLifecycleNode):
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
-
-
-
 
     # --- input -----------------------------------------------------------------------------
     def _on_image(self, msg, decoder) -> None:
