@@ -1,7 +1,7 @@
 """Replay a rosbag2 through the vpr_node lifecycle node in simulated time.
 
     ros2 launch vpr_node replay.launch.py bag:=/path/flight_bag index_dir:=/path/index \
-        [backbone:=efficientnet_lite0_netvlad] [rate:=1.0] [out:=/path/result_bag]
+        [backbone:=xfeat_netvlad] [rate:=1.0] [out:=/path/result_bag]
 
 Starts the node with use_sim_time:=true (configured and activated at launch) and the package's
 `vpr_bag_player`, which publishes the bag's camera and NavSatFix messages at their recorded timing
@@ -55,7 +55,7 @@ def generate_launch_description():
                 "bag", description="rosbag2 folder (MCAP or sqlite3) with camera frames (+ NavSatFix)"
             ),
             DeclareLaunchArgument("index_dir", description="index built by `vpr build-index` for the backbone"),
-            DeclareLaunchArgument("backbone", default_value="efficientnet_lite0_netvlad"),
+            DeclareLaunchArgument("backbone", default_value="xfeat_netvlad"),
             DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw"),
             DeclareLaunchArgument("compressed", default_value="false", description="true for CompressedImage bags"),
             DeclareLaunchArgument("rate", default_value="1.0", description="playback speed; 1.0 = recorded timing"),

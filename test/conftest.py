@@ -99,7 +99,8 @@ def vlad_index_dir(sample_corpus, tmp_path_factory):
     from vpr_node.core.indexing.index_build import build_index_for
     from vpr_node.core.indexing.settings import BuildSettings
     out = tmp_path_factory.mktemp("index_vlad")
-    build_index_for("efficientnet_lite0_netvlad", sample_corpus, out,
+    from vpr_node.core.backbones import DEFAULT_BACKBONE
+    build_index_for(DEFAULT_BACKBONE, sample_corpus, out,
                     BuildSettings(rotations=1), backbone_options={"input_size": 160, "num_clusters": 8}, progress=False)
     assert (out / "backbone_weights.pt").is_file()
     return out

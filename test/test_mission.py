@@ -13,6 +13,7 @@ import torch
 from rasterio.transform import from_bounds  # noqa: E402
 from rasterio.warp import Resampling, calculate_default_transform, reproject  # noqa: E402
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.io.hashing import sha256_file
 from vpr_node.core.maps.camera import DEFAULT_CAMERA
@@ -25,6 +26,7 @@ from vpr_node.core.mission.prepare import prepare_mission
 pytestmark = pytest.mark.slow
 
 OPTS = {"input_size": 160, "num_clusters": 8}
+RAW_DIM = 8 * 64  # the default backbone's VLAD with OPTS: 8 clusters of XFeat's 64-D descriptors
 
 
 CALIBRATION_VIEWS = 100
@@ -70,7 +72,7 @@ def test_adapted_weights_are_in_the_index_folder_named_and_hashed(mission):
     chosen = adaptation["validation"]["chosen"]
     assert chosen["eligible"] and all(chosen["score"] >= c["score"] for c in cands if c["eligible"])
     state = torch.load(f"{out}/backbone_weights.pt")
-    assert ("whiten.weight" in state) == (chosen["dim"] != 8 * 192)
+    assert ("whiten.weight" in state) == (chosen["dim"] != RAW_DIM)
     assert manifest["descriptor_dim"] == chosen["dim"]
     assert {s[0] for s in manifest["tile_plan"]["scales"]} == {68.6, 97.0}  # footprint of 55-110 m, 86 deg hfov
     assert "max_share" in manifest["hubness"]
@@ -82,7 +84,7 @@ def test_whitening_travels_with_the_weights(whitened_mission):
     state = torch.load(f"{summary['out']}/backbone_weights.pt")
     assert manifest["adaptation"]["whitening"]["pairs"] >= 100
     dim = manifest["adaptation"]["whitening"]["dim"]
-    assert state["whiten.weight"].shape == (dim, 8 * 192) and manifest["descriptor_dim"] == dim
+    assert state["whiten.weight"].shape == (dim, RAW_DIM) and manifest["descriptor_dim"] == dim
 
 
 def test_the_build_on_onnx_runtime_gives_the_pytorch_index(whitened_mission, tmp_path):
@@ -150,14 +152,14 @@ def test_node_loads_the_adapted_weights_from_the_index(whitened_mission, sample_
     from conftest import Running, node_params, send_frame
     _, summary = whitened_mission
     dim = json.loads(open(f"{summary['out']}/manifest.json").read())["descriptor_dim"]
-    r = Running(tmp_path, node_params(summary["out"], tmp_path, backbone="efficientnet_lite0_netvlad",
+    r = Running(tmp_path, node_params(summary["out"], tmp_path, backbone=DEFAULT_BACKBONE,
                                       backbone_options=json.dumps(OPTS), weights=""))
     try:
         assert r.client.transition("configure"), r.node.log_text()[-3000:]
         assert r.client.transition("activate")
         r.client.wait_subscribed(10)
         res = send_frame(r.client, sample_queries[0].image, 4242)
-        assert res is not None and res.descriptor_dim == dim < 8 * 192 and len(res.candidates) == 5
+        assert res is not None and res.descriptor_dim == dim < RAW_DIM and len(res.candidates) == 5
     finally:
         assert r.close() == 0
 

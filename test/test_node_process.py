@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from conftest import GEM_OPTS, Running, node_params, send_frame
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
+
 pytestmark = pytest.mark.process
 
 
@@ -81,14 +83,14 @@ def test_deactivate_stops_output(running, sample_queries):
 def test_backbone_switch_takes_effect_at_reactivation(running, sample_queries, vlad_index_dir):
     c = running.client
     assert c.state() == "inactive"
-    assert all(c.set_parameters({"backbone": "efficientnet_lite0_netvlad", "weights": "",
+    assert all(c.set_parameters({"backbone": DEFAULT_BACKBONE, "weights": "",
                                  "backbone_options": '{"input_size": 160, "num_clusters": 8}',
                                  "index_dir": str(vlad_index_dir)}))
     assert c.transition("activate"), running.node.log_text()[-2000:]
     c.wait_subscribed(10)
     res = send_frame(c, sample_queries[0].image, 123)
-    assert res is not None and res.backbone_label == "efficientnet_lite0_netvlad"
-    assert res.descriptor_dim == 192 * 8 and all(x.descriptor_dim == 192 * 8 for x in res.candidates)
+    assert res is not None and res.backbone_label == DEFAULT_BACKBONE
+    assert res.descriptor_dim == 64 * 8 and all(x.descriptor_dim == 64 * 8 for x in res.candidates)
     assert '"kind":"c2.vpr.reload"' in running.node.log_text()
     assert c.transition("deactivate") and c.transition("cleanup") and c.state() == "unconfigured"
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import typing
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.options import option
 
@@ -80,7 +81,7 @@ def _known_backbone(name: str) -> str | None:
 class NodeConfig:
     autostart: bool = option(False, "configure and activate at start: `ros2 launch ... auto_start:=true` sets it, so a "
                                     "node respawned after a crash starts serving again by itself")
-    backbone: str = option("efficientnet_lite0_netvlad",
+    backbone: str = option(DEFAULT_BACKBONE,
                           "registry name of the backbone; a change takes effect at the next activation",
                           check=lambda v: _known_backbone(v))
     weights: str = option("", "path of backbone weights ('' = the index folder's fitted/adapted weights, else the "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.backbones.convert import convert_checkpoint, fit_pca
 from vpr_node.tools.common import add_backbone_args, print_json
 
@@ -26,7 +27,7 @@ def _init_vlad(a):
     from vpr_node.core.backbones import get_spec
     from vpr_node.core.maps.tiles import TileCorpus
     opts = dict(a.backbone_options)
-    if a.backbone == "efficientnet_lite0_netvlad" and a.clusters:
+    if a.clusters:
         opts["num_clusters"] = a.clusters
     print(get_spec(a.backbone).fit_to_corpus(TileCorpus(a.corpus), a.out, weights=a.weights, n_images=a.images,
                                               seed=a.seed, **opts))
@@ -123,14 +124,15 @@ def register(sub) -> None:
     p = sub.add_parser(
         "init-vlad", help="weights fitted to a corpus: NetVLAD centroids by k-means (NetVLAD paper recipe)"
     )
-    p.add_argument("--backbone", default="efficientnet_lite0_netvlad", choices=fittable)
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=fittable)
     p.add_argument(
         "--weights", default=None, help="start from these weights (net_vlad: a converted checkpoint's encoder)"
     )
     p.add_argument("--backbone-options", default="{}", type=json.loads)
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--clusters", type=int, default=None, help="efficientnet_lite0_netvlad: number of clusters (16)")
+    p.add_argument("--clusters", type=int, default=None,
+                   help="number of clusters (efficientnet_lite0_netvlad: 16, xfeat_netvlad: 64)")
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_init_vlad)

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.index.synthetic import clustered_descriptors
 
 
@@ -40,7 +41,7 @@ def machine() -> dict:
 
 
 # --- embed -------------------------------------------------------------------------------------
-EMBED_CASES = [("efficientnet_lite0_netvlad", "fp32"), ("efficientnet_lite0_gem", "fp32"),
+EMBED_CASES = [("xfeat_netvlad", "fp32"), ("efficientnet_lite0_netvlad", "fp32"), ("efficientnet_lite0_gem", "fp32"),
                ("efficientnet_lite0_gem", "fp16"), ("net_vlad", "fp32")]
 
 
@@ -201,7 +202,7 @@ def bench_prior_search(sizes=(100_000, 1_000_000), dims=(256,), kinds=("flat", "
 
 
 # --- node --------------------------------------------------------------------------------------
-def bench_node(workdir, backbones=("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"), frames: int = 30,
+def bench_node(workdir, backbones=(DEFAULT_BACKBONE, "efficientnet_lite0_gem"), frames: int = 30,
                rates=(3.0, 0.0)) -> list[dict]:
     """rate 0 = max rate (publish the next frame as soon as the previous result arrives... and also a burst)."""
     from vpr_node.core.benchmarks.workspace import cached_corpus, cached_index, cached_queries, sample_maps
@@ -321,7 +322,7 @@ def _cmd(a):
                                                      kinds=[k for k in a.index_kinds if k != "hnsw"] or ["flat"])
         if "node" in a.parts:
             res["node"] = bench_node(tmp, backbones=("efficientnet_lite0_gem",) if a.smoke else
-                                     ("efficientnet_lite0_netvlad", "efficientnet_lite0_gem"),
+                                     (DEFAULT_BACKBONE, "efficientnet_lite0_gem"),
                                      frames=4 if a.smoke else a.node_frames)
     out = pathlib.Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import json
 import pathlib
 import shlex
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.benchmarks.flight import CONFIGS, FlightConfig
 from vpr_node.tools.common import add_dataclass_options, dataclass_from_args
 
@@ -92,7 +93,7 @@ def register(sub) -> None:
                                             "drifting VIO priors, fixes, recall and position error along the flight")
     p.add_argument("--workdir", default="artifacts/bench_flight")
     p.add_argument("--maps", default=None, help="the real imagery placed in the map (default: wildnav_turku)")
-    p.add_argument("--backbone", default="efficientnet_lite0_netvlad")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
                    help="prior configurations flown")
     p.add_argument("--runtime", default="pytorch", choices=("pytorch", "onnxruntime"),

@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
+
 STEPS = ("interpreter", "numpy_faiss_opencv", "rclpy_and_messages", "torch", "backbone", "index", "first_frame",
          "ten_frames")
 
@@ -123,7 +125,7 @@ def _print(rows: list[dict]) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("bench-memory", help="where the node's resident memory goes, step by step (MiB)")
-    p.add_argument("--backbone", default="efficientnet_lite0_netvlad")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--index", required=True, help="index folder (e.g. a prepare-mission output)")
     p.add_argument("--backbone-options", default="")
     p.add_argument("--threads", type=int, default=2)

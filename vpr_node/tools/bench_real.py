@@ -16,6 +16,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verifiers", nargs="+", default=["sift", "xfeat", "xfeat-mnn", "aliked", "default"],
                    choices=list(VERIFIERS))
+    p.add_argument("--retrieval", nargs="*", default=None, metavar="BACKBONE",
+                   help="instead of the verifiers: each backbone's retrieval recall@1/5/10/50, map-fitted and adapted "
+                        "(no names: the default, efficientnet_lite0_gem and xfeat_netvlad)")
+    p.add_argument("--no-distractors", action="store_true",
+                   help="--retrieval against the real orthophoto alone (default: among the other developer maps' "
+                        "tiles)")
     p.set_defaults(fn=_cmd)
 
 
@@ -26,10 +32,23 @@ def _cmd(a):
         print(f"{dataset_dir()} is absent: the real-imagery benchmark needs ../shared/data/ortholoc_demo_real")
         return 2
     out = pathlib.Path(a.workdir)
+    if a.retrieval is not None:
+        return _retrieval(a, out)
     res = run(out, a.n, a.seed, a.verifiers)
     table = format_markdown(res)
     print(table)
     (out / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     (out / "results.md").write_text(table + "\n")
     crops_mosaic(real_crops(a.n, a.seed), out / "crops.png")
+    return 0
+
+
+def _retrieval(a, out: pathlib.Path) -> int:
+    from vpr_node.core.benchmarks.real_retrieval import BACKBONES, format_markdown, run_retrieval
+
+    res = run_retrieval(out, a.retrieval or BACKBONES, a.n, a.seed, distractors=not a.no_distractors)
+    table = format_markdown(res)
+    print(table)
+    (out / "retrieval.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    (out / "retrieval.md").write_text(table + "\n")
     return 0

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.index.synthetic import synthetic_index
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -144,7 +145,7 @@ def register(sub) -> None:
     p.add_argument("--tile-m", type=float, default=150.0, help="tile ground size (m); queries have this footprint")
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--tile-px", type=int, default=320)
-    p.add_argument("--backbone", default="efficientnet_lite0_netvlad")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--rotations", type=int, default=4, choices=(1, 2, 4, 8))
     p.add_argument("--pca-dim", type=int, default=256)
     p.add_argument("--memory-budget", type=float, default=8.0, help="MiB for the index, at build and in the node")

@@ -7,10 +7,11 @@ import dataclasses
 import json
 import typing
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.maps.sources import MAPS_HELP  # noqa: F401  (the commands' --maps help)
 
 
-def add_backbone_args(p, default: str = "efficientnet_lite0_netvlad") -> None:
+def add_backbone_args(p, default: str = DEFAULT_BACKBONE) -> None:
     p.add_argument("--backbone", default=default, help="registry name (see `vpr backbones`)")
     p.add_argument("--weights", default=None, help="weights file (default: the backbone's packaged weights, or the "
                                                    "index folder's fitted/adapted weights)")

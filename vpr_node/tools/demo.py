@@ -13,8 +13,7 @@ import time
 
 import numpy as np
 
-DEFAULT_BACKBONE = "efficientnet_lite0_netvlad"
-
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 
 # The demo's short adaptation budget (the full recipe and its numbers: README "Mission preparation").
 DEMO_ADAPT = dict(steps=4, views=400, validation_views=100)  # a step budget: the same model on any machine

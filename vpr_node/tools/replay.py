@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
+
 
 def prior_params(bag, hfov_deg: float = 86.0) -> dict:
     """Node parameters that subscribe to the prior topics a synthesised bag carries (bagio.PRIOR_TOPICS)."""
@@ -84,7 +86,7 @@ def register(sub) -> None:
 def _add_replay_args(p) -> None:
     """What both replays take: the bag, backbone(s) and index(es), result bag, camera topic, priors."""
     p.add_argument("bag")
-    p.add_argument("--backbone", nargs="+", default=["efficientnet_lite0_netvlad"])
+    p.add_argument("--backbone", nargs="+", default=[DEFAULT_BACKBONE])
     p.add_argument("--index", nargs="+", required=True, help="one index folder per backbone")
     p.add_argument("--out", default=None, help="result bag folder (one per backbone: <out>_<backbone>)")
     p.add_argument("--camera-topic", default=None)

@@ -20,6 +20,7 @@ import pathlib
 import cv2
 import numpy as np
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.benchmarks.developer_maps import shared_data_dir
 from vpr_node.core.evaluation.recall import evaluate
 from vpr_node.core.indexing.settings import BuildSettings
@@ -137,7 +138,7 @@ def run(workdir, n: int = 40, seed: int = 0, verifiers=("sift", "xfeat", "defaul
     if "aliked" in verifiers:
         aliked_features(index, pathlib.Path(workdir) / "map" / "tiles.csv")
     queries = real_crops(n, seed, data_dir)
-    strategy = load_strategy("efficientnet_lite0_netvlad", index_dir=str(index))
+    strategy = load_strategy(DEFAULT_BACKBONE, index_dir=str(index))
     k = min(50, len(strategy.index))
     out = {"crops": n, "seed": seed, "footprint_m": FOOTPRINT_M, "tiles": len(strategy.index), "verifiers": {}}
     base = evaluate(strategy, queries, k=k, progress=progress)

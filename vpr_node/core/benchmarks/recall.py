@@ -3,10 +3,13 @@
 Per map: synthesised drone queries of a fixed seed (never used by adaptation), tiles, an index per
 configuration, recall@1/5/10/20 at 25/50 m and top-1 hubness; then the mean over maps.
 
-Configurations: `default` (efficientnet_lite0_netvlad, corpus k-means, no adaptation), `adapted`
+Configurations: `default` (the default backbone, backbones.DEFAULT_BACKBONE, vocabulary fitted on the map, no
+adaptation), `adapted`
 (`prepare-mission` on the map: learned whitening from synthesised map views, plus a fine-tune when
 --adapt-minutes > 0), `heading` (default index, queries rotated north-up by their true heading),
-`gem` (efficientnet_lite0_gem), `legacy_trunk` (default with the earlier symmetric-padding trunk).
+`gem` (efficientnet_lite0_gem), `lite0` / `lite0_adapted` (efficientnet_lite0_netvlad, the default until
+2026-12-07), `adapted_retrieval` (`adapted` without the map features and the verifier's calibration: what a
+retrieval comparison needs), `legacy_trunk` (lite0 with the earlier symmetric-padding trunk).
 Priors (the node's PriorApplier, fed the truth plus noise: heading 10 deg, altitude 10 %, position
 200 m unless named): `adapted+heading`, `adapted+altitude`, `adapted+position`, `adapted+position50`,
 `adapted+position500`, `adapted+all` (the three together), `adapted_rot1+heading` (an index with one
@@ -21,9 +24,10 @@ import time
 
 import numpy as np
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.benchmarks.protocols import prepare_benchmark, protocol_setup
 from vpr_node.core.benchmarks.workspace import cached_index
-from vpr_node.core.evaluation.recall import evaluate
+from vpr_node.core.evaluation.recall import RECALL_NS, evaluate
 from vpr_node.core.evaluation.report import write_report, write_verification_report
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.mission.adaptation import AdaptConfig
@@ -33,13 +37,16 @@ from vpr_node.core.priors.noise import PriorNoise
 from vpr_node.core.retrieval.strategy import load_strategy
 from vpr_node.core.verification.verifier import Verifier, VerifyConfig
 
-DEFAULT_BACKBONE = "efficientnet_lite0_netvlad"
+LITE0 = "efficientnet_lite0_netvlad"  # the default before xfeat_netvlad
 CONFIGS = {
     "default": dict(backbone=DEFAULT_BACKBONE),
     "adapted": dict(backbone=DEFAULT_BACKBONE, adapt=True),
     "heading": dict(backbone=DEFAULT_BACKBONE, heading_known=True),
     "gem": dict(backbone="efficientnet_lite0_gem"),
-    "legacy_trunk": dict(backbone=DEFAULT_BACKBONE, options={"trunk": "efficientnet_lite0"}),
+    "lite0": dict(backbone=LITE0),
+    "lite0_adapted": dict(backbone=LITE0, adapt=True, retrieval_only=True),
+    "adapted_retrieval": dict(backbone=DEFAULT_BACKBONE, adapt=True, retrieval_only=True),
+    "legacy_trunk": dict(backbone=LITE0, options={"trunk": "efficientnet_lite0"}),
     "adapted+heading": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(heading=True)),
     "adapted+altitude": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(altitude=True)),
     "adapted+position": dict(backbone=DEFAULT_BACKBONE, adapt=True, priors=dict(position=True)),
@@ -57,6 +64,7 @@ CONFIGS = {
     "adapted+xfeat": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=dict(matcher="xfeat", fallback_matcher="")),
 }
 DEFAULT_CONFIGS = ("default", "adapted")
+RETRIEVAL_K = 50  # candidates retrieved where nothing is verified (recall@50); the verifier's K is its own
 PRIOR_CONFIGS = ("adapted", "adapted+heading", "adapted+altitude", "adapted+position", "adapted+all")
 
 
@@ -73,9 +81,12 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
         opts = cfg.get("options", {})
         extra = {}
         if cfg.get("adapt"):
-            rot = cfg.get("rotations", 4)
-            idx, extra = adapted_index(maps_csv, workdir / ("mission" if rot == 4 else f"mission_rot{rot}"), protocol,
-                                       adapt_minutes, device, rot)
+            rot, backbone, only = cfg.get("rotations", 4), cfg["backbone"], cfg.get("retrieval_only", False)
+            folder = ("mission" + ("" if rot == 4 else f"_rot{rot}") + ("" if backbone == DEFAULT_BACKBONE
+                                                                         else f"_{backbone}")
+                      + ("_retrieval" if only else ""))
+            idx, extra = adapted_index(maps_csv, workdir / folder, protocol, adapt_minutes, device, rot, backbone,
+                                       only)
         else:
             tag = "_".join(f"{k}-{v}" for k, v in opts.items())
             idx = cached_index(cfg["backbone"], corpus, workdir / f"index_{cfg['backbone']}{'_' + tag if tag else ''}",
@@ -86,8 +97,10 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
         verify = cfg.get("verify")
         verifier = None if not verify else Verifier.for_index(idx) if verify is True else \
             Verifier.for_index(idx, VerifyConfig(**verify), calibrated=False)
-        r = evaluate(s, queries, k=20, heading_known=cfg.get("heading_known", False), priors=noise,
-                     camera=protocol_setup(protocol)[0].camera_model(), verifier=verifier)
+        k = 20 if verifier else RETRIEVAL_K
+        r = evaluate(s, queries, k=k, heading_known=cfg.get("heading_known", False), priors=noise,
+                     camera=protocol_setup(protocol)[0].camera_model(), verifier=verifier,
+                     ns=RECALL_NS if verifier else (*RECALL_NS, RETRIEVAL_K))
         if verifier is not None and report_dir:
             r.extra["verification_files"] = write_verification_report(r, verifier, queries,
                                                                        pathlib.Path(report_dir) / name)
@@ -100,20 +113,30 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
     return results
 
 
-def adapted_index(maps_csv, mission_dir, protocol: str, adapt_minutes: float, device: str, rotations: int = 4):
+def adapted_index(maps_csv, mission_dir, protocol: str, adapt_minutes: float, device: str, rotations: int = 4,
+                  backbone: str = DEFAULT_BACKBONE, retrieval: bool = False):
     """prepare-mission on the map with the protocol's camera and altitudes (no report: the benchmark's own
-    queries are the report). Returns (index folder, adaptation facts)."""
+    queries are the report; `retrieval`: stop after the index, no map features or calibration).
+    Returns (index folder, adaptation facts)."""
     spec, plan = protocol_setup(protocol)
     if protocol == "legacy":
         raise ValueError("the adapted configuration runs with the benchmark protocol (camera + altitudes)")
     t0 = time.perf_counter()
     summary = prepare_mission(MissionConfig(
         maps=str(maps_csv), out=str(mission_dir), altitude=spec.altitude_m, camera=spec.camera_model(),
-        report_queries=0, build=BuildSettings(rotations=rotations),
+        report_queries=0, build=BuildSettings(rotations=rotations), backbone=backbone,
+        **(retrieval_only() if retrieval else {}),
         adapt=AdaptConfig(minutes=adapt_minutes, altitude_m=spec.altitude_m, hfov_deg=spec.hfov_deg, device=device)),
         log=lambda *_: None)
     adaptation = summary.get("adaptation") or {}
     return pathlib.Path(mission_dir), {"prepare_mission_s": round(time.perf_counter() - t0, 1), **adaptation}
+
+
+def retrieval_only() -> dict:
+    """MissionConfig fields that make prepare-mission stop after the index (no map features, no calibration)."""
+    from vpr_node.core.indexing.map_features import MapFeaturesConfig
+    from vpr_node.core.mission.calibration import CalibrationConfig
+    return {"map_features": MapFeaturesConfig(matcher=""), "calibration": CalibrationConfig(views=0)}
 
 
 def run_all(maps: list, workdir, n_queries: int, seed: int, configs, protocol: str, adapt_minutes: float,
@@ -134,9 +157,9 @@ def run_all(maps: list, workdir, n_queries: int, seed: int, configs, protocol: s
 
 
 def format_markdown(summary: dict) -> str:
-    lines = ["| area | configuration | R@1 | R@5 | R@10 | R@20 | R@1 50 m | wrong-hub share | top-1 / truth max share "
-             "| embed / search p50 ms | index MiB | adaptation time |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| area | configuration | R@1 | R@5 | R@10 | R@20 | R@50 | R@1 50 m | wrong-hub share | top-1 / truth max "
+             "share | embed / search p50 ms | index MiB | adaptation time |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for area, rows in summary["per_map"].items():
         for c, r in rows.items():
             rc = r["recall"]
@@ -147,13 +170,15 @@ def format_markdown(summary: dict) -> str:
                 if ex.get("fine_tune"):
                     t += f" ({ex['fine_tune']['steps']} fine-tune steps on {ex['fine_tune']['device']})"
             hub = r.get("hubness", {})
+            r50 = f"{rc['25']['50']:.3f}" if "50" in rc["25"] else ""
             lines.append(f"| {area} | {c} | {rc['25']['1']:.3f} | {rc['25']['5']:.3f} | {rc['25']['10']:.3f} | "
-                         f"{rc['25']['20']:.3f} | {rc['50']['1']:.3f} | {hub.get('wrong_hub_share', '')} | "
+                         f"{rc['25']['20']:.3f} | {r50} | {rc['50']['1']:.3f} | {hub.get('wrong_hub_share', '')} | "
                          f"{hub.get('max_share', '')} / {hub.get('truth_max_share', '')} | "
                          f"{r['embed_ms_p50']:.1f} / {r['search_ms_p50']:.2f} | {ex.get('index_MiB', '')} | {t} |")
     for c, rc in summary["mean"].items():
+        r50 = f"{rc['25']['50']:.3f}" if "50" in rc["25"] else ""
         lines.append(f"| **mean** | {c} | {rc['25']['1']:.3f} | {rc['25']['5']:.3f} | {rc['25']['10']:.3f} | "
-                     f"{rc['25']['20']:.3f} | {rc['50']['1']:.3f} | | | | | |")
+                     f"{rc['25']['20']:.3f} | {r50} | {rc['50']['1']:.3f} | | | | | |")
     verified = [(a, c, r["extra"]["verification"]) for a, rows in summary["per_map"].items() for c, r in rows.items()
                 if (r.get("extra") or {}).get("verification")]
     if verified:

@@ -68,8 +68,8 @@ def recall_summary(dists: list, k: int, radius_m: float = 25.0) -> dict[str, flo
 
 
 def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, heading_known: bool = False,
-             progress: bool = True, priors=None, camera=None, verifier=None) -> EvalResult:
-    """Embed each query, retrieve top-k, compute recall@N at 25 m and 50 m and latency.
+             progress: bool = True, priors=None, camera=None, verifier=None, ns=RECALL_NS) -> EvalResult:
+    """Embed each query, retrieve top-k, compute recall@N (N in `ns`, each <= k) at 25 m and 50 m and latency.
 
     `verifier` (verification.Verifier) also verifies each query's candidates (the frame as the camera took it):
     per-query outcome in `per_query[i]["verification"]`, totals in `extra["verification"]` (evaluation/verified.py).
@@ -117,7 +117,7 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
             hints = frame_hints(state, camera) if applier is not None else None
             per_query[-1]["verification"] = frame_record(verifier.verify(q.image, cands, hints), q.lat, q.lon)
     dist = np.stack(dists)
-    recall = {str(int(r)): {str(n): v for n, v in recall_from_distances(dist, RECALL_NS, r).items()} for r in RADII_M}
+    recall = {str(int(r)): {str(n): v for n, v in recall_from_distances(dist, ns, r).items()} for r in RADII_M}
     result = EvalResult(strategy.label, strategy.descriptor_dim, len(queries), recall,
                         percentile_ms(embed_ms, 50), percentile_ms(embed_ms, 95),
                         percentile_ms(search_ms, 50), percentile_ms(search_ms, 95),

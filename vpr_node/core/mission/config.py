@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.indexing.map_features import MapFeaturesConfig
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.maps.camera import DEFAULT_CAMERA, CameraModel
@@ -23,7 +24,7 @@ STEPS = ("corpus", "base_weights", "adapt", "index", "map_features", "verifier",
 class MissionConfig:
     maps: str = option("", MAPS_HELP)
     out: str = option("", "index folder (set the node's index_dir to it)")
-    backbone: str = option("efficientnet_lite0_netvlad", "registry name (see `vpr backbones`)")
+    backbone: str = option(DEFAULT_BACKBONE, "registry name (see `vpr backbones`)")
     backbone_options: dict = option(factory=dict, help="JSON object of backbone options")
     runtime: str = option("pytorch", "runtime tiles and views are embedded on: pytorch, or onnxruntime (the model "
                                      "exported once per model, its descriptors checked against PyTorch's; faster on "
