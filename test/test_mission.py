@@ -236,3 +236,21 @@ def test_prepare_mission_and_build_index_take_a_utm_geotiff(maps, tmp_path):
     idx = DescriptorIndex(tmp_path / "index")
     assert {r.src_crs for r in idx.records} == {"EPSG:32634"}
     assert idx.search(idx.index.reconstruct(0), 1)[0].distance < 1e-4
+
+
+def test_another_backbone_in_the_same_folder_refits_its_weights(maps, tmp_path):
+    """prepare-mission again into the same folder with another backbone: its own corpus-fitted weights, not the first
+    backbone's (they would not load), and an index the node loads with that backbone."""
+    from vpr_node.core.indexing.map_features import MapFeaturesConfig
+    from vpr_node.core.retrieval.strategy import load_strategy
+    out = tmp_path / "index"
+    for backbone in ("efficientnet_lite0_netvlad", "xfeat_netvlad"):
+        cfg = MissionConfig(maps=str(maps["root"] / "utm.tif"), out=str(out), backbone=backbone,
+                            backbone_options={"input_size": 96, "num_clusters": 4}, camera=DEFAULT_CAMERA,
+                            altitude=(50.0, 60.0), build=BuildSettings(rotations=1), tile_px=96, report_queries=0,
+                            calibration=CalibrationConfig(views=0), map_features=MapFeaturesConfig(matcher=""),
+                            progress=False, adapt=AdaptConfig(minutes=0, whiten_dim=0, validation_views=20))
+        prepare_mission(cfg, log=lambda *_: None)
+        assert json.loads((out / "manifest.json").read_text())["backbone_label"] == backbone
+    s = load_strategy("xfeat_netvlad", index_dir=str(out), backbone_options={"input_size": 96, "num_clusters": 4})
+    assert s.descriptor_dim == 4 * 64

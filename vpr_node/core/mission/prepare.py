@@ -96,14 +96,15 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
     # 2. weights fitted to the corpus (NetVLAD centroids) when the backbone needs them
     spec = get_spec(cfg.backbone)
     base = cfg.weights
+    base_key = {**corpus_key, "backbone": cfg.backbone, "options": cfg.backbone_options}
     if base is None and spec.weights_required and spec.fit_to_corpus:
         base = str(work / "base_weights.pt")
-        if not state.done("base_weights", corpus_key) or not pathlib.Path(base).exists():
+        if not state.done("base_weights", base_key) or not pathlib.Path(base).exists():
             log("[mission] fitting the backbone's corpus weights (k-means centroids)")
             t0 = time.perf_counter()
             spec.fit_to_corpus(corpus, base, **cfg.backbone_options)
             timings["base_weights_s"] = round(time.perf_counter() - t0, 1)
-            state.mark("base_weights", corpus_key)
+            state.mark("base_weights", base_key)
 
     # 3. adaptation (fine-tune within the budget, learned whitening chosen on held-out views)
     adapt_dir, result_dir = work / "adapt", work / "adapt" / "result"
