@@ -254,3 +254,35 @@ def test_another_backbone_in_the_same_folder_refits_its_weights(maps, tmp_path):
         assert json.loads((out / "manifest.json").read_text())["backbone_label"] == backbone
     s = load_strategy("xfeat_netvlad", index_dir=str(out), backbone_options={"input_size": 96, "num_clusters": 4})
     assert s.descriptor_dim == 4 * 64
+
+
+def test_a_narrowing_index_is_prepared_beside_and_narrows_the_nodes_list(maps, tmp_path):
+    """--narrow-backbone: a second backbone's index over the same tiles in <out>/narrow, hashed into the manifest;
+    the node's narrow_k takes the first backbone's top narrow_k and keeps top_k of them; narrow_k on an index
+    without one fails at load with what to run."""
+    from vpr_node.core.errors import ConfigurationError
+    from vpr_node.core.indexing.map_features import MapFeaturesConfig
+    from vpr_node.core.retrieval.narrowing import NARROW_DIR, NarrowingStrategy
+    from vpr_node.core.retrieval.strategy import load_strategy
+    out = tmp_path / "index"
+    opts = {"input_size": 96, "num_clusters": 4}
+    cfg = MissionConfig(maps=str(maps["root"] / "utm.tif"), out=str(out), backbone_options=opts,
+                        narrow_backbone="efficientnet_lite0_gem", camera=DEFAULT_CAMERA, altitude=(50.0, 60.0),
+                        build=BuildSettings(rotations=1), tile_px=96, report_queries=0,
+                        calibration=CalibrationConfig(views=0), map_features=MapFeaturesConfig(matcher=""),
+                        progress=False, adapt=AdaptConfig(minutes=0, whiten_dim=0, validation_views=20))
+    prepare_mission(cfg, log=lambda *_: None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"][f"{NARROW_DIR}/manifest.json"] == sha256_file(out / NARROW_DIR / "manifest.json")
+    assert json.loads((out / NARROW_DIR / "manifest.json").read_text())["backbone_label"] == "efficientnet_lite0_gem"
+    plain = load_strategy(DEFAULT_BACKBONE, index_dir=str(out), backbone_options=opts)
+    s = load_strategy(DEFAULT_BACKBONE, index_dir=str(out), backbone_options=opts, narrow_k=8)
+    assert isinstance(s, NarrowingStrategy) and s.descriptor_dim == plain.descriptor_dim
+    from vpr_node.core.maps.tiles import TileCorpus
+    img = TileCorpus(out / "work" / "corpus").image(3)
+    d = s.embed_query(img)
+    top = s.retrieve_topk(d, 3)
+    deep = {c.tile.name for c in plain.retrieve_topk(plain.embed_query(img), 8)}
+    assert len(top) == 3 and {c.tile.name for c in top} <= deep and [c.rank for c in top] == [0, 1, 2]
+    with pytest.raises(ConfigurationError, match="--narrow-backbone"):
+        load_strategy("efficientnet_lite0_gem", index_dir=str(out / NARROW_DIR), narrow_k=8)

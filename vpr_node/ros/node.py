@@ -74,7 +74,7 @@ class VprLifecycleNode(ReleasingLifecycleNode):
         self.strategy = load_strategy(cfg.backbone, weights=cfg.weights, index_dir=cfg.index_dir, runtime=cfg.runtime,
                                       precision=cfg.precision, device=cfg.device, backbone_options=cfg.backbone_options,
                                       verify_index_weights=cfg.verify_index_weights,
-                                      index_memory_budget_mib=cfg.index_memory_budget_mib)
+                                      index_memory_budget_mib=cfg.index_memory_budget_mib, narrow_k=cfg.narrow_k)
         self.loaded_key = cfg.model_key()
         if cfg.precision == "fp16" and cfg.device == "cpu":
             self.log.warn("c2.vpr.slow_precision", "fp16 on CPU: PyTorch has no fast half-precision kernels there "

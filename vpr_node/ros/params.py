@@ -98,6 +98,9 @@ class NodeConfig:
     verify_index_weights: bool = option(True, "refuse an index whose manifest weights SHA-256 differs from the loaded "
                                              "weights")
     top_k: int = option(10, "number of candidates per frame (1..1000)", check=_between(1, 1000))
+    narrow_k: int = option(0, "0 = off; N: retrieve the top N tiles and narrow them to top_k with the index folder's "
+                              "second descriptor (prepare-mission --narrow-backbone; BENCHMARKS.md)",
+                           check=_between(0, 1000))
     image_topic: str = option("/camera/image_raw", "nav-camera image topic",
                              check=lambda v: None if v else "must not be empty")
     compressed: bool = option(False, "subscribe to sensor_msgs/CompressedImage instead of sensor_msgs/Image")
@@ -201,7 +204,8 @@ class NodeConfig:
     def model_key(self) -> tuple:
         """What requires a reload when it changes between configure and activate."""
         return (self.backbone, self.weights, json.dumps(self.backbone_options, sort_keys=True), self.index_dir,
-                self.runtime, self.precision, self.device, self.verify_index_weights, self.index_memory_budget_mib)
+                self.runtime, self.precision, self.device, self.verify_index_weights, self.index_memory_budget_mib,
+                self.narrow_k)
 
 
 PARAMETERS: dict[str, tuple] = parameters_of(NodeConfig)

@@ -19,12 +19,15 @@ def add_backbone_args(p, default: str = DEFAULT_BACKBONE) -> None:
     p.add_argument("--runtime", default="pytorch", choices=("pytorch", "onnxruntime", "tensorrt"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--narrow-k", type=int, default=0, help="the node's narrow_k: retrieve this many tiles and narrow "
+                                                           "them by the index folder's second descriptor (0 = off)")
 
 
 def strategy_from_args(args, index_dir=None):
     from vpr_node.core.retrieval.strategy import load_strategy
     return load_strategy(args.backbone, weights=args.weights, index_dir=index_dir, runtime=args.runtime,
-                         precision=args.precision, device=args.device, backbone_options=args.backbone_options)
+                         precision=args.precision, device=args.device, backbone_options=args.backbone_options,
+                         narrow_k=getattr(args, "narrow_k", 0))
 
 
 def add_camera_args(p, altitude: bool = True) -> None:

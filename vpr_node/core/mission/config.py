@@ -26,6 +26,9 @@ class MissionConfig:
     out: str = option("", "index folder (set the node's index_dir to it)")
     backbone: str = option(DEFAULT_BACKBONE, "registry name (see `vpr backbones`)")
     backbone_options: dict = option(factory=dict, help="JSON object of backbone options")
+    narrow_backbone: str = option("", "a second backbone whose adapted index over the same tiles (<out>/narrow) the "
+                                      "node uses to narrow a deeper list (its narrow_k parameter; '' = none; "
+                                      "efficientnet_lite0_gem measured best: BENCHMARKS.md)")
     runtime: str = option("pytorch", "runtime tiles and views are embedded on: pytorch, or onnxruntime (the model "
                                      "exported once per model, its descriptors checked against PyTorch's; faster on "
                                      "a CPU, BENCHMARKS.md); the fine-tune runs on PyTorch")

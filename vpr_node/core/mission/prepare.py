@@ -31,10 +31,10 @@ import time
 
 from vpr_node.core.backbones import get_spec
 from vpr_node.core.backbones.weights import Provenance
-from vpr_node.core.index.folder import VERIFICATION
+from vpr_node.core.index.folder import VERIFICATION, add_to_manifest
 from vpr_node.core.indexing.embedding import TileEmbedding
 from vpr_node.core.indexing.index_build import build_index
-from vpr_node.core.indexing.map_features import build_map_features
+from vpr_node.core.indexing.map_features import MapFeaturesConfig, build_map_features
 from vpr_node.core.maps.sources import load_maps
 from vpr_node.core.maps.tiles import TileCorpus
 from vpr_node.core.maps.tiling import cut_corpus, plan_for_camera
@@ -46,9 +46,10 @@ from vpr_node.core.mission.adaptation import (
     raw_strategy,
     worker_spec,
 )
-from vpr_node.core.mission.calibration import calibrate_verifier
+from vpr_node.core.mission.calibration import CalibrationConfig, calibrate_verifier
 from vpr_node.core.mission.config import STEPS, MissionConfig
 from vpr_node.core.mission.report import mission_report
+from vpr_node.core.retrieval.narrowing import NARROW_DIR
 from vpr_node.core.retrieval.strategy import load_strategy
 from vpr_node.core.verification.confidence import VERIFIER_VERSION
 from vpr_node.core.verification.map_features import features_dir
@@ -138,6 +139,17 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
                     reuse=TileEmbedding.open(adaptation.embed_dir))
         timings["index_s"] = round(time.perf_counter() - t0, 1)
         state.mark("index", index_key)
+    # 4b. a second backbone's index over the same tiles (the node narrows a deeper list with it): the same preparation
+    # for that backbone, retrieval only, in its own resumable folder, hashed into this manifest
+    if cfg.narrow_backbone:
+        t0 = time.perf_counter()
+        second = dataclasses.replace(cfg, out=str(out / NARROW_DIR), backbone=cfg.narrow_backbone, backbone_options={},
+                                     weights=None, narrow_backbone="", report_queries=0,
+                                     map_features=MapFeaturesConfig(matcher=""), calibration=CalibrationConfig(views=0))
+        log(f"[mission] the narrowing index: {cfg.narrow_backbone}")
+        prepare_mission(second, log)
+        add_to_manifest(out, f"{NARROW_DIR}/manifest.json", narrow_backbone=cfg.narrow_backbone)
+        timings["narrow_s"] = round(time.perf_counter() - t0, 1)
     # 5. the learned matcher's map features (the verifier's fallback matches frames against them)
     features_key = {**index_key, "map_features": dataclasses.asdict(cfg.map_features)}
     if cfg.map_features.matcher and (not state.done("map_features", features_key)

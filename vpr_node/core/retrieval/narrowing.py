@@ -1,27 +1,77 @@
-"""Narrowing a deep candidate list with a second descriptor: retrieve K_deep (50-100) tiles with the node's backbone,
-score the same tiles with another backbone's index over the same tiles, keep the k with the smallest summed distance
-(squared L2 between unit vectors = 2 - 2 cos, so the sum ranks by the sum of cosines). Two descriptors that fail on
-different frames narrow a deep list better than either ranks it (BENCHMARKS.md "Retrieval on real imagery")."""
+"""Narrowing a deep candidate list with a second descriptor: retrieve `deep_k` (50-100) tiles with the node's backbone,
+score the same tiles with another backbone's index over the same tiles, keep the k with the smallest mean distance
+(squared L2 between unit vectors = 2 - 2 cos, so the mean ranks by the sum of cosines and stays in 0..4, the scale
+the node's warn_distance and the re-ranker read). Two descriptors that fail on
+different frames narrow a deep list better than either ranks it (BENCHMARKS.md "Real drone crops").
+
+`prepare-mission --narrow-backbone NAME` builds the second index in the mission folder (`narrow/`); the node's
+`narrow_k` parameter turns it on (load_strategy -> NarrowingStrategy)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 
 import numpy as np
 
+from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.index.loaded import DescriptorIndex
 from vpr_node.core.types import Candidate
 
 MISSING_DISTANCE = 4.0  # the largest squared L2 between unit vectors: a tile the second index lacks ranks last
+NARROW_DIR = "narrow"  # the second index inside a mission folder
 
 
 def narrow(candidates: list[Candidate], second: DescriptorIndex, descriptor: np.ndarray, k: int) -> list[Candidate]:
-    """The k of `candidates` (ranked by the first descriptor) with the smallest summed distance of both descriptors;
-    ranks renumbered, distances the sums."""
+    """The k of `candidates` (ranked by the first descriptor) with the smallest mean distance of both descriptors;
+    ranks renumbered, distances the means."""
     if not candidates:
         return []
     row_of = {str(t): i for i, t in enumerate(second.tile_array("tile_id"))}
     rows = np.array(sorted({row_of[c.tile.name] for c in candidates if c.tile.name in row_of}), np.int64)
     other = {c.tile.name: c.distance for c in second.search(descriptor, len(rows), rows)} if len(rows) else {}
-    fused = sorted(candidates, key=lambda c: c.distance + other.get(c.tile.name, MISSING_DISTANCE))
-    return [dataclasses.replace(c, rank=i, distance=c.distance + other.get(c.tile.name, MISSING_DISTANCE))
-            for i, c in enumerate(fused[:k])]
+    mean = {c.tile.name: (c.distance + other.get(c.tile.name, MISSING_DISTANCE)) / 2 for c in candidates}
+    fused = sorted(candidates, key=lambda c: mean[c.tile.name])
+    return [dataclasses.replace(c, rank=i, distance=mean[c.tile.name]) for i, c in enumerate(fused[:k])]
+
+
+def narrow_backbone(index_dir) -> str | None:
+    """The backbone of the mission folder's second index, or None when it has none."""
+    path = pathlib.Path(index_dir) / NARROW_DIR / "manifest.json"
+    return json.loads(path.read_text())["backbone_label"] if path.is_file() else None
+
+
+class NarrowingStrategy:
+    """The node's strategy and a second one over the same tiles, as one strategy: embed_query gives both descriptors
+    (concatenated), retrieve_topk takes the first's top `deep_k` (within the priors' allowed tiles) and narrows them
+    to k by the second. Label, index, backbone and descriptor dimension are the first's (what VprResult reports)."""
+
+    def __init__(self, first, second, deep_k: int):
+        a, b = first.index.tile_array("tile_id"), second.index.tile_array("tile_id")
+        if len(a) != len(b) or not np.array_equal(a.astype(str), b.astype(str)):
+            raise ConfigurationError(f"the narrowing index {second.index.root} does not hold the tiles of "
+                                     f"{first.index.root}; run prepare-mission again with --narrow-backbone",
+                                     parameter="narrow_k")
+        self.first, self.second, self.deep_k = first, second, int(deep_k)
+        self.label, self.index, self.backbone = first.label, first.index, first.backbone
+        self.runtime, self.preprocessor = first.runtime, first.preprocessor
+
+    @property
+    def descriptor_dim(self) -> int:
+        return self.first.descriptor_dim
+
+    def embed_query(self, image: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.first.embed_query(image), self.second.embed_query(image)])
+
+    def retrieve_topk(self, descriptor: np.ndarray, k: int, allowed_tiles: np.ndarray | None = None) -> list[Candidate]:
+        d = self.first.descriptor_dim
+        deep = self.first.retrieve_topk(descriptor[:d], max(k, self.deep_k), allowed_tiles)
+        return narrow(deep, self.second.index, descriptor[d:], k)
+
+    def warm_up(self) -> None:
+        self.first.warm_up()
+        self.second.warm_up()
+
+    def close(self) -> None:
+        self.first.close()
+        self.second.close()

@@ -4,6 +4,7 @@ the backbones and runtimes that use it: a model exported into the index folder r
 (retrieval/exported.py)."""
 from __future__ import annotations
 
+import pathlib
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
@@ -142,11 +143,26 @@ def load_strategy(
     installed_runtimes: frozenset[str] | None = None,
     verify_index_weights: bool = True,
     index_memory_budget_mib: float = 0.0,
+    narrow_k: int = 0,
 ) -> RetrievalStrategy:
     """Everything configure needs: backbone, runtime (checked), output-shape check, verified index.
 
     With no `weights`, an index whose manifest names a `weights_file` (corpus-fitted weights such as
-    NetVLAD centroids, written by build-index) supplies them."""
+    NetVLAD centroids, written by build-index) supplies them. `narrow_k` > 0: the top `narrow_k` are narrowed to
+    the asked k by the index folder's second index (retrieval/narrowing.py; prepare-mission --narrow-backbone)."""
+    if narrow_k > 0:
+        from vpr_node.core.retrieval.narrowing import NARROW_DIR, NarrowingStrategy, narrow_backbone
+        second = narrow_backbone(index_dir) if index_dir else None
+        if second is None:
+            raise ConfigurationError(f"narrow_k is {narrow_k} but the index folder {index_dir} has no {NARROW_DIR}/ "
+                                     "index: prepare the mission with --narrow-backbone NAME, or set narrow_k to 0",
+                                     parameter="narrow_k")
+        common = dict(runtime=runtime, precision=precision, device=device, installed_runtimes=installed_runtimes,
+                      verify_index_weights=verify_index_weights, index_memory_budget_mib=index_memory_budget_mib)
+        return NarrowingStrategy(load_strategy(backbone, weights, index_dir, backbone_options=backbone_options,
+                                               **common),
+                                 load_strategy(second, None, str(pathlib.Path(index_dir) / NARROW_DIR), **common),
+                                 narrow_k)
     if runtime == "onnxruntime" and not weights and index_dir and has_exported_model(index_dir):
         return load_exported_strategy(backbone, index_dir, installed_runtimes, verify_index_weights,
                                       index_memory_budget_mib)
