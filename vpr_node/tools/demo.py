@@ -191,6 +191,14 @@ def run_demo(args) -> int:
               f"at up to {args.rate} Hz")
         client.wait_subscribed(10, count=2)
         client.wait_result_subscribers(2)
+        # vpr_mavlink sends nothing before it has heard the autopilot's heartbeat (a fix then is refused as
+        # no_heartbeat and recorded): start the flight once its link is up, as an aircraft would be before take-off
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            diag = client.latest_diagnostics(2.0, name="autopilot output") or {}
+            if diag.get("link_state") == "connected":
+                break
+        print(f"[demo] autopilot link: {diag.get('link_state', 'unknown')}")
         period = 1.0 / args.rate
         for i, q in enumerate(queries):
             stamp = time.time_ns()
