@@ -28,7 +28,8 @@ class MissionConfig:
     backbone_options: dict = option(factory=dict, help="JSON object of backbone options")
     narrow_backbone: str = option("", "a second backbone whose adapted index over the same tiles (<out>/narrow) the "
                                       "node uses to narrow a deeper list (its narrow_k parameter; '' = none; "
-                                      "efficientnet_lite0_gem measured best: BENCHMARKS.md)")
+                                      "measured in BENCHMARKS.md: efficientnet_lite0_gem helps on real crops, hurts "
+                                      "on rendered changed ground)")
     runtime: str = option("pytorch", "runtime tiles and views are embedded on: pytorch, or onnxruntime (the model "
                                      "exported once per model, its descriptors checked against PyTorch's; faster on "
                                      "a CPU, BENCHMARKS.md); the fine-tune runs on PyTorch")

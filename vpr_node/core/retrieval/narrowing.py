@@ -1,8 +1,9 @@
 """Narrowing a deep candidate list with a second descriptor: retrieve `deep_k` (50-100) tiles with the node's backbone,
 score the same tiles with another backbone's index over the same tiles, keep the k with the smallest mean distance
 (squared L2 between unit vectors = 2 - 2 cos, so the mean ranks by the sum of cosines and stays in 0..4, the scale
-the node's warn_distance and the re-ranker read). Two descriptors that fail on
-different frames narrow a deep list better than either ranks it (BENCHMARKS.md "Real drone crops").
+the node's warn_distance and the re-ranker read). Two descriptors that fail on different frames narrow a deep list
+better than either ranks it; a weaker second descriptor drags the first down (BENCHMARKS.md "Real drone crops":
+with GeM it helps on the real crops and hurts on rendered changed ground).
 
 `prepare-mission --narrow-backbone NAME` builds the second index in the mission folder (`narrow/`); the node's
 `narrow_k` parameter turns it on (load_strategy -> NarrowingStrategy)."""
