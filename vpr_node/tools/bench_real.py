@@ -18,7 +18,7 @@ def register(sub) -> None:
                    choices=list(VERIFIERS))
     p.add_argument("--retrieval", nargs="*", default=None, metavar="BACKBONE",
                    help="instead of the verifiers: each backbone's retrieval recall@1/5/10/50, map-fitted and adapted "
-                        "(no names: the default, efficientnet_lite0_gem and xfeat_netvlad)")
+                        "(no names: the default xfeat_netvlad, efficientnet_lite0_netvlad and efficientnet_lite0_gem)")
     p.add_argument("--no-distractors", action="store_true",
                    help="--retrieval against the real orthophoto alone (default: among the other developer maps' "
                         "tiles)")

@@ -13,8 +13,8 @@ from vpr_node.core.backbones.base import VprBackbone
 from vpr_node.core.backbones.layers import GeM, NetVLADPool
 from vpr_node.core.backbones.normalise import DescriptorNormaliser
 from vpr_node.core.backbones.preprocess import BackbonePreprocessor
-from vpr_node.core.backbones.registry import BackboneSpec, create_backbone, register
-from vpr_node.core.backbones.vlad_init import init_vlad
+from vpr_node.core.backbones.registry import BackboneSpec, register
+from vpr_node.core.backbones.vlad_init import corpus_fitter
 from vpr_node.core.backbones.weights import Provenance, load_project_weights, load_state_dict_strict, torch_load
 from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.io.hashing import sha256_file
@@ -139,12 +139,6 @@ def _lite0_netvlad(weights=None, input_size: int = 320, stages: int = 6, num_clu
     return load_project_weights(model, weights, "efficientnet_lite0_netvlad") if weights else model
 
 
-def _fit_lite0_netvlad(corpus, out_path, weights=None, n_images: int = 200, seed: int = 0, **options):
-    """NetVLAD centroids by k-means over the corpus's local features (the NetVLAD paper's recipe)."""
-    model = create_backbone("efficientnet_lite0_netvlad", weights=weights, require_weights=False, **options)
-    return init_vlad(model, corpus, out_path, n_images=n_images, seed=seed)
-
-
 register(BackboneSpec("efficientnet_lite0_gem", _lite0_gem, display_name="EfficientNet-Lite0 + GeM",
                       packaged_weights=True))
 register(BackboneSpec(
@@ -152,4 +146,4 @@ register(BackboneSpec(
     weights_required="efficientnet_lite0_netvlad needs its centroid checkpoint: `vpr build-index` fits it to the "
                      "corpus and stores it in the index folder (leave `weights` empty to use it), or create it with "
                      "`vpr init-vlad --corpus <corpus> --out <file.pt>` and set `weights` to that file",
-    fit_to_corpus=_fit_lite0_netvlad))
+    fit_to_corpus=corpus_fitter("efficientnet_lite0_netvlad", "packaged EfficientNet-Lite0 ImageNet")))

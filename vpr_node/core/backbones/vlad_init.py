@@ -27,6 +27,16 @@ def sample_local_features(model, corpus: TileCorpus, n_images: int = 200, per_im
     return np.concatenate(out).astype(np.float32)
 
 
+def corpus_fitter(backbone: str, trunk: str):
+    """The `fit_to_corpus` of a registered backbone whose model has `features(x)` and a NetVLADPool `pool`: the model
+    built with `options` (and `weights`, if given), its centroids fitted to the corpus by `init_vlad`."""
+    def fit(corpus, out_path, weights=None, n_images: int = 200, seed: int = 0, **options):
+        from vpr_node.core.backbones.registry import create_backbone
+        model = create_backbone(backbone, weights=weights, require_weights=False, **options)
+        return init_vlad(model, corpus, out_path, n_images=n_images, seed=seed, trunk=trunk)
+    return fit
+
+
 def init_vlad(model, corpus: TileCorpus, out_path, n_images: int = 200, per_image: int = 100, seed: int = 0,
               trunk: str = "packaged EfficientNet-Lite0 ImageNet", trunk_trained: bool = True) -> pathlib.Path:
     """Fit centroids for `model.pool` (a NetVLADPool) and save the model's state_dict + provenance.

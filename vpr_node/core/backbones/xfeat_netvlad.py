@@ -26,8 +26,8 @@ from vpr_node.core.backbones.base import VprBackbone
 from vpr_node.core.backbones.layers import NetVLADPool
 from vpr_node.core.backbones.normalise import DescriptorNormaliser
 from vpr_node.core.backbones.preprocess import BackbonePreprocessor
-from vpr_node.core.backbones.registry import BackboneSpec, create_backbone, register
-from vpr_node.core.backbones.vlad_init import init_vlad
+from vpr_node.core.backbones.registry import BackboneSpec, register
+from vpr_node.core.backbones.vlad_init import corpus_fitter
 from vpr_node.core.backbones.weights import Provenance, load_project_weights, load_state_dict_strict
 from vpr_node.core.errors import ConfigurationError
 from vpr_node.core.io.hashing import sha256_file
@@ -100,15 +100,9 @@ def _xfeat_netvlad(weights=None, input_size: int = 480, num_clusters: int = 64, 
     return load_project_weights(model, weights, "xfeat_netvlad") if weights else model
 
 
-def _fit_xfeat_netvlad(corpus, out_path, weights=None, n_images: int = 200, seed: int = 0, **options):
-    """The vocabulary: k-means over dense XFeat descriptors of the map's tiles (the NetVLAD paper's initialisation)."""
-    model = create_backbone("xfeat_netvlad", weights=weights, require_weights=False, **options)
-    return init_vlad(model, corpus, out_path, n_images=n_images, seed=seed, trunk="packaged XFeat (MegaDepth)")
-
-
 register(BackboneSpec(
     "xfeat_netvlad", _xfeat_netvlad, display_name="XFeat + NetVLAD", packaged_weights=True,
     weights_required="xfeat_netvlad needs its vocabulary: `vpr build-index` / `vpr prepare-mission` fit it to the "
                      "map's tiles and store it in the index folder (leave `weights` empty to use it), or create it "
                      "with `vpr init-vlad --backbone xfeat_netvlad --corpus <corpus> --out <file.pt>`",
-    fit_to_corpus=_fit_xfeat_netvlad))
+    fit_to_corpus=corpus_fitter("xfeat_netvlad", "packaged XFeat (MegaDepth)")))

@@ -102,15 +102,20 @@ def real_crops(n: int = 40, seed: int = 0, data_dir=None) -> list:
     return posed_frame(data_dir).crops(n, seed, FOOTPRINT_M, CAMERA, inside)
 
 
+def mission_config(maps, out, progress: bool = False, **fields) -> MissionConfig:
+    """prepare-mission's settings for the real crops: their camera and altitudes, 4 rotations per tile, learned
+    whitening without a fine-tune, no report; `fields` override (backbone, retrieval only, ...)."""
+    altitude = tuple(CAMERA.altitude_for_footprint(f) for f in FOOTPRINT_M)
+    return MissionConfig(maps=str(maps), out=str(out), altitude=altitude, camera=CAMERA, report_queries=0,
+                         build=BuildSettings(rotations=4), progress=progress,
+                         adapt=AdaptConfig(minutes=0.0, altitude_m=altitude, hfov_deg=CAMERA.hfov_deg), **fields)
+
+
 def prepare(workdir, data_dir=None, progress: bool = False) -> pathlib.Path:
     """prepare-mission on the independent orthophoto with the crops' camera and altitudes (cached in workdir)."""
     workdir = pathlib.Path(workdir)
     maps = write_map(workdir / "map", data_dir)
-    altitude = tuple(CAMERA.altitude_for_footprint(f) for f in FOOTPRINT_M)
-    prepare_mission(MissionConfig(maps=str(maps), out=str(workdir / "mission"), altitude=altitude, camera=CAMERA,
-                                  report_queries=0, build=BuildSettings(rotations=4), progress=progress,
-                                  adapt=AdaptConfig(minutes=0.0, altitude_m=altitude, hfov_deg=CAMERA.hfov_deg)),
-                    log=print if progress else (lambda *_: None))
+    prepare_mission(mission_config(maps, workdir / "mission", progress), log=print if progress else (lambda *_: None))
     return workdir / "mission"
 
 

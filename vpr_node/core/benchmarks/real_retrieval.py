@@ -17,16 +17,14 @@ import numpy as np
 
 from vpr_node.core.backbones import DEFAULT_BACKBONE
 from vpr_node.core.benchmarks.developer_maps import developer_maps
-from vpr_node.core.benchmarks.real_imagery import CAMERA, DATASET, FOOTPRINT_M, real_crops, write_map
-from vpr_node.core.benchmarks.recall import retrieval_only
+from vpr_node.core.benchmarks.real_imagery import DATASET, mission_config, real_crops, write_map
 from vpr_node.core.evaluation.recall import RADII_M, evaluate, recall_from_distances, truth_distances
 from vpr_node.core.indexing.index_build import build_index_for
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.maps.tiles import TileCorpus
-from vpr_node.core.mission.adaptation import AdaptConfig
-from vpr_node.core.mission.config import MissionConfig
+from vpr_node.core.mission.config import retrieval_only
 from vpr_node.core.mission.prepare import prepare_mission
-from vpr_node.core.retrieval.narrowing import narrow
+from vpr_node.core.retrieval.narrowing import NarrowingStrategy
 from vpr_node.core.retrieval.strategy import load_strategy
 
 BACKBONES = (DEFAULT_BACKBONE, "efficientnet_lite0_netvlad", "efficientnet_lite0_gem")
@@ -56,13 +54,9 @@ def indexes_for(backbone: str, maps_csv, workdir, progress: bool = False) -> dic
     """{"fitted": index with the map-fitted vocabulary / packaged weights, "adapted": prepare-mission's index} for
     one backbone (cached in workdir; adaptation = learned whitening on views rendered from the map, no fine-tune)."""
     workdir = pathlib.Path(workdir)
-    altitude = tuple(CAMERA.altitude_for_footprint(f) for f in FOOTPRINT_M)
     mission = workdir / f"mission_{backbone}"
-    prepare_mission(MissionConfig(maps=str(maps_csv), out=str(mission), backbone=backbone, altitude=altitude,
-                                  camera=CAMERA, report_queries=0, build=BuildSettings(rotations=4),
-                                  progress=progress, adapt=AdaptConfig(minutes=0.0, altitude_m=altitude,
-                                                                       hfov_deg=CAMERA.hfov_deg),
-                                  **retrieval_only()), log=print if progress else (lambda *_: None))
+    prepare_mission(mission_config(maps_csv, mission, progress, backbone=backbone, **retrieval_only()),
+                    log=print if progress else (lambda *_: None))
     fitted = workdir / f"index_{backbone}"
     if not (fitted / "manifest.json").is_file():
         build_index_for(backbone, TileCorpus(mission / "work" / "corpus"), fitted, BuildSettings(rotations=4),
@@ -85,7 +79,7 @@ def run_retrieval(workdir, backbones=BACKBONES, n: int = 40, seed: int = 0, dist
             k = min(max(NS), len(strategy.index))
             r = evaluate(strategy, queries, k=k, progress=progress, ns=tuple(m for m in NS if m <= k))
             rows.append({"backbone": name, "stage": stage, "descriptor_dim": r.descriptor_dim,
-                         "tiles": len({rec.tile_id for rec in strategy.index.records}), "recall": r.recall,
+                         "tiles": len(strategy.index), "recall": r.recall,
                          "embed_ms_p50": round(r.embed_ms_p50, 1),
                          "index_MiB": round(json.loads((idx / "manifest.json").read_text())["index_bytes"] / 2**20, 2)})
     for first in adapted:
@@ -97,10 +91,10 @@ def run_retrieval(workdir, backbones=BACKBONES, n: int = 40, seed: int = 0, dist
 
 def narrowed_row(first, second, queries, k_deep: int = K_DEEP) -> dict:
     """Recall@1/5/10 after narrowing `first`'s top-k_deep with `second`'s descriptor (retrieval/narrowing.py)."""
+    both = NarrowingStrategy(first, second, k_deep)
     dists = []
     for q in queries:
-        deep = first.retrieve_topk(first.embed_query(q.image), k_deep)
-        top = narrow(deep, second.index, second.embed_query(q.image), 10)
+        top = both.retrieve_topk(both.embed_query(q.image), 10)
         dists.append(truth_distances(q.lat, q.lon, [c.tile.lat for c in top], [c.tile.lon for c in top], 10))
     dist = np.stack(dists)
     return {"backbone": f"{first.label} top-{k_deep} narrowed by {second.label}", "stage": "adapted",

@@ -31,7 +31,7 @@ from vpr_node.core.evaluation.recall import RECALL_NS, evaluate
 from vpr_node.core.evaluation.report import write_report, write_verification_report
 from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.mission.adaptation import AdaptConfig
-from vpr_node.core.mission.config import MissionConfig
+from vpr_node.core.mission.config import MissionConfig, retrieval_only
 from vpr_node.core.mission.prepare import prepare_mission
 from vpr_node.core.priors.noise import PriorNoise
 from vpr_node.core.retrieval.strategy import load_strategy
@@ -130,13 +130,6 @@ def adapted_index(maps_csv, mission_dir, protocol: str, adapt_minutes: float, de
         log=lambda *_: None)
     adaptation = summary.get("adaptation") or {}
     return pathlib.Path(mission_dir), {"prepare_mission_s": round(time.perf_counter() - t0, 1), **adaptation}
-
-
-def retrieval_only() -> dict:
-    """MissionConfig fields that make prepare-mission stop after the index (no map features, no calibration)."""
-    from vpr_node.core.indexing.map_features import MapFeaturesConfig
-    from vpr_node.core.mission.calibration import CalibrationConfig
-    return {"map_features": MapFeaturesConfig(matcher=""), "calibration": CalibrationConfig(views=0)}
 
 
 def run_all(maps: list, workdir, n_queries: int, seed: int, configs, protocol: str, adapt_minutes: float,

@@ -57,3 +57,8 @@ class MissionConfig:
         d.pop("progress")
         d["camera"] = dataclasses.asdict(self.camera)
         return json.loads(json.dumps(d, default=str))
+
+
+def retrieval_only() -> dict:
+    """MissionConfig fields that make prepare-mission stop after the index (no map features, no calibration)."""
+    return {"map_features": MapFeaturesConfig(matcher=""), "calibration": CalibrationConfig(views=0)}

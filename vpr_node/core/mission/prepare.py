@@ -34,7 +34,7 @@ from vpr_node.core.backbones.weights import Provenance
 from vpr_node.core.index.folder import VERIFICATION, add_to_manifest
 from vpr_node.core.indexing.embedding import TileEmbedding
 from vpr_node.core.indexing.index_build import build_index
-from vpr_node.core.indexing.map_features import MapFeaturesConfig, build_map_features
+from vpr_node.core.indexing.map_features import build_map_features
 from vpr_node.core.maps.sources import load_maps
 from vpr_node.core.maps.tiles import TileCorpus
 from vpr_node.core.maps.tiling import cut_corpus, plan_for_camera
@@ -46,8 +46,8 @@ from vpr_node.core.mission.adaptation import (
     raw_strategy,
     worker_spec,
 )
-from vpr_node.core.mission.calibration import CalibrationConfig, calibrate_verifier
-from vpr_node.core.mission.config import STEPS, MissionConfig
+from vpr_node.core.mission.calibration import calibrate_verifier
+from vpr_node.core.mission.config import STEPS, MissionConfig, retrieval_only
 from vpr_node.core.mission.report import mission_report
 from vpr_node.core.retrieval.narrowing import NARROW_DIR
 from vpr_node.core.retrieval.strategy import load_strategy
@@ -144,8 +144,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
     if cfg.narrow_backbone:
         t0 = time.perf_counter()
         second = dataclasses.replace(cfg, out=str(out / NARROW_DIR), backbone=cfg.narrow_backbone, backbone_options={},
-                                     weights=None, narrow_backbone="", report_queries=0,
-                                     map_features=MapFeaturesConfig(matcher=""), calibration=CalibrationConfig(views=0))
+                                     weights=None, narrow_backbone="", report_queries=0, **retrieval_only())
         log(f"[mission] the narrowing index: {cfg.narrow_backbone}")
         prepare_mission(second, log)
         add_to_manifest(out, f"{NARROW_DIR}/manifest.json", narrow_backbone=cfg.narrow_backbone)

@@ -23,12 +23,19 @@ MISSING_DISTANCE = 4.0  # the largest squared L2 between unit vectors: a tile th
 NARROW_DIR = "narrow"  # the second index inside a mission folder
 
 
-def narrow(candidates: list[Candidate], second: DescriptorIndex, descriptor: np.ndarray, k: int) -> list[Candidate]:
+def tile_rows(index: DescriptorIndex) -> dict[str, int]:
+    """Tile name -> tile row of an index (what `narrow` restricts the second index's search to)."""
+    return {str(t): i for i, t in enumerate(index.tile_array("tile_id"))}
+
+
+def narrow(candidates: list[Candidate], second: DescriptorIndex, descriptor: np.ndarray, k: int,
+           row_of: dict[str, int] | None = None) -> list[Candidate]:
     """The k of `candidates` (ranked by the first descriptor) with the smallest mean distance of both descriptors;
-    ranks renumbered, distances the means."""
+    ranks renumbered, distances the means. `row_of`: the second index's `tile_rows` (computed when not given; a
+    caller narrowing every frame keeps it)."""
     if not candidates:
         return []
-    row_of = {str(t): i for i, t in enumerate(second.tile_array("tile_id"))}
+    row_of = tile_rows(second) if row_of is None else row_of
     rows = np.array(sorted({row_of[c.tile.name] for c in candidates if c.tile.name in row_of}), np.int64)
     other = {c.tile.name: c.distance for c in second.search(descriptor, len(rows), rows)} if len(rows) else {}
     mean = {c.tile.name: (c.distance + other.get(c.tile.name, MISSING_DISTANCE)) / 2 for c in candidates}
@@ -56,6 +63,7 @@ class NarrowingStrategy:
         self.first, self.second, self.deep_k = first, second, int(deep_k)
         self.label, self.index, self.backbone = first.label, first.index, first.backbone
         self.runtime, self.preprocessor = first.runtime, first.preprocessor
+        self._second_rows = tile_rows(second.index)  # once, not on every frame
 
     @property
     def descriptor_dim(self) -> int:
@@ -67,7 +75,7 @@ class NarrowingStrategy:
     def retrieve_topk(self, descriptor: np.ndarray, k: int, allowed_tiles: np.ndarray | None = None) -> list[Candidate]:
         d = self.first.descriptor_dim
         deep = self.first.retrieve_topk(descriptor[:d], max(k, self.deep_k), allowed_tiles)
-        return narrow(deep, self.second.index, descriptor[d:], k)
+        return narrow(deep, self.second.index, descriptor[d:], k, self._second_rows)
 
     def warm_up(self) -> None:
         self.first.warm_up()
