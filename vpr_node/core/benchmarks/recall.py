@@ -15,7 +15,8 @@ Priors (the node's PriorApplier, fed the truth plus noise: heading 10 deg, altit
 `adapted+position500`, `adapted+all` (the three together), `adapted_rot1+heading` (an index with one
 rotation per tile instead of four, for heading-known operation), `adapted_rot8` (eight rotations per tile).
 Verification (the calibrated verifier of the adapted index): `adapted+verify`, `adapted+all+verify`; one matcher,
-uncalibrated (fix rate and fixes within 25 m): `adapted+sift`, `adapted+xfeat`."""
+uncalibrated (fix rate and fixes within 25 m): `adapted+sift`, `adapted+xfeat`. Narrowing: `adapted+narrow_gem` (the
+adapted default's top 50 narrowed by efficientnet_lite0_gem's adapted index over the same tiles)."""
 from __future__ import annotations
 
 import json
@@ -34,6 +35,7 @@ from vpr_node.core.mission.adaptation import AdaptConfig
 from vpr_node.core.mission.config import MissionConfig, retrieval_only
 from vpr_node.core.mission.prepare import prepare_mission
 from vpr_node.core.priors.noise import PriorNoise
+from vpr_node.core.retrieval.narrowing import NarrowingStrategy
 from vpr_node.core.retrieval.strategy import load_strategy
 from vpr_node.core.verification.verifier import Verifier, VerifyConfig
 
@@ -62,6 +64,8 @@ CONFIGS = {
     # single matchers, uncalibrated (their fix rate and the share of their fixes within 25 m compare matchers)
     "adapted+sift": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=dict(matcher="sift", fallback_matcher="")),
     "adapted+xfeat": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=dict(matcher="xfeat", fallback_matcher="")),
+    # the adapted default's top RETRIEVAL_K narrowed by a second adapted backbone (retrieval/narrowing.py)
+    "adapted+narrow_gem": dict(backbone=DEFAULT_BACKBONE, adapt=True, narrow="efficientnet_lite0_gem"),
 }
 DEFAULT_CONFIGS = ("default", "adapted")
 RETRIEVAL_K = 50  # candidates retrieved where nothing is verified (recall@50); the verifier's K is its own
@@ -82,16 +86,17 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
         extra = {}
         if cfg.get("adapt"):
             rot, backbone, only = cfg.get("rotations", 4), cfg["backbone"], cfg.get("retrieval_only", False)
-            folder = ("mission" + ("" if rot == 4 else f"_rot{rot}") + ("" if backbone == DEFAULT_BACKBONE
-                                                                         else f"_{backbone}")
-                      + ("_retrieval" if only else ""))
-            idx, extra = adapted_index(maps_csv, workdir / folder, protocol, adapt_minutes, device, rot, backbone,
-                                       only)
+            idx, extra = adapted_index(maps_csv, workdir / mission_folder(backbone, rot, only), protocol, adapt_minutes,
+                                       device, rot, backbone, only)
         else:
             tag = "_".join(f"{k}-{v}" for k, v in opts.items())
             idx = cached_index(cfg["backbone"], corpus, workdir / f"index_{cfg['backbone']}{'_' + tag if tag else ''}",
                                BuildSettings(rotations=4), backbone_options=opts)
         s = load_strategy(cfg["backbone"], index_dir=str(idx), backbone_options=opts)
+        if cfg.get("narrow"):
+            second, _ = adapted_index(maps_csv, workdir / mission_folder(cfg["narrow"], retrieval=True), protocol,
+                                      adapt_minutes, device, 4, cfg["narrow"], True)
+            s = NarrowingStrategy(s, load_strategy(cfg["narrow"], index_dir=str(second)), RETRIEVAL_K)
         first_index = first_index or s.index
         noise = PriorNoise(**cfg["priors"], seed=seed) if cfg.get("priors") else None
         verify = cfg.get("verify")
@@ -111,6 +116,12 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
     if report_dir:
         write_report(results, report_dir, queries, first_index)
     return results
+
+
+def mission_folder(backbone: str, rotations: int = 4, retrieval: bool = False) -> str:
+    """The work folder of an adapted index: `mission` for the default backbone at 4 rotations, suffixed otherwise."""
+    return ("mission" + ("" if rotations == 4 else f"_rot{rotations}")
+            + ("" if backbone == DEFAULT_BACKBONE else f"_{backbone}") + ("_retrieval" if retrieval else ""))
 
 
 def adapted_index(maps_csv, mission_dir, protocol: str, adapt_minutes: float, device: str, rotations: int = 4,
