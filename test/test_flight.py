@@ -1,6 +1,7 @@
 """The flight benchmark's parts: the composite map keeps the real imagery at its true coordinates, the flight
 crosses it on every leg, the VIO prior drifts with distance and is reset by accepted fixes, and a flight over a
 small index yields per-frame records whose totals add up."""
+import json
 import math
 
 import numpy as np
@@ -101,3 +102,30 @@ def test_a_flight_over_a_small_index_adds_up(composite, gem_strategy, gem_index_
     assert plot_flight({"all": recs}, tmp_path / "flight.png").stat().st_size > 10_000
     assert plot_flight_map(path, poses, recs, parts, tmp_path / "map.png").stat().st_size > 10_000
     assert format_markdown({"all": s}).count("\n") == 2
+
+
+def test_the_flight_bag_holds_every_frame_with_its_truth_and_priors(composite, tmp_path):
+    """`bench-flight --bag`: what `vpr replay-ros BAG --verify --autopilot ...` replays through the nodes."""
+    from vpr_node.core.benchmarks.flight import write_flight_bag
+    from vpr_node.core.io.bags import read_camera_bag, read_prior_samples
+    from vpr_node.core.priors.messages import PriorInputs
+
+    path, _, _ = composite
+    cfg = FlightConfig(map_km=0.6, path_km=0.6, speed_mps=15.0, rate_hz=1.0, heading_sigma_deg=3.0)
+    poses = trajectory(cfg, tuple(json.loads(path.with_suffix(".json").read_text())["centre"]))
+    camera = CameraModel.from_hfov(86.0, 320, 180)
+    renderer = FrameRenderer(load_maps(path)[0], camera, cfg)
+    bag = write_flight_bag(renderer, poses, cfg, tmp_path / "flight_bag", progress=False)
+    frames = list(read_camera_bag(bag))
+    assert len(frames) == len(poses) > 30
+    assert [f.stamp_ns - frames[0].stamp_ns for f in frames[:3]] == [0, 10**9, 2 * 10**9]  # rate_hz
+    assert all(f.lat == p.lat and f.lon == p.lon for f, p in zip(frames, poses, strict=True))
+    first = frames[0].decode()
+    assert first.shape == (180, 320, 3)  # JPEG: close to the render, not equal
+    assert np.abs(first.astype(int) - renderer.render(poses[0]).astype(int)).mean() < 8
+    samples = read_prior_samples(bag, PriorInputs())
+    headings = [v[0] for k, _, v in samples if k == "heading"]
+    altitudes = [v[0] for k, _, v in samples if k == "altitude"]
+    assert len(headings) == len(altitudes) == len(poses) and not any(k == "position" for k, _, _ in samples)
+    err = [((h - p.yaw_deg + 180) % 360) - 180 for h, p in zip(headings, poses, strict=True)]
+    assert np.std(err) < 3 * cfg.heading_sigma_deg

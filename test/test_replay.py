@@ -57,8 +57,9 @@ def test_replay_into_ros_at_recorded_timing_in_sim_time(sample_queries, gem_inde
 
 @pytest.mark.process
 def test_a_replayed_bag_through_both_nodes_gives_the_offline_verification(sample_queries, gem_index_dir, tmp_path):
-    """replay-ros --verify: the bag through vpr_node and vpr_verifier (sim time) gives the verified recall,
-    acceptance and fix errors that `evaluate --verify` gives offline on the same frames."""
+    """replay-ros --verify --autopilot px4: the bag through vpr_node, vpr_verifier and vpr_mavlink (sim time) gives
+    the verified recall, acceptance and fix errors that `evaluate --verify` gives offline on the same frames, and
+    the simulated autopilot gets one message per accepted fix, timed against the replay's own measurement."""
     import os
     import shutil
 
@@ -74,7 +75,8 @@ def test_a_replayed_bag_through_both_nodes_gives_the_offline_verification(sample
     queries = sample_queries[:6]
     bag = write_query_bag(queries, tmp_path / "flight", rate_hz=2.0, storage="mcap")
     out = replay_ros(bag, "efficientnet_lite0_gem", str(index), tmp_path / "work", rate=1.0, top_k=10,
-                     backbone_options={"input_size": 160}, domain_id=160 + os.getpid() % 30, verify=True)
+                     backbone_options={"input_size": 160}, domain_id=160 + os.getpid() % 30, verify=True,
+                     autopilot="px4")
     online = out["verification"]
     offline = evaluate(load_strategy("efficientnet_lite0_gem", index_dir=str(index),
                                      backbone_options={"input_size": 160}), queries, k=10, progress=False,
@@ -83,3 +85,9 @@ def test_a_replayed_bag_through_both_nodes_gives_the_offline_verification(sample
     for key in ("verified_recall_at_1", "fix_rate", "acceptance_rate", "accepted", "precision", "reasons"):
         assert online[key] == offline[key], (key, online, offline)
     assert online["error_m_p50"] == pytest.approx(offline["error_m_p50"], abs=0.01)
+    px4 = out["autopilot"]
+    assert px4["accepted_fixes"] == px4["messages"] == px4["matched"] == online["accepted"] > 0, px4
+    assert px4["eph_max_abs_error_m"] < 1e-3
+    # every message timed twice (the node's processing_time, the replay's own clock) and from its fix
+    assert px4["fix_to_autopilot_ms_p50"] is not None and px4["measured_latency_ms_p50"] is not None
+    assert px4["frame_period_ms_wall"] == pytest.approx(500.0) and "within_one_frame_period" in px4

@@ -18,7 +18,7 @@ from vpr_node.core.retrieval.engine import Frame
 from vpr_node.core.verification import geometry
 from vpr_node.core.verification.confidence import FEATURES, Calibration, calibrate, covariance_scale
 from vpr_node.core.verification.engine import RetrievalResult, VerificationEngine
-from vpr_node.core.verification.verifier import Verifier
+from vpr_node.core.verification.verifier import Verifier, VerifyConfig
 from vpr_node.core.views.queries import QuerySpec, synthesise_queries
 
 
@@ -158,7 +158,8 @@ def test_a_calibrated_index_accepts_fixes(gem_index_dir, tmp_path, verified, sam
     copy = tmp_path / "index"
     shutil.copytree(gem_index_dir, copy)
     d = len(FEATURES)
-    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5, verifier="sift>xfeat").save(copy / VERIFICATION)
+    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5, verifier=VerifyConfig().label).save(
+        copy / VERIFICATION)
     add_to_manifest(copy, VERIFICATION)
     v = Verifier.for_index(copy, require_calibration=True)
     q, cands, _ = verified[0]
@@ -313,7 +314,8 @@ def test_a_fix_far_from_the_position_prior_is_refused(gem_index_dir, tmp_path, v
     copy = tmp_path / "index"
     shutil.copytree(gem_index_dir, copy)
     d = len(FEATURES)
-    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5, verifier="sift>xfeat").save(copy / VERIFICATION)
+    Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, threshold=0.5, verifier=VerifyConfig().label).save(
+        copy / VERIFICATION)
     add_to_manifest(copy, VERIFICATION)
     v = Verifier.for_index(copy)
     q, cands, _ = next((q, c, r) for q, c, r in verified if r.fix is not None)
@@ -334,3 +336,30 @@ def test_a_calibration_that_saw_no_wrong_fix_is_refused_when_wrong_ones_get_thro
     seeing = Calibration([0.0] * d, 6.0, [0.0] * d, [1.0] * d, 0.5,
                          validation={"frames": 300, "views": 300, "fixes": 250, "correct_fixes": 240})
     check_calibration(seeing, {"frames": 40, "accepted": 5, "accepted_wrong": 1})  # its threshold saw them
+
+
+def test_a_frame_the_first_ten_cannot_verify_is_verified_deeper_in_the_list(gem_index_dir, gem_strategy, verified):
+    """deeper_k: on changed ground the right place is often just below the top 10; the first matcher goes on down
+    the list only for frames the first verify_k give no fix, and re-ranks all it verified."""
+    import dataclasses
+
+    from vpr_node.core.index.loaded import DescriptorIndex
+    from vpr_node.core.retrieval.strategy import RetrievalStrategy
+    s = RetrievalStrategy(gem_strategy.backbone, gem_strategy.runtime, DescriptorIndex(gem_index_dir))
+    q, _, v = next((q, c, v) for q, c, v in verified if v.fix is not None)
+    ranked = s.retrieve_topk(s.embed_query(q.image), len(s.index))
+    shallow = Verifier.for_index(gem_index_dir, VerifyConfig(fallback_matcher="", deeper_k=0))
+    far = [c for c in ranked if shallow.verify(q.image, [c]).fix is None][:14]  # tiles that give this frame no fix
+    assert len(far) == 14
+    right = next(c for c in ranked if c.tile.name == v.fix.tile_id)
+    listed = [dataclasses.replace(c, rank=i + 1) for i, c in enumerate([*far[:10], right, *far[10:]])]
+    deep = Verifier.for_index(gem_index_dir, VerifyConfig(fallback_matcher="", deeper_k=12))
+    assert deep.cfg.label == "sift@12" and deep.cfg.candidates_needed == 12
+    assert shallow.verify(q.image, listed).fix is None  # the right tile is 11th
+    found = deep.verify(q.image, listed)
+    assert found.fix is not None and found.fix.tile_id == right.tile.name
+    assert haversine_m(q.lat, q.lon, found.fix.lat, found.fix.lon) < 5.0
+    assert len(found.candidates) == 12 and found.candidates[0].retrieval_rank == 11  # re-ranked with the first ten
+    # a frame the first ten verify is not taken further
+    first = deep.verify(q.image, [dataclasses.replace(c, rank=i + 1) for i, c in enumerate([right, *far[:13]])])
+    assert first.fix is not None and len(first.candidates) == 10

@@ -60,8 +60,11 @@ class BagPlayer(BackgroundNode):
         self.verifications: queue.Queue | None = None
         if verification_topic:  # the verifier runs too: its VprVerification of each result
             self.verifications = queue.Queue()
-            self.subs.append(self.node.create_subscription(VprVerification, verification_topic,
-                                                           self.verifications.put, OUTPUT_QOS))
+            # each with its arrival (wall ns): when the fix left the verifier, to time what comes after it
+            self.subs.append(self.node.create_subscription(
+                VprVerification, verification_topic, lambda m: self.verifications.put((time.time_ns(), m)),
+                OUTPUT_QOS))
+        self.frame_wall_ns: dict[int, int] = {}  # camera frame's bag time -> wall ns when it was published
         self.start_spinning()
 
     def _publish_clock(self, ns: int) -> None:
@@ -107,6 +110,7 @@ class BagPlayer(BackgroundNode):
                 self._publish_clock(log_ns)
                 pubs[conn.id].publish(bytes(raw))
                 if conn.id == cams[0].id:
+                    self.frame_wall_ns[log_ns] = time.time_ns()
                     frames += 1
                     lateness.append((time.monotonic() - due) * 1e3)
             end_ns = log_ns if first is not None else r.start_time
@@ -131,7 +135,7 @@ class BagPlayer(BackgroundNode):
         collect()
         return {"frames_published": frames, "results": results, "verifications": verifications,
                 "publish_lateness_ms_p95": float(np.percentile(lateness, 95)) if lateness else 0.0,
-                "bag_start_ns": first, "bag_end_ns": end_ns}
+                "bag_start_ns": first, "bag_end_ns": end_ns, "frame_wall_ns": self.frame_wall_ns}
 
 
 def write_result_bag(results, path, topic: str = "/vpr/result") -> pathlib.Path:
@@ -197,7 +201,9 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
     finally:
         player.close()
     results = run.pop("results")
-    verifications = run.pop("verifications")
+    arrivals = run.pop("verifications")
+    verifications = [m for _, m in arrivals]
+    frame_wall_ns = run.pop("frame_wall_ns")
     summary = {
         **run,
         "results": len(results),
@@ -216,9 +222,13 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
     if verification_topic:
         summary["verification"] = {"messages": len(verifications),
                                    **score_verifications(verifications, bag, camera_topic)}
+        # wall times of each accepted fix's frame (published) and of the fix (received here): what the autopilot
+        # report times the output against (a bag whose frame stamps are not its log times has no frame time)
         summary["accepted_fixes"] = [{"stamp_ns": time_to_ns(v.header.stamp), "lat": v.latitude, "lon": v.longitude,
-                                      "cov_en": np.asarray(v.position_covariance, np.float64).reshape(2, 2).tolist()}
-                                     for v in verifications if v.accepted]
+                                      "cov_en": np.asarray(v.position_covariance, np.float64).reshape(2, 2).tolist(),
+                                      "frame_wall_ns": frame_wall_ns.get(time_to_ns(v.header.stamp)),
+                                      "fix_wall_ns": wall}
+                                     for wall, v in arrivals if v.accepted]
     if out_bag:
         summary["result_bag"] = str(write_result_bag(results, out_bag))
     return summary

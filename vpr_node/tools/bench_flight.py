@@ -23,7 +23,7 @@ def bench_flight(a) -> dict:
     import numpy as np
 
     from vpr_node.core.benchmarks.developer_maps import resolve_maps
-    from vpr_node.core.benchmarks.flight import FrameRenderer, fly, summarise_flight, trajectory
+    from vpr_node.core.benchmarks.flight import FrameRenderer, fly, summarise_flight, trajectory, write_flight_bag
     from vpr_node.core.benchmarks.flight_report import format_markdown, plot_flight, plot_flight_map
     from vpr_node.core.maps.camera import CameraModel
     from vpr_node.core.maps.composite import real_mask, write_composite_map
@@ -62,6 +62,10 @@ def bench_flight(a) -> dict:
           f"{int(real_mask(parts, [p.lat for p in poses], [p.lon for p in poses]).sum())} over real imagery; "
           f"index {len(strategy.index)} tiles ({len(real_rows)} on real imagery)", flush=True)
 
+    if a.bag and not pathlib.Path(a.bag).exists():
+        print(f"[bench-flight] flight bag: {write_flight_bag(renderer, poses, cfg, a.bag)}", flush=True)
+    if not a.configs:
+        return {"frames": len(poses), "index": str(index), "bag": a.bag, "steps": steps}
     runs, summaries = {}, {}
     for name in a.configs:
         rec_path = work / f"flight_{name}.json"
@@ -94,8 +98,11 @@ def register(sub) -> None:
     p.add_argument("--workdir", default="artifacts/bench_flight")
     p.add_argument("--maps", default=None, help="the real imagery placed in the map (default: wildnav_turku)")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
-                   help="prior configurations flown")
+    p.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS),
+                   help="prior configurations flown (none named: only the map, the index and --bag)")
+    p.add_argument("--bag", default=None,
+                   help="also write the flight as a rosbag2 (JPEG frames, /gps/fix truth, heading and altitude "
+                        "priors) for `vpr replay-ros BAG --verify --autopilot px4|ardupilot`")
     p.add_argument("--runtime", default="pytorch", choices=("pytorch", "onnxruntime"),
                    help="what prepare-mission builds on and the flight embeds frames with (onnxruntime: faster "
                         "on a CPU, descriptors checked against PyTorch's)")

@@ -132,6 +132,7 @@ def run_demo(args) -> int:
     from vpr_node.core.maps.geo import haversine_m
     from vpr_node.core.maps.sources import load_corner_table
     from vpr_node.core.types import stamp_to_ns
+    from vpr_node.core.verification.verifier import VerifyConfig
     from vpr_node.ros.harness import NodeProcess, VprClient
     from vpr_node.ros.node_spec import (
         MAVLINK_EXECUTABLE,
@@ -151,7 +152,9 @@ def run_demo(args) -> int:
     queries = sample["queries"]
     domain = random.Random().randint(100, 200)
     port = _free_udp_port()
-    params = _params_file(workdir, sample["index"], args.top_k, port)
+    # the node's results reach as deep as the verifier goes on frames the top 10 do not verify; recall is scored at
+    # --top-k
+    params = _params_file(workdir, sample["index"], max(args.top_k, VerifyConfig().candidates_needed), port)
     tools = ros2_cli_available() and not args.no_ros2_tools
     names = (NODE_NAME, VERIFIER_NAME, MAVLINK_NAME)
     if tools:  # the operator's way: ros2 launch + ros2 lifecycle set

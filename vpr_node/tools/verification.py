@@ -41,7 +41,7 @@ def _verify(a):
         raise SystemExit(f"cannot read image {a.image}")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     verifier = Verifier.for_index(a.index, dataclass_from_args(VerifyConfig, a, "verify-"))
-    v = verifier.verify(rgb, s.retrieve_topk(s.embed_query(rgb), verifier.cfg.verify_k))
+    v = verifier.verify(rgb, s.retrieve_topk(s.embed_query(rgb), verifier.cfg.candidates_needed))
     out = {"reason": v.reason, "accepted": v.accepted, "verify_ms": round(v.latency_ms, 1), "agree": v.agree,
            "candidates": [{"tile": c.tile_id, "retrieval_rank": c.retrieval_rank, "inliers": c.inliers,
                            "reason": c.reason} for c in v.top(verifier.cfg.top_n)]}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 
 import numpy as np
 from tqdm import tqdm
@@ -135,6 +136,38 @@ class FrameRenderer:
                               self.cfg.seed, p.i)
 
 
+@dataclasses.dataclass
+class FlightFrame:
+    """One rendered frame with its truth, in the shape `io.bags.write_query_bag` writes."""
+
+    image: np.ndarray
+    lat: float
+    lon: float
+    yaw_deg: float
+    altitude_m: float
+
+
+def flight_frames(renderer: FrameRenderer, poses: list[Pose], progress: bool = True):
+    """The flight's frames one at a time (a 12 km flight is 2,400 frames: never all in memory)."""
+    for p in tqdm(poses, desc="flight bag", unit="frame", disable=not progress):
+        yield FlightFrame(renderer.render(p), p.lat, p.lon, p.yaw_deg, p.altitude_m)
+
+
+def write_flight_bag(renderer: FrameRenderer, poses: list[Pose], cfg: FlightConfig, path,
+                     progress: bool = True) -> pathlib.Path:
+    """The flight as the aircraft would record it (frames as JPEG CompressedImage at `rate_hz`, /gps/fix truth,
+    heading and altitude priors with the flight's noise), for `vpr replay-ros BAG --verify --autopilot ...`: the
+    same frames through the three nodes. The VIO position prior is not written: it is reset by the fixes, a loop
+    a recorded bag cannot close."""
+    from vpr_node.core.io.bags import write_query_bag
+    from vpr_node.core.priors.noise import PriorNoise
+
+    noise = PriorNoise(heading=True, altitude=True, heading_sigma_deg=cfg.heading_sigma_deg,
+                       altitude_sigma_pct=cfg.altitude_sigma_pct, seed=cfg.seed)
+    return write_query_bag(flight_frames(renderer, poses, progress), path, rate_hz=cfg.rate_hz, compressed=True,
+                           priors=noise)
+
+
 class VioDrift:
     """The autopilot's VIO position: error = bias (drift_pct of the distance since the last reset, in a random
     direction) + random walk; reported 1-sigma = sqrt(sigma0^2 + (bias)^2 + walk^2 * d)."""
@@ -169,9 +202,9 @@ class VioDrift:
 
 
 def _distances(p: Pose, cands, k: int) -> np.ndarray:
-    d = np.full(k, np.inf)
+    d, cands = np.full(k, np.inf), list(cands)[:k]
     if cands:
-        d[:len(cands)] = haversine_m(p.lat, p.lon, [c.tile.lat for c in cands], [c.tile.lon for c in cands])[:k]
+        d[:len(cands)] = haversine_m(p.lat, p.lon, [c.tile.lat for c in cands], [c.tile.lon for c in cands])
     return d
 
 
@@ -194,7 +227,7 @@ def fly(name: str, strategy, verifier, renderer: FrameRenderer, poses: list[Pose
         applier.buffer.add(POSITION, stamp, *vio.estimate(p.lat, p.lon), vio.sigma_m)
         img, allowed, state = applier.apply(frame, stamp)
         d = strategy.embed_query(img)
-        cands = strategy.retrieve_topk(d, cfg.k, allowed)
+        cands = strategy.retrieve_topk(d, max(cfg.k, verifier.cfg.candidates_needed), allowed)
         real = bool(real_mask(parts, p.lat, p.lon))
         rec = {"i": p.i, "s_m": round(p.s_m, 1), "real": real, "dist_m": _distances(p, cands, cfg.k).tolist(),
                "prior": state.label(), "searched": state.candidates_searched,

@@ -41,9 +41,9 @@ GROUND_Z = -11.5  # module docstring
 CAMERA = CameraModel.from_hfov(60.0, 1024, 768)  # the nav camera the crops are given as
 FOOTPRINT_M = (45.0, 80.0)  # ground side of a crop's short side
 # verifier configurations: name -> VerifyConfig overrides; "default" is prepare-mission's calibrated verifier
-VERIFIERS = {"sift": dict(matcher="sift", fallback_matcher=""), "xfeat": dict(matcher="xfeat", fallback_matcher=""),
-             "xfeat-mnn": dict(matcher="xfeat-mnn", fallback_matcher=""),
-             "aliked": dict(matcher="aliked", fallback_matcher=""), "default": {}}
+# the single matchers on retrieval's top 10 (no deeper pass), uncalibrated; the default as the product runs it
+VERIFIERS = {name: dict(matcher=name, fallback_matcher="", deeper_k=0) for name in ("sift", "xfeat", "xfeat-mnn",
+                                                                                   "aliked")} | {"default": {}}
 
 
 def dataset_dir() -> pathlib.Path:
@@ -149,14 +149,17 @@ def run(workdir, n: int = 40, seed: int = 0, verifiers=("sift", "xfeat", "defaul
     base = evaluate(strategy, queries, k=k, progress=progress)
     out["retrieval"] = {"recall": base.recall, "embed_ms_p50": base.embed_ms_p50, "k": k}
     for name in verifiers:
-        r = evaluate(strategy, queries, k=10, progress=progress, verifier=verifier_for(index, name))
+        verifier = verifier_for(index, name)
+        r = evaluate(strategy, queries, k=max(10, verifier.cfg.candidates_needed), progress=progress,
+                     verifier=verifier)
         recs = [p["verification"] for p in r.per_query]
         out["verifiers"][name] = _summary(r.extra["verification"], recs, r.per_query)
     for label, noise in (("default+position50", PriorNoise(position=True, position_sigma_m=50.0, seed=seed)),
                          ("default+all", PriorNoise(heading=True, altitude=True, position=True, position_sigma_m=50.0,
                                                     seed=seed))):
-        r = evaluate(strategy, queries, k=10, progress=progress, priors=noise, camera=CAMERA,
-                     verifier=verifier_for(index, "default"))
+        verifier = verifier_for(index, "default")
+        r = evaluate(strategy, queries, k=max(10, verifier.cfg.candidates_needed), progress=progress, priors=noise,
+                     camera=CAMERA, verifier=verifier)
         out["verifiers"][label] = _summary(r.extra["verification"], [p["verification"] for p in r.per_query],
                                            r.per_query)
     return out

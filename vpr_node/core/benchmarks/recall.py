@@ -61,9 +61,11 @@ CONFIGS = {
     "adapted+verify": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=True),
     "adapted+all+verify": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=True,
                                priors=dict(heading=True, altitude=True, position=True)),
-    # single matchers, uncalibrated (their fix rate and the share of their fixes within 25 m compare matchers)
-    "adapted+sift": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=dict(matcher="sift", fallback_matcher="")),
-    "adapted+xfeat": dict(backbone=DEFAULT_BACKBONE, adapt=True, verify=dict(matcher="xfeat", fallback_matcher="")),
+    # single matchers on the top 10, uncalibrated (their fix rate and share of fixes within 25 m compare matchers)
+    "adapted+sift": dict(backbone=DEFAULT_BACKBONE, adapt=True,
+                         verify=dict(matcher="sift", fallback_matcher="", deeper_k=0)),
+    "adapted+xfeat": dict(backbone=DEFAULT_BACKBONE, adapt=True,
+                          verify=dict(matcher="xfeat", fallback_matcher="", deeper_k=0)),
     # the adapted default's top RETRIEVAL_K narrowed by a second adapted backbone (retrieval/narrowing.py)
     "adapted+narrow_gem": dict(backbone=DEFAULT_BACKBONE, adapt=True, narrow="efficientnet_lite0_gem"),
 }
@@ -102,7 +104,7 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
         verify = cfg.get("verify")
         verifier = None if not verify else Verifier.for_index(idx) if verify is True else \
             Verifier.for_index(idx, VerifyConfig(**verify), calibrated=False)
-        k = 20 if verifier else RETRIEVAL_K
+        k = max(20, verifier.cfg.candidates_needed) if verifier else RETRIEVAL_K
         r = evaluate(s, queries, k=k, heading_known=cfg.get("heading_known", False), priors=noise,
                      camera=protocol_setup(protocol)[0].camera_model(), verifier=verifier,
                      ns=RECALL_NS if verifier else (*RECALL_NS, RETRIEVAL_K))

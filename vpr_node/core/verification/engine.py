@@ -58,6 +58,7 @@ class VerificationEngine:
         self._lock = threading.Lock()
         self.counts = collections.Counter()
         self.latency_ms = collections.deque(maxlen=200)
+        self._said_shallow = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -108,7 +109,11 @@ class VerificationEngine:
             if not self.queue.put(pair):
                 with self._lock:
                     self.counts["dropped_newest_wins"] += 1
-                self.log.warn("c2.vpr.verify_dropped", "a newer frame displaced one waiting for verification")
+                fields = {"displaced_by_stamp_ns": pair.frame.stamp_ns, "frame_id": pair.frame.frame_id,
+                          "dropped_total": self.queue.dropped_total}
+                self.log.warn("c2.vpr.verify_dropped", "a newer frame displaced one waiting for verification", **fields)
+                if self.recorder:
+                    self.recorder.record("c2.vpr.verify_dropped", **fields)
 
     def expire(self, now: float | None = None) -> int:
         """Frames and results that waited longer than match_timeout_s for their other half (call periodically, e.g.
@@ -152,6 +157,7 @@ class VerificationEngine:
             except Exception as exc:  # noqa: BLE001 - any decoder failure is a preprocess error
                 raise VprPreprocessError(f"frame could not be decoded: {type(exc).__name__}: {exc}") from exc
             v = self.verifier.verify(np.asarray(rgb), result.candidates, result.hints)
+            self._check_depth(result, v)
         except VprError as exc:
             self.report(exc, level="ERROR", frame_uuid=frame.uuid, frame_id=frame.frame_id, stamp_ns=frame.stamp_ns)
             return None
@@ -184,6 +190,16 @@ class VerificationEngine:
         except Exception as exc:  # noqa: BLE001
             self.log.error("c2.vpr.publish_error", f"verification callback failed: {exc}", frame_uuid=frame.uuid)
         return v
+
+    def _check_depth(self, result, v: Verification) -> None:
+        """Once: a frame left without an accepted fix whose result was shallower than deeper_k (a WARN saying why)."""
+        cfg = self.verifier.cfg
+        if not self._said_shallow and not v.accepted and len(result.candidates) < cfg.deeper_k:
+            self._said_shallow = True
+            self.log.warn("c2.vpr.verifier_shallow_results",
+                          f"results carry {len(result.candidates)} candidates, deeper_k is {cfg.deeper_k}: set "
+                          f"vpr_node's top_k to {cfg.deeper_k} for the deeper pass", candidates=len(result.candidates),
+                          deeper_k=cfg.deeper_k)
 
     def report(self, exc: VprError, level: str = "WARN", **context) -> None:
         """A typed error: log line, recorder record, counter."""

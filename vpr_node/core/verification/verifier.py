@@ -10,8 +10,11 @@ Two kinds of matcher (matchers/), and a cascade of one of each:
   resolution: the frame resampled to that resolution (its footprint from the altitude prior, else the candidate
   tile's ground size) and turned north-up (the heading prior, else `heading_tries` headings, the one with most
   mutual nearest neighbours kept); one window per place (candidates it covers share it), `learned_windows` per frame.
-`fallback_matcher` runs only on frames the first matcher gives no accepted fix (BENCHMARKS.md "Verification on
-real imagery": SIFT verifies rendered views quickly and fails on a real camera, where XFeat + LighterGlue holds).
+The first matcher verifies the first `verify_k` candidates (C2.5's top 10); on a frame they leave without an accepted
+fix it goes on down the list to `deeper_k`, all re-ranked together (on changed ground the right place is often just
+below the top 10). `fallback_matcher` runs only on frames the first matcher gives no accepted fix (BENCHMARKS.md
+"Verification on real imagery": SIFT verifies rendered views quickly and fails on a real camera, where XFeat +
+LighterGlue holds).
 Candidates whose homography is implausible for a down-looking camera keep the reason. Among the valid ones the most
 inliers wins; its fix is accepted when the calibration (confidence.py) says it is confident.
 """
@@ -52,6 +55,10 @@ class VerifyConfig:
                                           "map_features/ where there is one, else pytorch) | onnxruntime | pytorch",
                                   check=_runtime_check)
     verify_k: int = option(10, "retrieval candidates verified per frame (the first K of VprResult)")
+    deeper_k: int = option(30, "on a frame the first verify_k candidates give no accepted fix, the first matcher "
+                               "also verifies VprResult's candidates up to this rank, re-ranked with them (0 = "
+                               "off): on changed ground the right place is often just below the top 10 "
+                               "(BENCHMARKS.md); the node's top_k must reach it")
     top_n: int = option(3, "verified candidates published per frame")
     query_px: int = option(400, "classic matchers: the frame's short side (px) when its features are extracted")
     query_features: int = option(2000, "classic matchers: most local features of a frame")
@@ -82,8 +89,14 @@ class VerifyConfig:
 
     @property
     def label(self) -> str:
-        """The matchers, as a calibration records them: 'sift', 'sift>xfeat', ..."""
-        return self.matcher + (f">{self.fallback_matcher}" if self.fallback_matcher else "")
+        """The matchers, as a calibration records them: 'sift', 'sift>xfeat', 'sift@30>xfeat' (deeper_k 30), ..."""
+        deeper = f"@{self.deeper_k}" if self.deeper_k > self.verify_k else ""
+        return self.matcher + deeper + (f">{self.fallback_matcher}" if self.fallback_matcher else "")
+
+    @property
+    def candidates_needed(self) -> int:
+        """How many retrieval candidates a frame should come with (verify_k, or deeper_k when it is deeper)."""
+        return max(self.verify_k, self.deeper_k)
 
 
 def _scaled(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -159,14 +172,20 @@ class Verifier:
             raise VprVerificationError("the retrieval result has no candidates to verify", reason="no_candidates")
         t0 = time.perf_counter()
         hints = hints or FrameHints()
-        cands = list(candidates)[:self.cfg.verify_k]
-        rows = [self.tiles.row(c.tile.name) for c in cands]  # a tile of another index: typed error before any work
-        result = self._stage(self.primary, 0, rgb, cands, rows, hints)
+        cfg, cache = self.cfg, {}
+        every = list(candidates)[:cfg.candidates_needed]
+        rows = [self.tiles.row(c.tile.name) for c in every]  # a tile of another index: typed error before any work
+        k = cfg.verify_k
+
+        def unverified(r: Verification) -> bool:  # what the later stages run on (uncalibrated: frames without a fix)
+            return r.fix is None if self.calibration is None else not r.accepted
+
+        result = self._stage(self.primary, 0, rgb, every[:k], rows[:k], hints, cache)
+        if len(every) > k and unverified(result):  # the same matcher on the next candidates, re-ranked with the first
+            result = self._stage(self.primary, 0, rgb, every[k:], rows[k:], hints, cache, earlier=result)
         stages = [result]
-        # the fallback runs on frames without an accepted fix (uncalibrated: without a fix); calibration runs both
-        unverified = result.fix is None if self.calibration is None else not result.accepted
-        if self.fallback is not None and (unverified or self.run_all_stages):
-            second = self._stage(self.fallback, 1, rgb, cands, rows, hints)
+        if self.fallback is not None and (unverified(result) or self.run_all_stages):  # calibration: every stage
+            second = self._stage(self.fallback, 1, rgb, every[:k], rows[:k], hints, cache)
             stages.append(second)
             if second.accepted or (second.fix is not None and result.fix is None):
                 result = second
@@ -174,12 +193,17 @@ class Verifier:
         result.latency_ms = (time.perf_counter() - t0) * 1e3
         return result
 
-    def _stage(self, matcher, stage: int, rgb, cands, rows, hints: FrameHints) -> Verification:
+    def _stage(self, matcher, stage: int, rgb, cands, rows, hints: FrameHints, cache: dict,
+               earlier: Verification | None = None) -> Verification:
+        """One matcher on `cands`; `earlier`: the same matcher's result on the candidates before them, merged."""
         t0 = time.perf_counter()
         if matcher.map_source == "tiles":
-            out, fits, t_feat = self._against_tiles(matcher, rgb, cands, rows)
+            out, fits, t_feat = self._against_tiles(matcher, rgb, cands, rows, cache)
         else:
             out, fits, t_feat = self._against_windows(matcher, rgb, cands, rows, hints)
+        if earlier is not None:
+            out, fits = list(earlier.candidates) + out, {**earlier.fits, **fits}
+            t_feat += earlier.features_ms / 1e3
         valid = sorted((v for v in out if v.valid), key=lambda v: (-v.inliers, v.retrieval_rank))
         ranked = valid + sorted((v for v in out if not v.valid), key=lambda v: v.retrieval_rank)
         result = Verification(ranked, None, "", features_ms=t_feat * 1e3, fits=fits, matcher=matcher.name,
@@ -208,7 +232,7 @@ class Verifier:
                 fix.accepted, result.reason = False, "ambiguous"  # two places nearly as good: neither
             elif math.isfinite(prior) and prior > self.cfg.prior_gate:
                 fix.accepted, result.reason = False, "far_from_prior"
-        result.latency_ms = (time.perf_counter() - t0) * 1e3
+        result.latency_ms = (time.perf_counter() - t0) * 1e3 + (earlier.latency_ms if earlier is not None else 0.0)
         return result
 
     def _check(self, vc: VerifiedCandidate, src, dst, frame_size, map_size, where, row, threshold_px: float,
@@ -224,10 +248,12 @@ class Verifier:
         fits[vc.tile_id] = FitRecord(fit, frame_size, map_size, where, row)
 
     # --- classic: the index's tile images --------------------------------------------------------------------
-    def _against_tiles(self, matcher, rgb, cands, rows):
+    def _against_tiles(self, matcher, rgb, cands, rows, cache: dict):
         t0 = time.perf_counter()
         h, w = rgb.shape[:2]
-        frame = matcher.extract(_scaled(rgb, self.cfg.query_px / min(h, w)), self.cfg.query_features)
+        if matcher.name not in cache:  # the frame's features, once per frame and matcher
+            cache[matcher.name] = matcher.extract(_scaled(rgb, self.cfg.query_px / min(h, w)), self.cfg.query_features)
+        frame = cache[matcher.name]
         t_feat = time.perf_counter() - t0
         out, fits = [], {}
         for c, row in zip(cands, rows, strict=True):
