@@ -204,8 +204,10 @@ def replay_into_ros(bag, out_bag=None, rate: float = 1.0, camera_topic: str | No
     arrivals = run.pop("verifications")
     verifications = [m for _, m in arrivals]
     frame_wall_ns = run.pop("frame_wall_ns")
+    published = sorted(frame_wall_ns)  # the camera frames' bag times
     summary = {
         **run,
+        "frame_period_s": float(np.median(np.diff(published))) / 1e9 if len(published) > 1 else None,
         "results": len(results),
         "frames_without_result": run["frames_published"] - len(results),
         "frames_dropped_by_node": sum(int(m.frames_dropped) for m in results),

@@ -50,8 +50,7 @@ def _evaluate(a):
         if a.verify:
             from vpr_node.core.verification.verifier import Verifier
             verifier = Verifier.for_index(idx)
-        r = evaluate(s, qs, k=max(20, verifier.cfg.candidates_needed) if verifier else 20,
-                     heading_known=a.heading_known, verifier=verifier)
+        r = evaluate(s, qs, k=20, heading_known=a.heading_known, verifier=verifier)
         if verifier is not None:
             print_json({"index": idx, "verification": r.extra["verification"]})
         if len(a.index) > 1 or a.heading_known:

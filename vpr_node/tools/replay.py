@@ -188,7 +188,7 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
         out.update(memory)
         if peer is not None:
             time.sleep(2.0)  # the last sends
-            out["autopilot"] = autopilot_report(accepted, peer, autopilot, rate, _frame_period_s(bag, camera_topic))
+            out["autopilot"] = autopilot_report(accepted, peer, autopilot, rate, out["frame_period_s"])
     finally:
         client.close()
         node.stop()
@@ -215,13 +215,6 @@ def _bag_origin(bag, camera_topic=None) -> tuple[float, float, float] | None:
         if f.lat is not None:
             return f.lat, f.lon, 0.0
     return None
-
-
-def _frame_period_s(bag, camera_topic=None) -> float | None:
-    """The camera's median frame period in the bag (s)."""
-    from vpr_node.core.io.bags import read_camera_bag
-    stamps = [f.stamp_ns for f in read_camera_bag(bag, camera_topic)]
-    return float(np.median(np.diff(stamps))) / 1e9 if len(stamps) > 1 else None
 
 
 def autopilot_report(accepted: list[dict], peer, autopilot: str, rate: float = 1.0,

@@ -149,17 +149,14 @@ def run(workdir, n: int = 40, seed: int = 0, verifiers=("sift", "xfeat", "defaul
     base = evaluate(strategy, queries, k=k, progress=progress)
     out["retrieval"] = {"recall": base.recall, "embed_ms_p50": base.embed_ms_p50, "k": k}
     for name in verifiers:
-        verifier = verifier_for(index, name)
-        r = evaluate(strategy, queries, k=max(10, verifier.cfg.candidates_needed), progress=progress,
-                     verifier=verifier)
+        r = evaluate(strategy, queries, k=10, progress=progress, verifier=verifier_for(index, name))
         recs = [p["verification"] for p in r.per_query]
         out["verifiers"][name] = _summary(r.extra["verification"], recs, r.per_query)
     for label, noise in (("default+position50", PriorNoise(position=True, position_sigma_m=50.0, seed=seed)),
                          ("default+all", PriorNoise(heading=True, altitude=True, position=True, position_sigma_m=50.0,
                                                     seed=seed))):
-        verifier = verifier_for(index, "default")
-        r = evaluate(strategy, queries, k=max(10, verifier.cfg.candidates_needed), progress=progress, priors=noise,
-                     camera=CAMERA, verifier=verifier)
+        r = evaluate(strategy, queries, k=10, progress=progress, priors=noise, camera=CAMERA,
+                     verifier=verifier_for(index, "default"))
         out["verifiers"][label] = _summary(r.extra["verification"], [p["verification"] for p in r.per_query],
                                            r.per_query)
     return out

@@ -104,7 +104,7 @@ def run_recall_benchmark(maps_csv, workdir, n_queries: int = 200, seed: int = 10
         verify = cfg.get("verify")
         verifier = None if not verify else Verifier.for_index(idx) if verify is True else \
             Verifier.for_index(idx, VerifyConfig(**verify), calibrated=False)
-        k = max(20, verifier.cfg.candidates_needed) if verifier else RETRIEVAL_K
+        k = 20 if verifier else RETRIEVAL_K
         r = evaluate(s, queries, k=k, heading_known=cfg.get("heading_known", False), priors=noise,
                      camera=protocol_setup(protocol)[0].camera_model(), verifier=verifier,
                      ns=RECALL_NS if verifier else (*RECALL_NS, RETRIEVAL_K))

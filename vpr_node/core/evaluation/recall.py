@@ -71,8 +71,9 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
              progress: bool = True, priors=None, camera=None, verifier=None, ns=RECALL_NS) -> EvalResult:
     """Embed each query, retrieve top-k, compute recall@N (N in `ns`, each <= k) at 25 m and 50 m and latency.
 
-    `verifier` (verification.Verifier) also verifies each query's candidates (the frame as the camera took it):
-    per-query outcome in `per_query[i]["verification"]`, totals in `extra["verification"]` (evaluation/verified.py).
+    `verifier` (verification.Verifier) also verifies each query's candidates (the frame as the camera took it; as
+    many as it asks for, `candidates_needed`, recall still at k): per-query outcome in
+    `per_query[i]["verification"]`, totals in `extra["verification"]` (evaluation/verified.py).
 
     `priors` (priors.PriorNoise) simulates the drone's heading / altitude / position priors with noise
     and applies them exactly as the node does (priors.PriorApplier); `camera` (camera.CameraModel) is the
@@ -82,6 +83,7 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
     if priors is not None and priors.any:
         applier, rng = priors.applier(index, camera), np.random.default_rng(priors.seed)
     k = min(k, len(index))
+    depth = min(max(k, verifier.cfg.candidates_needed), len(index)) if verifier is not None else k
     dists, embed_ms, search_ms, per_query, top1, truth, wrong = [], [], [], [], [], [], []
     row_of = {r.tile_id: i for i, r in enumerate(index.records)}
     tile_lat = np.array([r.lat for r in index.records])
@@ -100,7 +102,7 @@ def evaluate(strategy: RetrievalStrategy, queries: list[Query], k: int = 20, hea
             prior_states.update(state.label().split())
         d = strategy.embed_query(img)
         t1 = time.perf_counter()
-        cands = strategy.retrieve_topk(d, k, allowed)
+        cands = strategy.retrieve_topk(d, depth, allowed)
         t2 = time.perf_counter()
         embed_ms.append((t1 - t0) * 1e3)
         search_ms.append((t2 - t1) * 1e3)

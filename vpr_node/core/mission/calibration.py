@@ -90,7 +90,7 @@ def calibrate_verifier(strategy: RetrievalStrategy, index_dir, maps, altitude_m,
     verifier = Verifier.for_index(index_dir, verify, calibrated=False)  # an earlier calibration is being replaced
     verifier.run_all_stages = True
     views = CalibrationViews(maps, cfg.views, cfg.seed, altitude_m, camera)
-    res = evaluate(strategy, views, k=verifier.cfg.candidates_needed, progress=progress, verifier=verifier)
+    res = evaluate(strategy, views, k=verifier.cfg.verify_k, progress=progress, verifier=verifier)
     # every matcher's fix is a sample: a cascade's first stage is judged on its own fixes, the fallback on its own
     recs = [s for p in res.per_query for s in p["verification"]["stages"]]
     x = np.array([r["features"] for r in recs], np.float64).reshape(len(recs), -1)
@@ -137,7 +137,7 @@ def held_out_check(strategy, verifier: Verifier, cal: Calibration, maps, altitud
         return {"frames": 0, "accepted": 0, "accepted_wrong": 0}
     verifier.calibration, verifier.run_all_stages = cal, False
     views = CalibrationViews(maps, cfg.check_views, cfg.seed + 100, altitude_m, camera, ("lookalike", "elsewhere"))
-    res = evaluate(strategy, views, k=verifier.cfg.candidates_needed, progress=progress, verifier=verifier)
+    res = evaluate(strategy, views, k=verifier.cfg.verify_k, progress=progress, verifier=verifier)
     recs = [p["verification"] for p in res.per_query]
     accepted = [r for r in recs if r["accepted"]]
     return {"frames": len(recs), "accepted": len(accepted),
