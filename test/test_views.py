@@ -51,3 +51,34 @@ def test_views_rendered_from_a_window_equal_views_from_the_whole_map(sample_maps
             a = render_from_raster(raster, cx, cy, yaw, side_px, (320, 180), tilt, tilt_dir)
             b = render_view(whole, cx, cy, yaw, side_px, (320, 180), tilt, tilt_dir)
             assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # sub-pixel rounding of the shifted origin
+
+
+def test_a_tilted_view_foreshortens_the_ground_as_a_pinhole_camera_does():
+    """A camera tilted t off nadir sees the ground under its centre compressed by cos(t) along the tilt (what the
+    verifier's anisotropy evidence measures on a real oblique frame), its far edge wider than its near one, its
+    centre on the point it looks at; the footprint radius covers every corner for any tilt direction."""
+    import math
+
+    from vpr_node.core.verification.evidence import anisotropy
+    from vpr_node.core.views.queries import footprint_radius_px, tilt_limit_deg, view_corners
+
+    cam = (1024, 768)
+    frame = np.float32([[0, 0], [1024, 0], [1024, 768], [0, 768]])
+    for tilt in (0.0, 15.0, 30.0):
+        radius = footprint_radius_px(300.0, cam, tilt, 60.0)
+        for tilt_dir in (0.0, 45.0, 200.0):
+            corners = view_corners(500.0, 400.0, 30.0, 300.0, cam, tilt, tilt_dir, 60.0)
+            h = cv2.getPerspectiveTransform(frame, corners)  # frame -> map
+            assert abs(anisotropy(h, cam) - math.log(1 / math.cos(math.radians(tilt)))) < 2e-3
+            assert np.allclose(cv2.perspectiveTransform(np.float32([[[512, 384]]]), h)[0, 0], (500, 400), atol=1e-2)
+            assert np.linalg.norm(corners - (500, 400), axis=1).max() <= radius
+    top, bottom = view_corners(0.0, 0.0, 0.0, 300.0, cam, 30.0, 0.0, 60.0)[[0, 1]], \
+        view_corners(0.0, 0.0, 0.0, 300.0, cam, 30.0, 0.0, 60.0)[[3, 2]]
+    assert np.linalg.norm(top[1] - top[0]) > 1.5 * np.linalg.norm(bottom[1] - bottom[0])  # leaning forward
+    assert 34.0 < tilt_limit_deg(cam, 60.0) < 34.5
+    try:
+        view_corners(0.0, 0.0, 0.0, 300.0, cam, 70.0, 0.0, 60.0)
+    except ValueError as exc:
+        assert "horizon" in str(exc)
+    else:
+        raise AssertionError("a view that sees the horizon must be refused")

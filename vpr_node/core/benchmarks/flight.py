@@ -131,7 +131,8 @@ class FrameRenderer:
         cx, cy = (float(v) for v in g.latlon_to_pixel(p.lat, p.lon))
         side_px = self.camera.square_footprint_m(p.altitude_m) / g.gsd_m
         view = render_from_raster(self.raster, cx, cy, p.yaw_deg, side_px,
-                                  (self.camera.width_px, self.camera.height_px), p.tilt_deg, p.tilt_dir_deg)
+                                  (self.camera.width_px, self.camera.height_px), p.tilt_deg, p.tilt_dir_deg,
+                                  self.camera.hfov_deg)
         return condition_view(self.cfg.condition, np.random.default_rng([self.cfg.seed, p.i, 1]), view,
                               self.cfg.seed, p.i)
 

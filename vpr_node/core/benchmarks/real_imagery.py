@@ -27,6 +27,7 @@ from vpr_node.core.indexing.settings import BuildSettings
 from vpr_node.core.maps.camera import CameraModel
 from vpr_node.core.maps.geo import metres_per_degree
 from vpr_node.core.mission.adaptation import AdaptConfig
+from vpr_node.core.mission.calibration import CalibrationConfig
 from vpr_node.core.mission.config import MissionConfig
 from vpr_node.core.mission.prepare import prepare_mission
 from vpr_node.core.priors.noise import PriorNoise
@@ -40,6 +41,10 @@ ORIGIN = (48.0, 11.5)  # where the local metric frame is placed (the dataset's R
 GROUND_Z = -11.5  # module docstring
 CAMERA = CameraModel.from_hfov(60.0, 1024, 768)  # the nav camera the crops are given as
 FOOTPRINT_M = (45.0, 80.0)  # ground side of a crop's short side
+# the photograph's optical axis is 25 deg off nadir and its rays 2-51 deg, so the crops look 20-40 deg off nadir (their
+# centres' rays, from the pose): the calibration's views are tilted as far as this camera allows (34 deg at 60 deg
+# HFOV, queries.tilt_limit_deg): known camera geometry, not fitted on the crops
+CAMERA_TILT_DEG = 40.0
 # verifier configurations: name -> VerifyConfig overrides; "default" is prepare-mission's calibrated verifier
 # the single matchers on retrieval's top 10 (no deeper pass), uncalibrated; the default as the product runs it
 VERIFIERS = {name: dict(matcher=name, fallback_matcher="", deeper_k=0) for name in ("sift", "xfeat", "xfeat-mnn",
@@ -108,7 +113,8 @@ def mission_config(maps, out, progress: bool = False, **fields) -> MissionConfig
     altitude = tuple(CAMERA.altitude_for_footprint(f) for f in FOOTPRINT_M)
     return MissionConfig(maps=str(maps), out=str(out), altitude=altitude, camera=CAMERA, report_queries=0,
                          build=BuildSettings(rotations=4), progress=progress,
-                         adapt=AdaptConfig(minutes=0.0, altitude_m=altitude, hfov_deg=CAMERA.hfov_deg), **fields)
+                         adapt=AdaptConfig(minutes=0.0, altitude_m=altitude, hfov_deg=CAMERA.hfov_deg),
+                         **({"calibration": CalibrationConfig(max_tilt_deg=CAMERA_TILT_DEG)} | fields))
 
 
 def prepare(workdir, data_dir=None, progress: bool = False) -> pathlib.Path:

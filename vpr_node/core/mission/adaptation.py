@@ -75,7 +75,7 @@ class AdaptConfig:
     seed: int = option(1000, "seed of the views and fine-tuning anchors (never a report's or benchmark's seed)")
     altitude_m: tuple[float, float] = option((55.0, 110.0), "mission altitudes (views span 0.9x..1.1x of them)")
     hfov_deg: float = option(86.0, "camera horizontal field of view (deg)")
-    max_tilt_deg: float = option(20.0, "largest camera tilt of the synthesised views (deg)")
+    max_tilt_deg: float = option(15.0, "largest camera tilt of the synthesised views (deg)")
     device: str = option("auto", "auto (CUDA when present) | cpu | cuda")
 
     def fine_tune_minutes(self) -> float:

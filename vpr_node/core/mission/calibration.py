@@ -33,6 +33,11 @@ class CalibrationConfig:
                              "look-alike ground, another map); 0 = no calibration")
     check_views: int = option(40, "held-out look-alike and other-map views the fitted calibration is checked on")
     seed: int = option(3000, "their seed (never an adaptation's, a report's or a benchmark's)")
+    max_tilt_deg: float = option(15.0, "largest off-nadir angle of the nav camera in flight (mount, pitch and roll; "
+                                       "deg): the validation views are tilted up to it (a real camera's "
+                                       "foreshortening), never past where the camera would see the horizon; "
+                                       "no wider than the camera's: a wider range weakens the evidence against "
+                                       "look-alike ground")
     radius_m: float = option(25.0, "a fix is correct within this distance (m)")
     target_precision: float = option(0.99, "accepted validation fixes must be correct at least this often")
     cov_floor_m: float = option(1.0, "smallest 1-sigma position error a fix reports (m): the map's georeferencing")
@@ -42,7 +47,8 @@ class CalibrationViews:
     """n views at the mission's altitudes and camera, split over CONDITIONS (`conditions` to choose some), rendered
     as they are iterated (ViewSet, views/hard.py), so memory is one view's."""
 
-    def __init__(self, maps, n: int, seed: int, altitude_m, camera: CameraModel, conditions=None):
+    def __init__(self, maps, n: int, seed: int, altitude_m, camera: CameraModel, conditions=None,
+                 max_tilt_deg: float = 15.0):
         from vpr_node.core.views.hard import ElsewhereViews, LookalikeViews
 
         rasters = load_maps(maps)
@@ -50,7 +56,7 @@ class CalibrationViews:
         counts = [int(n * w / sum(shares.values())) for w in shares.values()]
         counts[0] += n - sum(counts)
         spec = QuerySpec.benchmark(altitude_m=tuple(altitude_m), hfov_deg=camera.hfov_deg,
-                                   camera=(camera.width_px, camera.height_px))
+                                   camera=(camera.width_px, camera.height_px), max_tilt_deg=max_tilt_deg)
         self.sets = []
         for i, (cond, count) in enumerate(zip(shares, counts, strict=True)):
             if cond == "lookalike":
@@ -89,7 +95,7 @@ def calibrate_verifier(strategy: RetrievalStrategy, index_dir, maps, altitude_m,
     cfg = cfg or CalibrationConfig()
     verifier = Verifier.for_index(index_dir, verify, calibrated=False)  # an earlier calibration is being replaced
     verifier.run_all_stages = True
-    views = CalibrationViews(maps, cfg.views, cfg.seed, altitude_m, camera)
+    views = CalibrationViews(maps, cfg.views, cfg.seed, altitude_m, camera, max_tilt_deg=cfg.max_tilt_deg)
     res = evaluate(strategy, views, k=verifier.cfg.verify_k, progress=progress, verifier=verifier)
     # every matcher's fix is a sample: a cascade's first stage is judged on its own fixes, the fallback on its own
     recs = [s for p in res.per_query for s in p["verification"]["stages"]]
@@ -101,6 +107,13 @@ def calibrate_verifier(strategy: RetrievalStrategy, index_dir, maps, altitude_m,
     cal.verifier = verifier.label
     wrong = [r for r in recs if not r["fix_error_m"] <= cfg.radius_m]
     cal.validation.update({"views": len(views), "seed": cfg.seed, "conditions": views.conditions,
+                           "max_tilt_deg": cfg.max_tilt_deg,
+                           # what the fit saw, for an audit or a refit: each stage fix's features, error, stage
+                           "samples": [{"features": [round(float(v), 6) for v in r["features"]],
+                                        "error_m": round(float(r["fix_error_m"]), 3)
+                                        if np.isfinite(r["fix_error_m"]) else None,
+                                        "stage": r["stage"]}
+                                       for r in recs],
                            "wrong_fixes": len(wrong),
                            "wrong_fixes_by_condition": wrong_by_condition(res.per_query, views.conditions,
                                                                           cfg.radius_m),
@@ -136,7 +149,8 @@ def held_out_check(strategy, verifier: Verifier, cal: Calibration, maps, altitud
     if cfg.check_views <= 0:
         return {"frames": 0, "accepted": 0, "accepted_wrong": 0}
     verifier.calibration, verifier.run_all_stages = cal, False
-    views = CalibrationViews(maps, cfg.check_views, cfg.seed + 100, altitude_m, camera, ("lookalike", "elsewhere"))
+    views = CalibrationViews(maps, cfg.check_views, cfg.seed + 100, altitude_m, camera, ("lookalike", "elsewhere"),
+                             cfg.max_tilt_deg)
     res = evaluate(strategy, views, k=verifier.cfg.verify_k, progress=progress, verifier=verifier)
     recs = [p["verification"] for p in res.per_query]
     accepted = [r for r in recs if r["accepted"]]

@@ -92,7 +92,7 @@ class ElsewhereViews:
         return self.n
 
     def __iter__(self):
-        from vpr_node.core.views.queries import Query, footprint_radius_px
+        from vpr_node.core.views.queries import Query, footprint_radius_px, tilt_limit_deg
 
         spec, h_map = self.spec, self.ground.shape[0]
         cam = spec.camera_model()
@@ -101,10 +101,15 @@ class ElsewhereViews:
             altitude = float(rng.uniform(*spec.altitude_m))
             footprint = cam.square_footprint_m(altitude)
             side_px = footprint / self.gsd_m
-            tilt = float(rng.uniform(0, spec.max_tilt_deg))
-            r = footprint_radius_px(side_px, spec.camera, tilt)
+            tilt = float(rng.uniform(0, min(spec.max_tilt_deg, tilt_limit_deg(spec.camera, spec.hfov_deg))))
+            r = footprint_radius_px(side_px, spec.camera, tilt, spec.hfov_deg)
+            if 2 * r >= h_map:  # too wide for the other map: a lower view of it
+                side_px *= (h_map / 2 - 1) / r
+                footprint, altitude = side_px * self.gsd_m, cam.altitude_for_footprint(side_px * self.gsd_m)
+                r = h_map / 2 - 1
             cx, cy = rng.uniform(r, h_map - r, 2)
             yaw = float(rng.uniform(0, 360))
-            view = render_view(self.ground, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
+            view = render_view(self.ground, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)),
+                               spec.hfov_deg)
             yield Query(f"e{i:05d}", math.nan, math.nan, yaw, 1.0, tilt, "elsewhere", augment.strong(rng, view),
                         altitude, footprint)

@@ -1,7 +1,7 @@
 """Synthesise drone-like nav-camera frames from georeferenced maps, with ground-truth positions.
 
 Each query: random position, yaw 0-360 deg, a ground footprint (from an altitude range and the camera
-model, or a nominal footprint +-30 %), camera tilt (perspective warp), photometric change (a profile of
+model, or a nominal footprint +-30 %), camera tilt (a pinhole camera's perspective), photometric change (a profile of
 `augment`). Deterministic by seed. Written as images + queries.csv.
 
 `QuerySpec.benchmark()` is the developer benchmark's protocol: 1280x720 camera with 86 deg horizontal
@@ -73,54 +73,74 @@ class Query:
     footprint_m: float | None = None  # ground side of the frame's centred square crop
 
 
-def render_view(map_rgb: np.ndarray, cx: float, cy: float, yaw_deg: float, side_px: float, camera: tuple[int, int],
-                tilt_deg: float = 0.0, tilt_dir_deg: float = 0.0) -> np.ndarray:
-    """Render a camera frame looking down at map pixel (cx, cy): frame 'up' points along heading `yaw_deg`
-    (clockwise from north), the short side covers `side_px` map pixels; tilt adds a perspective warp."""
+MAX_RAY_DEG = 70.0  # a rendered view's corner rays stay this far from the horizon (its far ground stays on the map)
+
+
+def tilt_limit_deg(camera: tuple[int, int], hfov_deg: float) -> float:
+    """The largest tilt at which the frame's corner rays stay within MAX_RAY_DEG of nadir."""
     cw, ch = camera
-    s = side_px / ch  # map px per camera px
+    f = cw / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
+    return max(0.0, MAX_RAY_DEG - math.degrees(math.atan(math.hypot(cw / 2, ch / 2) / f)))
+
+
+def view_corners(cx: float, cy: float, yaw_deg: float, side_px: float, camera: tuple[int, int],
+                 tilt_deg: float = 0.0, tilt_dir_deg: float = 0.0, hfov_deg: float = 86.0) -> np.ndarray:
+    """Map pixels seen by the frame's corners (tl, tr, br, bl) for a pinhole camera whose optical axis meets the
+    ground at map pixel (cx, cy): frame 'up' along heading `yaw_deg` (clockwise from north), at the altitude where
+    looking straight down its short side would cover `side_px` map pixels, the optical axis tilted `tilt_deg` off
+    nadir towards `tilt_dir_deg` (clockwise from the frame's 'up'). A tilted view foreshortens the ground as a real
+    camera does: log(1/cos(tilt)) of anisotropy at the frame's centre."""
+    cw, ch = camera
+    f = cw / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
+    altitude = side_px / ch * f  # map px
     a = math.radians(yaw_deg)
-    ux, uy = math.sin(a), -math.cos(a)  # 'up' direction in map px
-    rx, ry = -uy, ux  # 'right'
-    # camera corners (tl, tr, br, bl) in map coordinates
-    hw, hh = cw / 2 * s, ch / 2 * s
-    corners = np.array(
-        [
-            [cx - rx * hw + ux * hh, cy - ry * hw + uy * hh],
-            [cx + rx * hw + ux * hh, cy + ry * hw + uy * hh],
-            [cx + rx * hw - ux * hh, cy + ry * hw - uy * hh],
-            [cx - rx * hw - ux * hh, cy - ry * hw - uy * hh],
-        ],
-        np.float32,
-    )
-    if tilt_deg:
-        # an oblique view sees a trapezoid on the ground: stretch the far edge by tan(tilt)
-        k = math.tan(math.radians(tilt_deg))
-        far = int(((tilt_dir_deg % 360) // 90) % 4)
-        idx = [(0, 1), (1, 2), (2, 3), (3, 0)][far]
-        centre = corners.mean(0)
-        for i in idx:
-            corners[i] = centre + (corners[i] - centre) * (1 + k)
+    up = np.array([math.sin(a), -math.cos(a), 0.0])  # world: x east, y south (map rows), z down (right-handed)
+    right = np.array([-up[1], up[0], 0.0])
+    axes = np.stack([right, -up, np.array([0.0, 0.0, 1.0])], 1)  # camera x, y, z (columns) in the world, nadir
+    t, d = math.radians(tilt_deg), math.radians(tilt_dir_deg)
+    lean = np.array([math.sin(d), -math.cos(d), 0.0])  # the tilt's direction in camera coordinates
+    k = np.cross([0.0, 0.0, 1.0], lean)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    axes = axes @ (np.eye(3) + math.sin(t) * kx + (1 - math.cos(t)) * kx @ kx)  # Rodrigues: z towards `lean`
+    centre = np.array([cx, cy, 0.0]) - altitude / max(math.cos(t), 1e-6) * axes[:, 2]
+    out = []
+    for u, v in ((0, 0), (cw, 0), (cw, ch), (0, ch)):
+        ray = axes @ np.array([(u - cw / 2) / f, (v - ch / 2) / f, 1.0])
+        if ray[2] <= 1e-6:
+            raise ValueError(f"a view tilted {tilt_deg:.1f} deg sees the horizon; keep tilt below "
+                             f"{tilt_limit_deg(camera, hfov_deg):.1f} deg for this camera")
+        out.append((centre - centre[2] / ray[2] * ray)[:2])
+    return np.array(out, np.float32)
+
+
+def render_view(map_rgb: np.ndarray, cx: float, cy: float, yaw_deg: float, side_px: float, camera: tuple[int, int],
+                tilt_deg: float = 0.0, tilt_dir_deg: float = 0.0, hfov_deg: float = 86.0) -> np.ndarray:
+    """Render a camera frame of the map (view_corners: looking at map pixel (cx, cy), 'up' along `yaw_deg`, the
+    short side covering `side_px` map pixels when looking straight down, tilted as a pinhole camera)."""
+    cw, ch = camera
+    corners = view_corners(cx, cy, yaw_deg, side_px, camera, tilt_deg, tilt_dir_deg, hfov_deg)
     dst = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float32)
     m = cv2.getPerspectiveTransform(corners, dst)
     return cv2.warpPerspective(map_rgb, m, (cw, ch), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
 
 
 def render_from_raster(raster, cx: float, cy: float, yaw_deg: float, side_px: float, camera: tuple[int, int],
-                       tilt_deg: float = 0.0, tilt_dir_deg: float = 0.0) -> np.ndarray:
+                       tilt_deg: float = 0.0, tilt_dir_deg: float = 0.0, hfov_deg: float = 86.0) -> np.ndarray:
     """render_view on a map raster, from a window around the view (only the pixels it sees are read: memory does
     not grow with the map). Same pixels as rendering from the whole image."""
     w, h = raster.geo.width, raster.geo.height
-    side = min(2 * int(math.ceil(footprint_radius_px(side_px, camera, tilt_deg))) + 6, w, h)
+    side = min(2 * int(math.ceil(footprint_radius_px(side_px, camera, tilt_deg, hfov_deg))) + 6, w, h)
     x0 = min(max(0, int(cx) - side // 2), w - side)
     y0 = min(max(0, int(cy) - side // 2), h - side)
     window, _ = raster.read_window(x0, y0, side, None)
-    return render_view(window, cx - x0, cy - y0, yaw_deg, side_px, camera, tilt_deg, tilt_dir_deg)
+    return render_view(window, cx - x0, cy - y0, yaw_deg, side_px, camera, tilt_deg, tilt_dir_deg, hfov_deg)
 
 
-def footprint_radius_px(side_px: float, camera: tuple[int, int], tilt_deg: float) -> float:
-    cw, ch = camera
-    return 0.5 * side_px * math.hypot(cw / ch, 1.0) * (1 + math.tan(math.radians(tilt_deg)))
+def footprint_radius_px(side_px: float, camera: tuple[int, int], tilt_deg: float, hfov_deg: float = 86.0) -> float:
+    """The farthest map pixel a view sees from its centre, over headings and tilt directions (view_corners)."""
+    far = max(float(np.linalg.norm(view_corners(0.0, 0.0, 0.0, side_px, camera, tilt_deg, d, hfov_deg), axis=1).max())
+              for d in range(0, 360, 10))  # a heading turns the corners about the centre: their distance stays
+    return far * 1.01
 
 
 def condition_view(profile: str, rng, view: np.ndarray, seed: int, i: int) -> np.ndarray:
@@ -155,9 +175,9 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
                 None,
                 spec.footprint_m * float(rng.uniform(1 - spec.scale_jitter, 1 + spec.scale_jitter)),
             )
-        tilt = float(rng.uniform(0, spec.max_tilt_deg))
+        tilt = float(rng.uniform(0, min(spec.max_tilt_deg, tilt_limit_deg(spec.camera, spec.hfov_deg))))
         side_px = footprint / r.geo.gsd_m
-        rad = footprint_radius_px(side_px, spec.camera, tilt)
+        rad = footprint_radius_px(side_px, spec.camera, tilt, spec.hfov_deg)
         h, w = r.geo.height, r.geo.width
         if 2 * rad >= min(w, h):
             # the rotated frame cannot fit: clamp to what fits (rather than loop forever)
@@ -169,7 +189,8 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         cx = float(rng.uniform(rad, w - rad))
         cy = float(rng.uniform(rad, h - rad))
         yaw = float(rng.uniform(*spec.yaw_deg))
-        view = render_from_raster(r, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)))
+        view = render_from_raster(r, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)),
+                                  spec.hfov_deg)
         view = condition_view(spec.profile, rng, view, seed, made)
         lat, lon = (float(v) for v in r.geo.pixel_to_latlon(cx, cy))
         yield Query(f"q{made:05d}", lat, lon, yaw, footprint / spec.footprint_m, tilt, r.path.name, view, altitude,
