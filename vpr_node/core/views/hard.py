@@ -2,7 +2,8 @@
 can count them:
 
 - `lookalike`: a view of the map in which a part of the ground (30-50 % of the frame, on one side of a random line)
-  is replaced by the ground of another place of the same map at the same heading and scale: ground changed to
+  is replaced by the ground of another place of the same map at the same heading, scale and camera tilt (as the
+  same camera would see it there): ground changed to
   look like elsewhere, and what repetitive real ground (identical roofs, parking lots, crop rows) does. The truth
   stays where the camera is: a homography to the other place is clean, its inliers sit in one part of the frame,
   and it is wrong.
@@ -20,7 +21,7 @@ import math
 import numpy as np
 
 from vpr_node.core.views import augment
-from vpr_node.core.views.queries import QuerySpec, ViewSet, render_from_raster, render_view
+from vpr_node.core.views.queries import QuerySpec, ViewSet, footprint_radius_px, render_from_raster, render_view
 
 LOOKALIKE_STREAM, ELSEWHERE_STREAM = 11, 12
 
@@ -70,9 +71,11 @@ class LookalikeViews:
             side_px = q.footprint_m / g.gsd_m
             cx, cy = (float(v) for v in g.latlon_to_pixel(q.lat, q.lon))
             h, w = q.image.shape[:2]
-            rad = 0.5 * side_px * math.hypot(w / h, 1.0) * 1.2
+            hfov = self.base.spec.hfov_deg
+            rad = footprint_radius_px(side_px, (w, h), q.tilt_deg, hfov) * 1.2
             ox, oy = _another_place(rng, g.width, g.height, rad, cx, cy, 2 * q.footprint_m / g.gsd_m)
-            other = render_from_raster(raster, ox, oy, q.yaw_deg, side_px, (w, h))
+            # the other place as the same camera sees it: same heading, scale and tilt
+            other = render_from_raster(raster, ox, oy, q.yaw_deg, side_px, (w, h), q.tilt_deg, q.tilt_dir_deg, hfov)
             mask = _half_plane_mask(rng, w, h, rng.uniform(0.3, 0.5))
             img = q.image.copy()
             img[mask] = other[mask]

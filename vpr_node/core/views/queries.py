@@ -71,6 +71,7 @@ class Query:
     image: np.ndarray | None = None
     altitude_m: float | None = None  # above ground, when the spec had an altitude range
     footprint_m: float | None = None  # ground side of the frame's centred square crop
+    tilt_dir_deg: float = 0.0  # where the tilt leans, clockwise from the frame's 'up'
 
 
 MAX_RAY_DEG = 70.0  # a rendered view's corner rays stay this far from the horizon (its far ground stays on the map)
@@ -189,12 +190,12 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         cx = float(rng.uniform(rad, w - rad))
         cy = float(rng.uniform(rad, h - rad))
         yaw = float(rng.uniform(*spec.yaw_deg))
-        view = render_from_raster(r, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)),
-                                  spec.hfov_deg)
+        tilt_dir = float(rng.uniform(0, 360))
+        view = render_from_raster(r, cx, cy, yaw, side_px, spec.camera, tilt, tilt_dir, spec.hfov_deg)
         view = condition_view(spec.profile, rng, view, seed, made)
         lat, lon = (float(v) for v in r.geo.pixel_to_latlon(cx, cy))
         yield Query(f"q{made:05d}", lat, lon, yaw, footprint / spec.footprint_m, tilt, r.path.name, view, altitude,
-                    footprint)
+                    footprint, tilt_dir)
         made += 1
 
 
