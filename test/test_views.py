@@ -72,8 +72,8 @@ def test_a_tilted_view_foreshortens_the_ground_as_a_pinhole_camera_does():
             assert abs(anisotropy(h, cam) - math.log(1 / math.cos(math.radians(tilt)))) < 2e-3
             assert np.allclose(cv2.perspectiveTransform(np.float32([[[512, 384]]]), h)[0, 0], (500, 400), atol=1e-2)
             assert np.linalg.norm(corners - (500, 400), axis=1).max() <= radius
-    top, bottom = view_corners(0.0, 0.0, 0.0, 300.0, cam, 30.0, 0.0, 60.0)[[0, 1]], \
-        view_corners(0.0, 0.0, 0.0, 300.0, cam, 30.0, 0.0, 60.0)[[3, 2]]
+    leaning = view_corners(0.0, 0.0, 0.0, 300.0, cam, 30.0, 0.0, 60.0)
+    top, bottom = leaning[[0, 1]], leaning[[3, 2]]
     assert np.linalg.norm(top[1] - top[0]) > 1.5 * np.linalg.norm(bottom[1] - bottom[0])  # leaning forward
     assert 34.0 < tilt_limit_deg(cam, 60.0) < 34.5
     try:

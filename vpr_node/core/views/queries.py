@@ -80,7 +80,7 @@ MAX_RAY_DEG = 70.0  # a rendered view's corner rays stay this far from the horiz
 def tilt_limit_deg(camera: tuple[int, int], hfov_deg: float) -> float:
     """The largest tilt at which the frame's corner rays stay within MAX_RAY_DEG of nadir."""
     cw, ch = camera
-    f = cw / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
+    f = CameraModel.from_hfov(hfov_deg, cw, ch).fx
     return max(0.0, MAX_RAY_DEG - math.degrees(math.atan(math.hypot(cw / 2, ch / 2) / f)))
 
 
@@ -92,7 +92,7 @@ def view_corners(cx: float, cy: float, yaw_deg: float, side_px: float, camera: t
     nadir towards `tilt_dir_deg` (clockwise from the frame's 'up'). A tilted view foreshortens the ground as a real
     camera does: log(1/cos(tilt)) of anisotropy at the frame's centre."""
     cw, ch = camera
-    f = cw / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
+    f = CameraModel.from_hfov(hfov_deg, cw, ch).fx
     altitude = side_px / ch * f  # map px
     a = math.radians(yaw_deg)
     up = np.array([math.sin(a), -math.cos(a), 0.0])  # world: x east, y south (map rows), z down (right-handed)
