@@ -2,8 +2,10 @@
 bag player are both one of these). Subclasses create their entities, then call start_spinning()."""
 from __future__ import annotations
 
+import queue
 import threading
 import time
+from typing import Callable
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -19,6 +21,24 @@ def wait_wired(publisher, subscribers: int, subscriptions, timeout: float) -> bo
             return True
         time.sleep(0.05)
     return False
+
+
+def wait_diagnostics(arrays: queue.Queue, name: str, ready: Callable[[dict], bool] = lambda values: True,
+                     timeout: float = 5.0) -> dict | None:
+    """Key/values of the first status in the DiagnosticArray messages arriving on `arrays` whose name contains
+    `name` and whose values satisfy `ready`; None after `timeout` seconds. The package's nodes report once a second
+    on the steady clock (also under sim time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            arr = arrays.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        for st in arr.status:
+            if name in st.name:
+                values = {kv.key: kv.value for kv in st.values}
+                if ready(values):
+                    return values
 
 
 class BackgroundNode:

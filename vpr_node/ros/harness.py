@@ -27,7 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 from vpr_node.core.io import image_codec
 from vpr_node.core.resources import data_file
 from vpr_node.msg import VprResult, VprVerification
-from vpr_node.ros.client_node import BackgroundNode, wait_wired
+from vpr_node.ros.client_node import BackgroundNode, wait_diagnostics, wait_wired
 from vpr_node.ros.conversions import ns_to_time
 from vpr_node.ros.node_spec import (
     EXECUTABLE,
@@ -198,12 +198,19 @@ class VprClient(BackgroundNode):
         self.pub.publish(msg)
 
     def wait_subscribed(self, timeout: float = 10.0, count: int = 1) -> bool:
-        """Until the pipeline is wired both ways as this client sees it: `count` subscribers (vpr_node, and the
-        verifier when it runs) are matched to the image publisher, and this client's result (and verification)
-        subscriptions to their publishers. The outputs are transient local (ros/qos.py): what was published a
-        moment before a match still arrives."""
+        """Until the pipeline is wired both ways: `count` subscribers (vpr_node, and the verifier when it runs) are
+        matched to the image publisher, this client's result (and verification) subscriptions to their publishers,
+        and each reader's frame subscription to the image publishers (as its diagnostics report: a best-effort reader
+        drops frames from a writer it has not matched yet, even when the writer already counts it). The outputs are
+        transient local (ros/qos.py): what was published a moment before a match still arrives."""
+        deadline = time.monotonic() + timeout
         subs = [self._result_sub] + ([self._verification_sub] if count >= 2 and self._verification_sub else [])
-        return wait_wired(self.pub, count, subs, timeout)
+        if not wait_wired(self.pub, count, subs, timeout):
+            return False
+        publishers = self.node.count_publishers(self.pub.topic_name)
+        readers = ["visual place recognition"] + (["geometric verification"] if count >= 2 else [])
+        return all(wait_diagnostics(self.diagnostics, name, lambda v: int(v.get("image_publishers", 0)) >= publishers,
+                                    max(0.0, deadline - time.monotonic())) is not None for name in readers)
 
     def wait_result_subscribers(self, count: int = 2, timeout: float = 30.0) -> bool:
         """Until vpr_node's own VprResult publisher is matched to `count` subscriptions (this client and the
@@ -229,16 +236,10 @@ class VprClient(BackgroundNode):
             except queue.Empty:
                 return out
 
-    def latest_diagnostics(self, timeout: float = 5.0, name: str = "visual place recognition") -> dict | None:
+    def latest_diagnostics(self, timeout: float = 5.0, name: str = "visual place recognition",
+                           ready=lambda values: True) -> dict | None:
         """Key/values of the next /diagnostics status whose name contains `name` (vpr_node's by default; the
-        verifier's is "geometric verification"), waiting at most `timeout` s for a fresh one."""
+        verifier's is "geometric verification", vpr_mavlink's "autopilot output") and whose values satisfy `ready`,
+        waiting at most `timeout` s for a fresh one."""
         self.drain(self.diagnostics)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                arr = self.diagnostics.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return None
-            for st in arr.status:
-                if name in st.name:
-                    return {kv.key: kv.value for kv in st.values}
+        return wait_diagnostics(self.diagnostics, name, ready, timeout)

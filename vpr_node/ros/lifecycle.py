@@ -8,6 +8,7 @@ import sys
 import time
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
@@ -48,6 +49,12 @@ class ReleasingLifecycleNode(LifecycleNode):
         self._release()
         self.state_label = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
+
+
+def steady_timer(node, period_s: float, callback):
+    """A timer on the steady clock, for diagnostics and watchdogs: under `use_sim_time` a node's own timers follow
+    /clock, so a replay not started yet, paused or ended would silence the node's health report (and a hang)."""
+    return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
 def run(make_node, argv=None, fast_exit: bool = False, stopped: str = "node stopped") -> int:

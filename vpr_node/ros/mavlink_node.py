@@ -27,7 +27,7 @@ from vpr_node.core.io.logs import StructuredLogger
 from vpr_node.core.io.recorder import FlightDataRecorder
 from vpr_node.msg import VprVerification as VprVerificationMsg
 from vpr_node.ros.conversions import autopilot_fix_from_msg, pose_msg
-from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run
+from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run, steady_timer
 from vpr_node.ros.mavlink_params import PARAMETERS, MavlinkNodeConfig
 from vpr_node.ros.rosout import rosout_sink
 
@@ -76,7 +76,7 @@ class MavlinkNode(ReleasingLifecycleNode):
         if cfg.mavros_topic:
             self.pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, cfg.mavros_topic, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.timer = self.create_timer(cfg.diagnostics_period, self._tick)
+        self.timer = steady_timer(self, cfg.diagnostics_period, self._tick)
         self.state_label = "inactive"
         self.log.info("c2.vpr.mavlink_ready", "autopilot output ready", autopilot=cfg.autopilot,
                       connection=cfg.connection or "none (mavros topic only)", system_id=cfg.system_id,
@@ -144,6 +144,8 @@ class MavlinkNode(ReleasingLifecycleNode):
             DiagnosticStatus.OK
         status.message = (f"{self.state_label}; link {stats.get('link_state', '-')}; "
                           f"{sum(v for k, v in stats.items() if k.startswith('sent.'))} sent, {rejected} refused")
+        # the verifier publishers its (volatile) fix subscription is matched to: fixes before the match are not seen
+        stats["verification_publishers"] = self.sub.get_publisher_count() if self.sub is not None else 0
         status.values = [KeyValue(key="state", value=self.state_label)] + [
             KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in sorted(stats.items())]
         arr = DiagnosticArray()

@@ -30,7 +30,7 @@ from vpr_node.core.retrieval.engine import Frame, VprEngine
 from vpr_node.core.retrieval.strategy import RetrievalStrategy, load_strategy
 from vpr_node.msg import VprResult as VprResultMsg
 from vpr_node.ros.conversions import compressed_decoder, image_decoder, result_to_msg, time_to_ns
-from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run
+from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run, steady_timer
 from vpr_node.ros.params import PARAMETERS, NodeConfig
 from vpr_node.ros.prior_inputs import message_class
 from vpr_node.ros.qos import OUTPUT_QOS
@@ -116,7 +116,7 @@ class VprLifecycleNode(ReleasingLifecycleNode):
         self.config = cfg
         self.result_pub = self.create_lifecycle_publisher(VprResultMsg, cfg.result_topic, OUTPUT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+        self.diag_timer = steady_timer(self, cfg.diagnostics_period, self._publish_diagnostics)
         self.state_label = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
@@ -254,7 +254,10 @@ class VprLifecycleNode(ReleasingLifecycleNode):
                   "inflight_ms": f"{stats.get('inflight_ms', 0.0):.0f}",
                   # subscriptions matched to the VprResult publisher (the verifier, a recorder): a result
                   # published before a subscriber is matched does not reach it
-                  "result_subscribers": self.result_pub.get_subscription_count() if self.result_pub else 0}
+                  "result_subscribers": self.result_pub.get_subscription_count() if self.result_pub else 0,
+                  # camera publishers this node's frame subscription is matched to: a best-effort reader drops
+                  # what a writer sends before the reader has matched it, even when the writer already sees it
+                  "image_publishers": self.sub.get_publisher_count() if self.sub is not None else 0}
         for kind, n in sorted(stats.get("errors", {}).items()):
             values[f"errors.{kind}"] = n
         for state, n in sorted(stats.get("prior_states", {}).items()):

@@ -45,7 +45,7 @@ from vpr_node.ros.conversions import (
     time_to_ns,
     verification_to_msg,
 )
-from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run
+from vpr_node.ros.lifecycle import ReleasingLifecycleNode, run, steady_timer
 from vpr_node.ros.qos import OUTPUT_QOS
 from vpr_node.ros.rosout import rosout_sink
 from vpr_node.ros.verifier_params import PARAMETERS, VerifierNodeConfig
@@ -105,7 +105,7 @@ class VerifierNode(ReleasingLifecycleNode):
                      "pose": self.create_lifecycle_publisher(PoseWithCovarianceStamped, cfg.pose_topic, OUTPUT_QOS),
                      "debug": self.create_lifecycle_publisher(Image, cfg.debug_image_topic, 2)}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.timer = self.create_timer(cfg.diagnostics_period, self._tick)
+        self.timer = steady_timer(self, cfg.diagnostics_period, self._tick)
         self.state_label = "inactive"
         cal = self.verifier.calibration
         self.log.info("c2.vpr.verifier_ready", "verifier ready", index_tiles=len(self.verifier.tiles),
@@ -202,8 +202,12 @@ class VerifierNode(ReleasingLifecycleNode):
         status.level = DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN
         status.message = (f"{self.state_label}; {stats.get('verified', 0)} verified, {stats.get('accepted', 0)} fixes "
                           f"accepted, {errors} errors")
+        # publishers its frame and result subscriptions are matched to (as vpr_node's image_publishers)
+        matched = {"image_publishers": self.subs[0].get_publisher_count() if self.subs else 0,
+                   "result_publishers": self.subs[1].get_publisher_count() if self.subs else 0}
         status.values = [KeyValue(key="state", value=self.state_label)] + [
-            KeyValue(key=k, value=f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in sorted(stats.items())]
+            KeyValue(key=k, value=f"{v:.2f}" if isinstance(v, float) else str(v))
+            for k, v in sorted((stats | matched).items())]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [status]

@@ -176,6 +176,9 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
                 raise RuntimeError(f"{name or 'vpr_node'} did not activate; see the logs in {workdir}")
         if not client.wait_subscribed(30, count=2 if verify else 1):
             raise RuntimeError(f"the nodes are active but not connected after 30 s; see the logs in {workdir}")
+        if autopilot and client.latest_diagnostics(30, "autopilot output", _mavlink_ready) is None:
+            raise RuntimeError(f"vpr_mavlink has not heard the autopilot or is not matched to the verifier after "
+                               f"30 s; see the logs in {workdir}")
         pid = node.proc.pid
         memory = {"node_rss_mib_active": rss_mib(pid), "node_anon_mib_active": rss_mib(pid, "RssAnon")}
         out = replay_into_ros(bag, out_bag, rate, camera_topic, domain_id, top_k,
@@ -187,8 +190,12 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
                        "node_anon_mib_end": rss_mib(pid, "RssAnon"), "node_file_mib_end": rss_mib(pid, "RssFile")})
         out.update(memory)
         if peer is not None:
-            time.sleep(2.0)  # the last sends
+            # every accepted fix sent or refused (with its reason), then the last sends' transit
+            handled = client.latest_diagnostics(30, "autopilot output", lambda v: _fixes_handled(v) >= len(accepted))
+            time.sleep(0.5)
             out["autopilot"] = autopilot_report(accepted, peer, autopilot, rate, out["frame_period_s"])
+            out["autopilot"]["refused"] = {k.removeprefix("rejected."): int(v) for k, v in (handled or {}).items()
+                                           if k.startswith("rejected.")}
     finally:
         client.close()
         node.stop()
@@ -198,6 +205,16 @@ def replay_ros(bag, backbone: str, index_dir: str, workdir, out_bag=None, rate: 
         if peer is not None:
             peer.close()
     return {"backbone": backbone, **out}
+
+
+def _mavlink_ready(values: dict) -> bool:
+    """vpr_mavlink's diagnostics: it hears the autopilot and its fix subscription is matched to the verifier."""
+    return values.get("link_state") == "connected" and int(values.get("verification_publishers", 0)) > 0
+
+
+def _fixes_handled(values: dict) -> int:
+    """Fixes vpr_mavlink has sent or refused, from its diagnostics."""
+    return sum(int(v) for k, v in values.items() if k.startswith(("sent.", "rejected.")))
 
 
 def free_udp_port() -> int:
