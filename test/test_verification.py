@@ -260,6 +260,37 @@ def test_evidence_beyond_the_inlier_count():
     assert math.isnan(evidence.prior_distance(60.0, 22.0, np.eye(2), math.nan, math.nan, math.nan))
 
 
+def test_a_fix_where_an_independent_prior_put_the_drone_is_worth_more_on_a_large_map_than_on_a_small_one():
+    """The position prior's evidence: a wrong fix lands anywhere on the covered map within the gate, a right one
+    around the prior. On a map much larger than the prior's uncertainty, agreeing with the prior raises the odds
+    (at most the gate's area over the prior's density); on a map the prior already covers, it says little; a fix
+    far out in the prior's tail loses odds; no prior changes nothing."""
+    from vpr_node.core.verification import evidence
+
+    def tiles(side_m: float, tile_m: float = 50.0):  # a square map of side_m, tiled without gaps
+        m_lat, m_lon = evidence.metres_per_degree(60.0)
+        edges = np.arange(0.0, side_m, tile_m)
+        s, w = (a.ravel() for a in np.meshgrid(edges, edges, indexing="ij"))
+        return {"south": 60.0 + s / m_lat, "north": 60.0 + (s + tile_m) / m_lat,
+                "west": 22.0 + w / m_lon, "east": 22.0 + (w + tile_m) / m_lon}
+
+    large, small = evidence.MapCoverage(tiles(2000.0)), evidence.MapCoverage(tiles(150.0))
+    assert large.area_m2 == pytest.approx(2000.0 ** 2, rel=0.02) and small.area_m2 == pytest.approx(150.0 ** 2,
+                                                                                                     rel=0.1)
+    cov = np.eye(2) * 50.0 ** 2  # a 50 m prior; the centre of each map
+    lat_l, lon_l = 60.0 + 1000.0 / evidence.metres_per_degree(60.0)[0], 22.0 + 1000.0 / evidence.metres_per_degree(
+        60.0)[1]
+    gate = large.area_within(lat_l, lon_l, cov, 4.0)
+    assert gate == pytest.approx(math.pi * 200.0 ** 2, rel=0.05)  # the 4-sigma disc, all of it on the map
+    assert small.area_within(60.0, 22.0, cov, 4.0) <= small.area_m2  # the map is smaller than the gate
+    at_prior_large = evidence.prior_log_ratio(0.0, cov, gate)
+    assert at_prior_large == pytest.approx(math.log(16.0 / 2.0), rel=0.05)  # (4 sigma)^2 pi / (2 pi sigma^2)
+    assert evidence.prior_log_ratio(0.0, cov, small.area_within(60.0, 22.0, cov, 4.0)) < at_prior_large - 1.5
+    assert evidence.prior_log_ratio(3.0, cov, gate) < 0  # out in the tail: likelier wrong than right by place
+    assert evidence.prior_log_ratio(math.nan, cov, gate) == 0.0
+    assert evidence.with_log_ratio(0.5, math.log(3.0)) == pytest.approx(0.75)
+    assert evidence.with_log_ratio(0.8, 0.0) == pytest.approx(0.8)
+
 @pytest.fixture(scope="module")
 def hard_calibrated(gem_index_dir, gem_strategy, sample_maps, tmp_path_factory):
     """The sample index calibrated by prepare-mission's calibration (SIFT alone, for speed: the cascade's is

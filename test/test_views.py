@@ -1,6 +1,7 @@
 """views/: image geometry shared by frames and tiles (north-up rotation, ground crops)."""
 import cv2
 import numpy as np
+import pytest
 
 from vpr_node.core.views.geometry import crop_to_ground, rotate_to_north_up
 
@@ -19,10 +20,11 @@ def test_crop_to_ground_keeps_the_centre():
     assert crop_to_ground(img, footprint_m=50.0, target_m=60.0).shape == (720, 720, 3)  # cannot zoom out
 
 
-def test_a_view_set_renders_the_same_views_again_and_keeps_only_their_positions(sample_maps):
+@pytest.mark.parametrize("photometric", ["changed", "resurveyed"])
+def test_a_view_set_renders_the_same_views_again_and_keeps_only_their_positions(sample_maps, photometric):
     from vpr_node.core.maps.sources import load_corner_table
     from vpr_node.core.views.queries import QuerySpec, ViewSet, synthesise_queries
-    rasters, spec = load_corner_table(sample_maps), QuerySpec.benchmark(photometric="changed", camera=(320, 180))
+    rasters, spec = load_corner_table(sample_maps), QuerySpec.benchmark(photometric=photometric, camera=(320, 180))
     listed = list(synthesise_queries(rasters, 4, seed=9, spec=spec))
     views = ViewSet(rasters, 4, seed=9, spec=spec)
     assert len(views) == 4 and all(v.image is None for v in views.meta)

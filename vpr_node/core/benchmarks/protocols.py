@@ -1,9 +1,10 @@
 """Query protocols of the developer benchmarks: `benchmark` (QuerySpec.benchmark: 55-110 m, 86 deg hfov, unknown yaw,
 tilt <= 15 deg, strong photometric change; tiles matched to that camera footprint), `changed` (the same queries
-over ground that has changed since the map: views/changed.py), `lookalike` (part of the ground replaced by another
-place of the map) and `elsewhere` (views of another map: no truth, any accepted fix is wrong) (views/hard.py), and
-`legacy` (the earlier README rows: 60 m footprint +-30 %, tilt <= 10 deg, standard photometrics, 60 m tiles at 50 %
-overlap)."""
+over ground that has changed since the map: views/changed.py), `resurveyed` (the same queries as a real frame
+against an independent map sees them: changed ground, texture that moved, relief: changed.resurvey), `lookalike`
+(part of the ground replaced by another place of the map) and `elsewhere` (views of another map: no truth, any
+accepted fix is wrong) (views/hard.py), and `legacy` (the earlier README rows: 60 m footprint +-30 %, tilt <= 10
+deg, standard photometrics, 60 m tiles at 50 % overlap)."""
 from __future__ import annotations
 
 import pathlib
@@ -13,7 +14,7 @@ from vpr_node.core.maps.tiles import TilePlan
 from vpr_node.core.maps.tiling import plan_for_camera
 from vpr_node.core.views.queries import QuerySpec
 
-PROTOCOLS = ("benchmark", "changed", "lookalike", "elsewhere", "legacy")
+PROTOCOLS = ("benchmark", "changed", "resurveyed", "lookalike", "elsewhere", "legacy")
 
 
 def protocol_setup(protocol: str):
@@ -22,7 +23,7 @@ def protocol_setup(protocol: str):
         return QuerySpec(), TilePlan.single(60.0, 0.5)
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    spec = QuerySpec.benchmark(photometric="changed" if protocol == "changed" else "strong")
+    spec = QuerySpec.benchmark(photometric=protocol if protocol in ("changed", "resurveyed") else "strong")
     return spec, plan_for_camera(spec.camera_model(), *spec.altitude_m)
 
 

@@ -9,7 +9,12 @@
 - anisotropy: log of the ratio of the homography's singular values at the frame's centre (a camera over the
   ground stretches little; a fit through a narrow cluster of points is ill-conditioned);
 - prior: the Mahalanobis distance of the fix from the drone's position prior under both covariances, where the
-  drone has one (NaN where it has none).
+  drone has one (NaN where it has none), and what agreeing with it is worth (`prior_log_ratio`): the log of how much
+  likelier the fix's place is if the fix is right (the truth lies around the prior, as its covariance says) than if
+  it is wrong (a wrong fix lands anywhere on the map the gate lets through, `MapCoverage`). The calibrated odds are
+  multiplied by it: a fix that lands where an independent prior put the drone is worth more than one that lands
+  anywhere, and at most log(gate area / prior density), about +2 logits with a 4-sigma gate; the calibration's
+  validation views have no prior, so this is the one place the prior enters the confidence.
 """
 from __future__ import annotations
 
@@ -71,3 +76,61 @@ def prior_distance(lat: float, lon: float, cov_en, prior_lat: float, prior_lon: 
     d = np.array([(lon - prior_lon) * m_lon, (lat - prior_lat) * m_lat])
     cov = np.asarray(cov_en, np.float64) + np.eye(2) * prior_sigma_m ** 2
     return float(math.sqrt(max(0.0, d @ np.linalg.solve(cov, d))))
+
+
+class MapCoverage:
+    """The ground an index's tiles cover, as a grid of cells (`cell_m`, 5 m or coarser for a large map): where a wrong
+    fix can land. `cols`: the tile table's north/south/west/east columns (degrees)."""
+
+    def __init__(self, cols, max_cells: int = 4_000_000):
+        north, south = np.asarray(cols["north"], np.float64), np.asarray(cols["south"], np.float64)
+        west, east = np.asarray(cols["west"], np.float64), np.asarray(cols["east"], np.float64)
+        self.lat0, self.lon0 = float((north.max() + south.min()) / 2), float((west.min() + east.max()) / 2)
+        self.m_lat, self.m_lon = metres_per_degree(self.lat0)
+        e0, n0 = (west.min() - self.lon0) * self.m_lon, (south.min() - self.lat0) * self.m_lat
+        width, height = (east.max() - west.min()) * self.m_lon, (north.max() - south.min()) * self.m_lat
+        self.cell_m = max(5.0, math.sqrt(width * height / max_cells))
+        self.origin = (e0, n0)
+        nx, ny = int(math.ceil(width / self.cell_m)) + 1, int(math.ceil(height / self.cell_m)) + 1
+        self.grid = np.zeros((ny, nx), bool)
+        for w_, e_, s_, n_ in zip(west, east, south, north, strict=True):
+            x0, x1 = ((np.array([w_, e_]) - self.lon0) * self.m_lon - e0) / self.cell_m
+            y0, y1 = ((np.array([s_, n_]) - self.lat0) * self.m_lat - n0) / self.cell_m
+            self.grid[int(y0):int(math.ceil(y1)), int(x0):int(math.ceil(x1))] = True
+
+    @property
+    def area_m2(self) -> float:
+        return float(self.grid.sum()) * self.cell_m ** 2
+
+    def area_within(self, lat: float, lon: float, cov_en, k: float) -> float:
+        """m^2 of covered ground within Mahalanobis distance k of (lat, lon) under cov_en (east/north, m^2)."""
+        cov = np.asarray(cov_en, np.float64)
+        e = (lon - self.lon0) * self.m_lon - self.origin[0]
+        n = (lat - self.lat0) * self.m_lat - self.origin[1]
+        reach = k * math.sqrt(float(np.linalg.eigvalsh(cov).max()))
+        ny, nx = self.grid.shape
+        x0, x1 = max(0, int((e - reach) / self.cell_m)), min(nx, int(math.ceil((e + reach) / self.cell_m)) + 1)
+        y0, y1 = max(0, int((n - reach) / self.cell_m)), min(ny, int(math.ceil((n + reach) / self.cell_m)) + 1)
+        if x0 >= x1 or y0 >= y1:
+            return 0.0
+        xx, yy = np.meshgrid((np.arange(x0, x1) + 0.5) * self.cell_m - e, (np.arange(y0, y1) + 0.5) * self.cell_m - n)
+        d = np.stack([xx.ravel(), yy.ravel()], 1)
+        inside = np.einsum("ij,ij->i", d @ np.linalg.inv(cov), d) <= k * k
+        return float((inside & self.grid[y0:y1, x0:x1].ravel()).sum()) * self.cell_m ** 2
+
+
+def prior_log_ratio(distance: float, cov_en, area_m2: float) -> float:
+    """log p(fix place | right) / p(fix place | wrong): the fix at Mahalanobis `distance` from the prior under
+    `cov_en` (the fix's and the prior's covariances summed, m^2) against a wrong fix spread over `area_m2` (the map
+    within the gate). 0 without a prior (NaN distance) or without ground to compare with."""
+    if not math.isfinite(distance) or area_m2 <= 0:
+        return 0.0
+    density = math.exp(-0.5 * distance * distance) / (2 * math.pi * math.sqrt(float(np.linalg.det(cov_en))))
+    return math.log(max(density * area_m2, 1e-12))
+
+
+def with_log_ratio(confidence: float, log_ratio: float) -> float:
+    """A probability with its odds multiplied by exp(log_ratio)."""
+    c = min(max(confidence, 1e-12), 1 - 1e-12)
+    z = math.log(c / (1 - c)) + log_ratio
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))

@@ -21,6 +21,7 @@ inliers wins; its fix is accepted when the calibration (confidence.py) says it i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -138,6 +139,11 @@ class Verifier:
         self.label = self.cfg.label
         self.run_all_stages = False  # calibration: every stage on every frame, each stage's fix a sample
 
+    @functools.cached_property
+    def coverage(self) -> evidence.MapCoverage:
+        """The ground the tiles cover: where a wrong fix can land (a position prior's evidence)."""
+        return evidence.MapCoverage(self.tiles.cols)
+
     @classmethod
     def for_index(cls, index_dir, cfg: VerifyConfig | None = None, require_calibration: bool = False,
                   calibrated: bool = True) -> "Verifier":
@@ -224,6 +230,11 @@ class Verifier:
                 result.reason = "uncalibrated"
             else:
                 fix.confidence = self.calibration.confidence(x)
+                if math.isfinite(prior):  # where the fix lands against an independent prior (evidence.py)
+                    both = np.asarray(fix.cov_en) + np.eye(2) * hints.prior_sigma_m ** 2
+                    area = self.coverage.area_within(hints.prior_lat, hints.prior_lon, both, self.cfg.prior_gate)
+                    fix.confidence = evidence.with_log_ratio(fix.confidence,
+                                                             evidence.prior_log_ratio(prior, both, area))
                 # a less certain fix reports a larger covariance: the calibrated one over its confidence
                 fix.cov_en = self.calibration.scaled(fix.cov_en) / max(fix.confidence, 0.05)
                 fix.accepted = fix.confidence >= self.calibration.threshold

@@ -5,6 +5,8 @@
   (contrast/brightness/gamma, white balance, hue and saturation, blur, noise, JPEG at low quality).
 - `changed`: ground that has changed since the map was captured (changed.py: re-planted fields,
   construction, vehicles, season, cloud shadows, lens distortion), then `strong`'s sensor chain.
+- `resurveyed`: what a real frame against an independent map looks like (changed.resurvey: changed ground, then
+  texture that moved and relief displacement), then `strong`'s chain; the verifier's calibration views.
 - `adaptation`: what mission adaptation trains on, deliberately broader than `strong` and built from
   other operations too (cloud shadows, haze, vignetting, grey sensor, resolution loss, sharpening), so
   the adapted model learns invariance rather than the benchmark generator's own distribution.
@@ -18,7 +20,7 @@ import numpy as np
 
 from vpr_node.core.views import changed
 
-PROFILES = ("none", "standard", "strong", "changed", "adaptation")
+PROFILES = ("none", "standard", "strong", "changed", "resurveyed", "adaptation")
 
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
@@ -107,6 +109,8 @@ def apply(profile: str, rng, img: np.ndarray) -> np.ndarray:
         return strong(rng, img)
     if profile == "changed":
         return strong(rng, changed.apply(rng, img))
+    if profile == "resurveyed":
+        return strong(rng, changed.resurvey(rng, img))
     if profile == "adaptation":
         return adaptation(rng, img)
     raise ValueError(f"unknown photometric profile {profile!r}; choose one of {', '.join(PROFILES)}")

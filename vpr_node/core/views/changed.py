@@ -12,6 +12,17 @@ profile: these changes, then `strong`'s sensor chain):
 - cloud shadows: a smooth darkening field (0-2 clouds);
 - lens distortion: radial barrel/pincushion distortion (k1 in [-0.12, 0.08]).
 
+`resurvey(rng, view)` goes further, to what a real frame against an independent map looks like (the `resurveyed`
+profile, measured against a real drone frame and its orthophoto of another season: a right fix there has a fifth of
+a rendered view's inliers, 0.6 of its matches inliers, 2-3x its reprojection error, inliers over a fifth of the
+frame): the changes above, then
+
+- moved texture: in low-frequency regions covering 30-70 % of the view (vegetation, shadows, surfaces seen by another
+  sensor in another season), the view's own texture shuffled in small cells turned at random: the same colours and
+  statistics, no geometry a matcher can verify;
+- relief and orthorectification: a smooth displacement field of 0.5-1.5 % of the view's size (buildings lean, trees
+  stand, the map's own orthorectification is off by metres).
+
 Every change is drawn from `rng`, so a seed gives the same changed view; the benchmark's changed-ground
 condition uses seeds that adaptation never sees. Changes are in the view's own coordinates: what a single
 frame of changed ground looks like (the map itself is never modified).
@@ -114,3 +125,37 @@ def apply(rng, view: np.ndarray) -> np.ndarray:
         img = cloud_shadows(rng, img, int(rng.integers(1, 3)))
     img = lens_distortion(rng, np.clip(img, 0, 255).astype(np.uint8))
     return img
+
+
+def moved_texture(rng, img: np.ndarray, share: float) -> np.ndarray:
+    """About `share` of the view (low-frequency regions) re-made from its own cells (3-6 % of the view's side),
+    shuffled and turned by multiples of 90 deg."""
+    h, w = img.shape[:2]
+    cell = max(8, int(rng.uniform(0.03, 0.06) * max(w, h)))
+    gh, gw = -(-h // cell), -(-w // cell)
+    field = cv2.resize(rng.random((4, 6)).astype(np.float32), (gw, gh), interpolation=cv2.INTER_CUBIC)
+    moved = field <= np.quantile(field, share)
+    src = img.copy()
+    cells = [(y, x) for y in range(gh) for x in range(gw) if (y + 1) * cell <= h and (x + 1) * cell <= w]
+    for y, x in zip(*np.nonzero(moved), strict=True):
+        sy, sx = cells[int(rng.integers(len(cells)))]
+        patch = np.rot90(src[sy * cell:(sy + 1) * cell, sx * cell:(sx + 1) * cell], int(rng.integers(4)))
+        ys, xs = slice(y * cell, min(h, (y + 1) * cell)), slice(x * cell, min(w, (x + 1) * cell))
+        img[ys, xs] = patch[:ys.stop - ys.start, :xs.stop - xs.start]
+    return img
+
+
+def relief(rng, img: np.ndarray, amplitude: float) -> np.ndarray:
+    """A smooth random displacement of up to `amplitude` x the view's size."""
+    h, w = img.shape[:2]
+    d = [cv2.resize(rng.uniform(-1, 1, (5, 7)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+         * amplitude * max(w, h) for _ in range(2)]
+    xx, yy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, xx + d[0], yy + d[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def resurvey(rng, view: np.ndarray) -> np.ndarray:
+    """The view as a real frame against an independent map (module docstring), before the camera's chain."""
+    img = apply(rng, view)
+    img = moved_texture(rng, np.clip(img, 0, 255).astype(np.uint8), float(rng.uniform(0.3, 0.7)))
+    return relief(rng, img, float(rng.uniform(0.005, 0.015)))

@@ -145,10 +145,12 @@ def footprint_radius_px(side_px: float, camera: tuple[int, int], tilt_deg: float
 
 
 def condition_view(profile: str, rng, view: np.ndarray, seed: int, i: int) -> np.ndarray:
-    """View i of a set with this seed under a photometric profile (augment.py). `changed` draws the ground changes
-    from its own stream, so its positions and photometrics are those of `strong` with changed ground."""
-    if profile == "changed":
-        return augment.strong(rng, changed.apply(np.random.default_rng([seed, i, CHANGED_STREAM]), view))
+    """View i of a set with this seed under a photometric profile (augment.py). `changed` and `resurveyed` draw the
+    ground changes from their own stream, so their positions and photometrics are those of `strong` with changed
+    ground."""
+    if profile in ("changed", "resurveyed"):
+        ground = changed.apply if profile == "changed" else changed.resurvey
+        return augment.strong(rng, ground(np.random.default_rng([seed, i, CHANGED_STREAM]), view))
     return augment.apply(profile, rng, view)
 
 
