@@ -120,7 +120,7 @@ def test_the_verifier_is_calibrated_on_the_mission_map(mission):
     v = cal.validation
     assert v["views"] == CALIBRATION_VIEWS and v["fixes"] > 0
     # the validation views include the cases that make wrong fixes, and say how many it saw
-    assert set(v["conditions"]) == {"strong", "changed", "lookalike", "elsewhere"}
+    assert set(v["conditions"]) == {"strong", "changed", "resurveyed", "lookalike", "elsewhere"}
     assert v["wrong_fixes"] == sum(v["wrong_fixes_by_condition"].values())
     if v["accepted"]:
         assert v["precision"] >= 0.99

@@ -1,5 +1,6 @@
 """Calibrating the verifier on the mission map before take-off: synthesised validation views of the map (photometric
-change, changed ground, and the views that make wrong fixes: look-alike ground pasted from elsewhere in the map and
+change, changed ground, ground as a real frame against an independent map sees it, and the views that make wrong
+fixes: look-alike ground pasted from elsewhere in the map and
 views of another map, views/hard.py; seeds never used for adaptation, reports or benchmarks) are retrieved with the
 index and verified, and the confidence model, acceptance threshold and covariance scale are fitted on them
 (verification/confidence.py) into the index folder's `verification.json`, hashed in its manifest.
@@ -23,14 +24,16 @@ from vpr_node.core.verification.confidence import VERIFIER_VERSION, Calibration,
 from vpr_node.core.verification.verifier import Verifier, VerifyConfig
 from vpr_node.core.views.queries import QuerySpec, ViewSet
 
-# photometric change, changed ground, look-alike ground, another map: the share of the validation views of each
-CONDITIONS = {"strong": 0.3, "changed": 0.3, "lookalike": 0.25, "elsewhere": 0.15}
+# photometric change, changed ground, ground as a real frame against an independent map sees it (changed.resurvey:
+# right fixes with a real frame's few, clustered inliers, and the chance fixes such frames also make), look-alike
+# ground, another map: the share of the validation views of each
+CONDITIONS = {"strong": 0.2, "changed": 0.2, "resurveyed": 0.2, "lookalike": 0.25, "elsewhere": 0.15}
 
 
 @dataclasses.dataclass
 class CalibrationConfig:
     views: int = option(300, "validation views the verifier is calibrated on (photometric change, changed ground, "
-                             "look-alike ground, another map); 0 = no calibration")
+                             "resurveyed ground, look-alike ground, another map); 0 = no calibration")
     check_views: int = option(40, "held-out look-alike and other-map views the fitted calibration is checked on")
     seed: int = option(3000, "their seed (never an adaptation's, a report's or a benchmark's)")
     max_tilt_deg: float = option(15.0, "largest off-nadir angle of the nav camera in flight (mount, pitch and roll; "

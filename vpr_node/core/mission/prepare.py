@@ -46,7 +46,7 @@ from vpr_node.core.mission.adaptation import (
     raw_strategy,
     worker_spec,
 )
-from vpr_node.core.mission.calibration import calibrate_verifier
+from vpr_node.core.mission.calibration import CONDITIONS, calibrate_verifier
 from vpr_node.core.mission.config import STEPS, MissionConfig, retrieval_only
 from vpr_node.core.mission.report import mission_report
 from vpr_node.core.retrieval.narrowing import NARROW_DIR
@@ -159,7 +159,7 @@ def prepare_mission(cfg: MissionConfig, log=print) -> dict:
         state.mark("map_features", features_key)
     # 6. the verifier's calibration on validation views (photometric change and changed ground)
     verifier_key = {**features_key, "verify": dataclasses.asdict(cfg.verify), "verifier_version": VERIFIER_VERSION,
-                    "calibration": dataclasses.asdict(cfg.calibration)}
+                    "calibration": dataclasses.asdict(cfg.calibration), "conditions": CONDITIONS}
     if cfg.calibration.views > 0 and (not state.done("verifier", verifier_key) or not (out / VERIFICATION).exists()):
         log(f"[mission] calibrating the verifier on {cfg.calibration.views} validation views")
         t0 = time.perf_counter()
