@@ -31,7 +31,7 @@ from vpr_node.core.io.bags import FIX_TYPE, IMAGE_TYPES, ResultBagWriter, read_c
 from vpr_node.core.maps.geo import haversine_m, metres_per_degree
 from vpr_node.core.priors.messages import MESSAGE_TYPES
 from vpr_node.msg import VprResult, VprVerification
-from vpr_node.ros.client_node import BackgroundNode, wait_diagnostics, wait_wired
+from vpr_node.ros.client_node import FRAME_READERS, BackgroundNode, wait_frames_matched, wait_wired
 from vpr_node.ros.conversions import ns_to_time, time_to_ns
 from vpr_node.ros.qos import OUTPUT_QOS
 
@@ -67,7 +67,7 @@ class BagPlayer(BackgroundNode):
                 OUTPUT_QOS))
         # the nodes that read the frames (their /diagnostics status names): each must have matched this player's
         # camera publisher before the first frame (best effort: a frame sent before that is lost to it)
-        self.frame_readers = ["visual place recognition"] + (["geometric verification"] if verification_topic else [])
+        self.frame_readers = FRAME_READERS[:2 if verification_topic else 1]
         self.diagnostics: queue.Queue = queue.Queue()
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.put, 10)
         self.frame_wall_ns: dict[int, int] = {}  # camera frame's bag time -> wall ns when it was published
@@ -77,17 +77,6 @@ class BagPlayer(BackgroundNode):
         msg = Clock()
         msg.clock = ns_to_time(ns)
         self.clock_pub.publish(msg)
-
-    def _wait_readers_matched(self, topic: str, timeout: float) -> None:
-        """Until every frame reader reports (its diagnostics' `image_publishers`) as many matched camera publishers
-        as this node sees on `topic`: the match is not symmetric in time, and a best-effort reader that has not yet
-        matched the player drops the first frames although the player already counts it as a subscriber."""
-        publishers = self.node.count_publishers(topic)
-        for name in self.frame_readers:
-            if wait_diagnostics(self.diagnostics, name, lambda v: int(v.get("image_publishers", 0)) >= publishers,
-                                timeout) is None:
-                raise TimeoutError(f"the node reporting '{name}' has not matched the {publishers} publishers of "
-                                   f"{topic} after {timeout} s (is it active, on this ROS domain?)")
 
     def play(self, wait_subscriber_s: float = 30.0, settle_s: float = 10.0) -> dict:
         """Publish the bag once; returns counts, timing error and the collected results."""
@@ -109,7 +98,10 @@ class BagPlayer(BackgroundNode):
             if not wait_wired(cam_pub, readers, self.subs, wait_subscriber_s):
                 raise TimeoutError(f"{cams[0].topic} has {cam_pub.get_subscription_count()} of {readers} "
                                    f"subscribers, or no node publishes the results, after {wait_subscriber_s} s")
-            self._wait_readers_matched(cams[0].topic, wait_subscriber_s)
+            if not wait_frames_matched(self.node, self.diagnostics, cams[0].topic, self.frame_readers,
+                                       wait_subscriber_s):
+                raise TimeoutError(f"{', '.join(self.frame_readers)}: not matched to every publisher of "
+                                   f"{cams[0].topic} after {wait_subscriber_s} s (active, on this ROS domain?)")
             messages = r.messages(connections=conns)
             first = None
             frames, lateness = 0, []

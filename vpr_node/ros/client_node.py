@@ -41,6 +41,20 @@ def wait_diagnostics(arrays: queue.Queue, name: str, ready: Callable[[dict], boo
                     return values
 
 
+# /diagnostics status names of the package's frame readers: vpr_node, and the verifier
+FRAME_READERS = ("visual place recognition", "geometric verification")
+
+
+def wait_frames_matched(node, arrays: queue.Queue, topic: str, readers, timeout: float) -> bool:
+    """Until each of `readers` (status names) reports, in its diagnostics' `image_publishers`, as many matched
+    publishers of `topic` as `node` sees: discovery matches the two ends at different moments, and a best-effort
+    reader that has not yet matched a writer drops what it sends although the writer already counts the reader."""
+    deadline = time.monotonic() + timeout
+    publishers = node.count_publishers(topic)
+    return all(wait_diagnostics(arrays, name, lambda v: int(v.get("image_publishers", 0)) >= publishers,
+                                max(0.0, deadline - time.monotonic())) is not None for name in readers)
+
+
 class BackgroundNode:
     def __init__(self, name: str, domain_id: int | None = None):
         self.context = rclpy.Context()

@@ -27,7 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 from vpr_node.core.io import image_codec
 from vpr_node.core.resources import data_file
 from vpr_node.msg import VprResult, VprVerification
-from vpr_node.ros.client_node import BackgroundNode, wait_diagnostics, wait_wired
+from vpr_node.ros.client_node import FRAME_READERS, BackgroundNode, wait_diagnostics, wait_frames_matched, wait_wired
 from vpr_node.ros.conversions import ns_to_time
 from vpr_node.ros.node_spec import (
     EXECUTABLE,
@@ -207,10 +207,8 @@ class VprClient(BackgroundNode):
         subs = [self._result_sub] + ([self._verification_sub] if count >= 2 and self._verification_sub else [])
         if not wait_wired(self.pub, count, subs, timeout):
             return False
-        publishers = self.node.count_publishers(self.pub.topic_name)
-        readers = ["visual place recognition"] + (["geometric verification"] if count >= 2 else [])
-        return all(wait_diagnostics(self.diagnostics, name, lambda v: int(v.get("image_publishers", 0)) >= publishers,
-                                    max(0.0, deadline - time.monotonic())) is not None for name in readers)
+        return wait_frames_matched(self.node, self.diagnostics, self.pub.topic_name, FRAME_READERS[:min(count, 2)],
+                                   max(0.0, deadline - time.monotonic()))
 
     def wait_result_subscribers(self, count: int = 2, timeout: float = 30.0) -> bool:
         """Until vpr_node's own VprResult publisher is matched to `count` subscriptions (this client and the
