@@ -88,5 +88,5 @@ def test_a_learned_matcher_fixes_real_crops_where_rootsift_cannot(tmp_path):
             errors.append(haversine_m(q.lat, q.lon, res.fix.lat, res.fix.lon) if res.fix else math.inf)
         errors = np.asarray(errors)
         outcome[name] = (int(np.sum(errors <= 25.0)), int(np.sum(np.isfinite(errors) & (errors > 25.0))))
-    assert outcome["xfeat"][0] >= 6 and outcome["xfeat"][1] == 0, outcome
+    assert outcome["xfeat"][0] >= 8 and outcome["xfeat"][1] == 0, outcome
     assert outcome["sift"][0] <= 2, outcome

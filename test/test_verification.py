@@ -255,16 +255,33 @@ def test_evidence_beyond_the_inlier_count():
     assert evidence.rival_ratio([near, far], 20.0) == pytest.approx(0.9)  # 556 m apart: a rival
     assert evidence.rival_ratio([near, VerifiedCandidate(2, "c", 0, 0, 0, inliers=90, fix_lat=60.0,
                                                          fix_lon=22.0001)], 20.0) == 0.0  # 5.6 m: agrees
-    assert evidence.prior_distance(60.0, 22.0, np.eye(2), 60.0, 22.0, 10.0) == pytest.approx(0.0)
-    assert evidence.prior_distance(60.001, 22.0, np.zeros((2, 2)), 60.0, 22.0, 10.0) == pytest.approx(11.12, abs=0.05)
-    assert math.isnan(evidence.prior_distance(60.0, 22.0, np.eye(2), math.nan, math.nan, math.nan))
+    assert evidence.against_prior(60.0, 22.0, np.eye(2), 60.0, 22.0, 10.0).distance == pytest.approx(0.0)
+    assert evidence.against_prior(60.001, 22.0, np.zeros((2, 2)), 60.0, 22.0, 10.0).distance == \
+        pytest.approx(11.12, abs=0.05)
+    assert evidence.against_prior(60.0, 22.0, np.eye(2), math.nan, math.nan, math.nan) is None
+
+
+def test_a_frame_turned_north_up_keeps_every_pixel_and_no_false_edge_around_it():
+    """A learned matcher sees the frame turned north-up by its heading: the canvas holds every pixel of the frame,
+    and around it the frame mirrored, not black (a black surround draws an edge along the frame's border where a
+    detector spends its keypoints: BENCHMARKS.md 'Verification on real imagery')."""
+    from vpr_node.core.verification.verifier import turned
+
+    img = np.random.default_rng(0).integers(60, 200, (300, 400, 3), dtype=np.uint8)
+    out, m = turned(img, 35.0)
+    a = math.radians(35.0)
+    assert out.shape[:2] == (math.ceil(400 * math.sin(a) + 300 * math.cos(a)),
+                             math.ceil(400 * math.cos(a) + 300 * math.sin(a)))
+    corners = np.c_[[[0, 0], [400, 0], [400, 300], [0, 300]], np.ones(4)] @ m.T
+    assert corners.min() >= -1e-6 and np.all(corners.max(0) <= np.array(out.shape[1::-1]) + 1e-6)
+    assert out.min() >= 60  # no black anywhere on the canvas
 
 
 def test_a_fix_where_an_independent_prior_put_the_drone_is_worth_more_on_a_large_map_than_on_a_small_one():
     """The position prior's evidence: a wrong fix lands anywhere on the covered map within the gate, a right one
     around the prior. On a map much larger than the prior's uncertainty, agreeing with the prior raises the odds
     (at most the gate's area over the prior's density); on a map the prior already covers, it says little; a fix
-    far out in the prior's tail loses odds; no prior changes nothing."""
+    far out in the prior's tail loses odds."""
     from vpr_node.core.verification import evidence
 
     def tiles(side_m: float, tile_m: float = 50.0):  # a square map of side_m, tiled without gaps
@@ -287,7 +304,6 @@ def test_a_fix_where_an_independent_prior_put_the_drone_is_worth_more_on_a_large
     assert at_prior_large == pytest.approx(math.log(16.0 / 2.0), rel=0.05)  # (4 sigma)^2 pi / (2 pi sigma^2)
     assert evidence.prior_log_ratio(0.0, cov, small.area_within(60.0, 22.0, cov, 4.0)) < at_prior_large - 1.5
     assert evidence.prior_log_ratio(3.0, cov, gate) < 0  # out in the tail: likelier wrong than right by place
-    assert evidence.prior_log_ratio(math.nan, cov, gate) == 0.0
     assert evidence.with_log_ratio(0.5, math.log(3.0)) == pytest.approx(0.75)
     assert evidence.with_log_ratio(0.8, 0.0) == pytest.approx(0.8)
 

@@ -31,7 +31,8 @@ FEATURES = ("log_inliers", "inlier_ratio", "reprojection_px", "margin", "agree",
 # fitted by another version is refused with what to run. 2: exact FAISS nearest neighbours instead of FLANN.
 # 3: matchers behind a registry, learned matchers against map-feature windows, the cascade's stage as a feature.
 # 4: evidence features (inlier spread, rival place, conditioning); hard validation views (look-alike, another map).
-VERIFIER_VERSION = 4
+# 5: a learned matcher's frame turned on a mirrored canvas (not black), 6 headings tried without a heading prior.
+VERIFIER_VERSION = 5
 
 
 def feature_vector(v, agree_m: float = 20.0) -> np.ndarray:

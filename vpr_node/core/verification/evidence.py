@@ -9,7 +9,7 @@
 - anisotropy: log of the ratio of the homography's singular values at the frame's centre (a camera over the
   ground stretches little; a fit through a narrow cluster of points is ill-conditioned);
 - prior: the Mahalanobis distance of the fix from the drone's position prior under both covariances, where the
-  drone has one (NaN where it has none), and what agreeing with it is worth (`prior_log_ratio`): the log of how much
+  drone has one (`against_prior`), and what agreeing with it is worth (`prior_log_ratio`): the log of how much
   likelier the fix's place is if the fix is right (the truth lies around the prior, as its covariance says) than if
   it is wrong (a wrong fix lands anywhere on the map the gate lets through, `MapCoverage`). The calibrated odds are
   multiplied by it: a fix that lands where an independent prior put the drone is worth more than one that lands
@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -67,15 +68,24 @@ def anisotropy(H: np.ndarray, frame_size: tuple[int, int]) -> float:
     return float(math.log(max(sv[0], 1e-9) / max(sv[1], 1e-9)))
 
 
-def prior_distance(lat: float, lon: float, cov_en, prior_lat: float, prior_lon: float, prior_sigma_m: float) -> float:
-    """Mahalanobis distance of a fix from a position prior (1-sigma prior_sigma_m per axis) under both covariances;
-    NaN without a prior."""
+@dataclasses.dataclass(frozen=True)
+class PriorCheck:
+    """A fix against the drone's position prior: their Mahalanobis distance under both covariances (`cov_en`, the
+    fix's and the prior's summed, east/north m^2)."""
+
+    distance: float
+    cov_en: np.ndarray
+
+
+def against_prior(lat: float, lon: float, cov_en, prior_lat: float, prior_lon: float,
+                  prior_sigma_m: float) -> PriorCheck | None:
+    """A fix against a position prior (1-sigma prior_sigma_m per axis); None without a prior."""
     if not (math.isfinite(prior_lat) and math.isfinite(prior_lon) and math.isfinite(prior_sigma_m)):
-        return math.nan
+        return None
     m_lat, m_lon = metres_per_degree(prior_lat)
     d = np.array([(lon - prior_lon) * m_lon, (lat - prior_lat) * m_lat])
     cov = np.asarray(cov_en, np.float64) + np.eye(2) * prior_sigma_m ** 2
-    return float(math.sqrt(max(0.0, d @ np.linalg.solve(cov, d))))
+    return PriorCheck(float(math.sqrt(max(0.0, d @ np.linalg.solve(cov, d)))), cov)
 
 
 class MapCoverage:
@@ -85,18 +95,21 @@ class MapCoverage:
     def __init__(self, cols, max_cells: int = 4_000_000):
         north, south = np.asarray(cols["north"], np.float64), np.asarray(cols["south"], np.float64)
         west, east = np.asarray(cols["west"], np.float64), np.asarray(cols["east"], np.float64)
-        self.lat0, self.lon0 = float((north.max() + south.min()) / 2), float((west.min() + east.max()) / 2)
-        self.m_lat, self.m_lon = metres_per_degree(self.lat0)
-        e0, n0 = (west.min() - self.lon0) * self.m_lon, (south.min() - self.lat0) * self.m_lat
-        width, height = (east.max() - west.min()) * self.m_lon, (north.max() - south.min()) * self.m_lat
+        self.lat0, self.lon0 = float(south.min()), float(west.min())  # the south-west corner
+        self.m_lat, self.m_lon = metres_per_degree(float((north.max() + south.min()) / 2))
+        width, height = self.metres(north.max(), east.max())
         self.cell_m = max(5.0, math.sqrt(width * height / max_cells))
-        self.origin = (e0, n0)
         nx, ny = int(math.ceil(width / self.cell_m)) + 1, int(math.ceil(height / self.cell_m)) + 1
         self.grid = np.zeros((ny, nx), bool)
-        for w_, e_, s_, n_ in zip(west, east, south, north, strict=True):
-            x0, x1 = ((np.array([w_, e_]) - self.lon0) * self.m_lon - e0) / self.cell_m
-            y0, y1 = ((np.array([s_, n_]) - self.lat0) * self.m_lat - n0) / self.cell_m
-            self.grid[int(y0):int(math.ceil(y1)), int(x0):int(math.ceil(x1))] = True
+        x0, y0 = self.metres(south, west)
+        x1, y1 = self.metres(north, east)
+        for a, b, c, d in zip(x0 / self.cell_m, x1 / self.cell_m, y0 / self.cell_m, y1 / self.cell_m, strict=True):
+            self.grid[int(c):int(math.ceil(d)), int(a):int(math.ceil(b))] = True
+
+    def metres(self, lat, lon):
+        """(east, north) metres of lat/lon (scalars or arrays) from the grid's south-west corner."""
+        lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+        return (lon - self.lon0) * self.m_lon, (lat - self.lat0) * self.m_lat
 
     @property
     def area_m2(self) -> float:
@@ -105,8 +118,7 @@ class MapCoverage:
     def area_within(self, lat: float, lon: float, cov_en, k: float) -> float:
         """m^2 of covered ground within Mahalanobis distance k of (lat, lon) under cov_en (east/north, m^2)."""
         cov = np.asarray(cov_en, np.float64)
-        e = (lon - self.lon0) * self.m_lon - self.origin[0]
-        n = (lat - self.lat0) * self.m_lat - self.origin[1]
+        e, n = (float(v) for v in self.metres(lat, lon))
         reach = k * math.sqrt(float(np.linalg.eigvalsh(cov).max()))
         ny, nx = self.grid.shape
         x0, x1 = max(0, int((e - reach) / self.cell_m)), min(nx, int(math.ceil((e + reach) / self.cell_m)) + 1)
@@ -121,9 +133,9 @@ class MapCoverage:
 
 def prior_log_ratio(distance: float, cov_en, area_m2: float) -> float:
     """log p(fix place | right) / p(fix place | wrong): the fix at Mahalanobis `distance` from the prior under
-    `cov_en` (the fix's and the prior's covariances summed, m^2) against a wrong fix spread over `area_m2` (the map
-    within the gate). 0 without a prior (NaN distance) or without ground to compare with."""
-    if not math.isfinite(distance) or area_m2 <= 0:
+    `cov_en` (the fix's and the prior's covariances summed, m^2: PriorCheck) against a wrong fix spread over
+    `area_m2` (the map within the gate). 0 without ground to compare with."""
+    if area_m2 <= 0:
         return 0.0
     density = math.exp(-0.5 * distance * distance) / (2 * math.pi * math.sqrt(float(np.linalg.det(cov_en))))
     return math.log(max(density * area_m2, 1e-12))
