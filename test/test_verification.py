@@ -297,13 +297,16 @@ def test_a_fix_where_an_independent_prior_put_the_drone_is_worth_more_on_a_large
     cov = np.eye(2) * 50.0 ** 2  # a 50 m prior; the centre of each map
     lat_l, lon_l = 60.0 + 1000.0 / evidence.metres_per_degree(60.0)[0], 22.0 + 1000.0 / evidence.metres_per_degree(
         60.0)[1]
-    gate = large.area_within(lat_l, lon_l, cov, 4.0)
-    assert gate == pytest.approx(math.pi * 200.0 ** 2, rel=0.05)  # the 4-sigma disc, all of it on the map
-    assert small.area_within(60.0, 22.0, cov, 4.0) <= small.area_m2  # the map is smaller than the gate
-    at_prior_large = evidence.prior_log_ratio(0.0, cov, gate)
+    area, mass = large.within_gate(lat_l, lon_l, cov, 4.0)
+    assert area == pytest.approx(math.pi * 200.0 ** 2, rel=0.05)  # the 4-sigma disc, all of it on the map
+    assert mass == pytest.approx(1.0 - math.exp(-8.0), abs=0.01)  # and nearly all of the prior's probability
+    at_prior_large = evidence.prior_log_ratio(0.0, cov, area, mass)
     assert at_prior_large == pytest.approx(math.log(16.0 / 2.0), rel=0.05)  # (4 sigma)^2 pi / (2 pi sigma^2)
-    assert evidence.prior_log_ratio(0.0, cov, small.area_within(60.0, 22.0, cov, 4.0)) < at_prior_large - 1.5
-    assert evidence.prior_log_ratio(3.0, cov, gate) < 0  # out in the tail: likelier wrong than right by place
+    assert evidence.prior_log_ratio(3.0, cov, area, mass) < 0  # out in the tail: likelier wrong than right by place
+    m_lat, m_lon = evidence.metres_per_degree(60.0)
+    area, mass = small.within_gate(60.0 + 75.0 / m_lat, 22.0 + 75.0 / m_lon, cov, 4.0)  # the small map's centre
+    assert area == pytest.approx(small.area_m2, rel=0.1) and 0.6 < mass < 0.9  # the gate holds the whole map
+    assert evidence.prior_log_ratio(0.0, cov, area, mass) < at_prior_large - 1.0
     assert evidence.with_log_ratio(0.5, math.log(3.0)) == pytest.approx(0.75)
     assert evidence.with_log_ratio(0.8, 0.0) == pytest.approx(0.8)
 

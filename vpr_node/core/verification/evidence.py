@@ -10,11 +10,12 @@
   ground stretches little; a fit through a narrow cluster of points is ill-conditioned);
 - prior: the Mahalanobis distance of the fix from the drone's position prior under both covariances, where the
   drone has one (`against_prior`), and what agreeing with it is worth (`prior_log_ratio`): the log of how much
-  likelier the fix's place is if the fix is right (the truth lies around the prior, as its covariance says) than if
-  it is wrong (a wrong fix lands anywhere on the map the gate lets through, `MapCoverage`). The calibrated odds are
-  multiplied by it: a fix that lands where an independent prior put the drone is worth more than one that lands
-  anywhere, and at most log(gate area / prior density), about +2 logits with a 4-sigma gate; the calibration's
-  validation views have no prior, so this is the one place the prior enters the confidence.
+  likelier the fix's place is if the fix is right (the truth lies around the prior, as its covariance says, on the
+  map) than if it is wrong (a wrong fix lands anywhere on the map the gate lets through, `MapCoverage`). The
+  calibrated odds are multiplied by it: a fix that lands where an independent prior put the drone is worth more
+  than one that lands anywhere, at most log(gate area / prior density), about +2 logits with a 4-sigma gate on a
+  map larger than the gate, and little on a map the prior covers; the calibration's validation views have no prior,
+  so this is the one place the prior enters the confidence.
 """
 from __future__ import annotations
 
@@ -115,8 +116,9 @@ class MapCoverage:
     def area_m2(self) -> float:
         return float(self.grid.sum()) * self.cell_m ** 2
 
-    def area_within(self, lat: float, lon: float, cov_en, k: float) -> float:
-        """m^2 of covered ground within Mahalanobis distance k of (lat, lon) under cov_en (east/north, m^2)."""
+    def within_gate(self, lat: float, lon: float, cov_en, k: float) -> tuple[float, float]:
+        """(m^2 of covered ground within Mahalanobis distance k of (lat, lon) under cov_en (east/north, m^2), the
+        probability of a Gaussian at (lat, lon) with that covariance on that ground)."""
         cov = np.asarray(cov_en, np.float64)
         e, n = (float(v) for v in self.metres(lat, lon))
         reach = k * math.sqrt(float(np.linalg.eigvalsh(cov).max()))
@@ -124,21 +126,25 @@ class MapCoverage:
         x0, x1 = max(0, int((e - reach) / self.cell_m)), min(nx, int(math.ceil((e + reach) / self.cell_m)) + 1)
         y0, y1 = max(0, int((n - reach) / self.cell_m)), min(ny, int(math.ceil((n + reach) / self.cell_m)) + 1)
         if x0 >= x1 or y0 >= y1:
-            return 0.0
+            return 0.0, 0.0
         xx, yy = np.meshgrid((np.arange(x0, x1) + 0.5) * self.cell_m - e, (np.arange(y0, y1) + 0.5) * self.cell_m - n)
         d = np.stack([xx.ravel(), yy.ravel()], 1)
-        inside = np.einsum("ij,ij->i", d @ np.linalg.inv(cov), d) <= k * k
-        return float((inside & self.grid[y0:y1, x0:x1].ravel()).sum()) * self.cell_m ** 2
+        m2 = np.einsum("ij,ij->i", d @ np.linalg.inv(cov), d)
+        on = (m2 <= k * k) & self.grid[y0:y1, x0:x1].ravel()
+        density = np.exp(-0.5 * m2[on]) / (2 * math.pi * math.sqrt(float(np.linalg.det(cov))))
+        return float(on.sum()) * self.cell_m ** 2, float(density.sum()) * self.cell_m ** 2
 
 
-def prior_log_ratio(distance: float, cov_en, area_m2: float) -> float:
-    """log p(fix place | right) / p(fix place | wrong): the fix at Mahalanobis `distance` from the prior under
-    `cov_en` (the fix's and the prior's covariances summed, m^2: PriorCheck) against a wrong fix spread over
-    `area_m2` (the map within the gate). 0 without ground to compare with."""
-    if area_m2 <= 0:
+def prior_log_ratio(distance: float, cov_en, area_m2: float, mass: float) -> float:
+    """log p(fix place | right) / p(fix place | wrong) for a fix at Mahalanobis `distance` from the prior under
+    `cov_en` (the fix's and the prior's covariances summed, m^2: PriorCheck). Right, it lies where the prior's
+    Gaussian says, on the map: the Gaussian over `mass`, its probability on the covered ground within the gate;
+    wrong, anywhere on that ground (`area_m2`): MapCoverage.within_gate. On a map the prior covers nearly uniformly
+    the ratio is about 1 wherever the fix lands; 0 without ground to compare with."""
+    if area_m2 <= 0 or mass <= 0:
         return 0.0
     density = math.exp(-0.5 * distance * distance) / (2 * math.pi * math.sqrt(float(np.linalg.det(cov_en))))
-    return math.log(max(density * area_m2, 1e-12))
+    return math.log(max(density * area_m2 / mass, 1e-12))
 
 
 def with_log_ratio(confidence: float, log_ratio: float) -> float:

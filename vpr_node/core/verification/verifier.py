@@ -232,10 +232,10 @@ class Verifier:
             else:
                 fix.confidence = self.calibration.confidence(x)
                 if prior is not None:  # where the fix lands against an independent prior (evidence.py)
-                    gate = self.coverage.area_within(hints.prior_lat, hints.prior_lon, prior.cov_en,
-                                                     self.cfg.prior_gate)
+                    area, mass = self.coverage.within_gate(hints.prior_lat, hints.prior_lon, prior.cov_en,
+                                                           self.cfg.prior_gate)
                     fix.confidence = evidence.with_log_ratio(
-                        fix.confidence, evidence.prior_log_ratio(prior.distance, prior.cov_en, gate))
+                        fix.confidence, evidence.prior_log_ratio(prior.distance, prior.cov_en, area, mass))
                 # a less certain fix reports a larger covariance: the calibrated one over its confidence
                 fix.cov_en = self.calibration.scaled(fix.cov_en) / max(fix.confidence, 0.05)
                 fix.accepted = fix.confidence >= self.calibration.threshold
