@@ -95,7 +95,7 @@ class ElsewhereViews:
         return self.n
 
     def __iter__(self):
-        from vpr_node.core.views.queries import Query, footprint_radius_px, tilt_limit_deg
+        from vpr_node.core.views.queries import Query, footprint_radius_px, lower_to_fit, tilt_limit_deg
 
         spec, h_map = self.spec, self.ground.shape[0]
         cam = spec.camera_model()
@@ -107,9 +107,7 @@ class ElsewhereViews:
             tilt = float(rng.uniform(0, min(spec.max_tilt_deg, tilt_limit_deg(spec.camera, spec.hfov_deg))))
             r = footprint_radius_px(side_px, spec.camera, tilt, spec.hfov_deg)
             if 2 * r >= h_map:  # too wide for the other map: a lower view of it
-                side_px *= (h_map / 2 - 1) / r
-                footprint, altitude = side_px * self.gsd_m, cam.altitude_for_footprint(side_px * self.gsd_m)
-                r = h_map / 2 - 1
+                side_px, footprint, altitude, r = lower_to_fit(side_px, r, h_map, self.gsd_m, cam)
             cx, cy = rng.uniform(r, h_map - r, 2)
             yaw = float(rng.uniform(0, 360))
             view = render_view(self.ground, cx, cy, yaw, side_px, spec.camera, tilt, float(rng.uniform(0, 360)),

@@ -154,6 +154,15 @@ def condition_view(profile: str, rng, view: np.ndarray, seed: int, i: int) -> np
     return augment.apply(profile, rng, view)
 
 
+def lower_to_fit(side_px: float, radius_px: float, map_short_px: int, gsd_m: float, cam: CameraModel | None):
+    """A view too wide for its map (the turned, tilted footprint's radius `radius_px` against the map's short side)
+    made lower until it fits: (side px, footprint m, altitude m or None without a camera, radius px)."""
+    allowed = map_short_px / 2 - 1
+    side_px *= allowed / radius_px
+    footprint = side_px * gsd_m
+    return side_px, footprint, cam.altitude_for_footprint(footprint) if cam is not None else None, allowed
+
+
 def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: QuerySpec | None = None):
     """Yield n Query objects (with image) whose whole footprint lies inside one map raster."""
     spec = spec or QuerySpec()
@@ -182,13 +191,8 @@ def synthesise_queries(rasters: list[GeoRaster], n: int, seed: int = 0, spec: Qu
         side_px = footprint / r.geo.gsd_m
         rad = footprint_radius_px(side_px, spec.camera, tilt, spec.hfov_deg)
         h, w = r.geo.height, r.geo.width
-        if 2 * rad >= min(w, h):
-            # the rotated frame cannot fit: clamp to what fits (rather than loop forever)
-            rad_allowed = min(w, h) / 2 - 1
-            side_px *= rad_allowed / rad
-            footprint = side_px * r.geo.gsd_m
-            altitude = cam.altitude_for_footprint(footprint) if cam is not None else None
-            rad = rad_allowed
+        if 2 * rad >= min(w, h):  # the turned frame cannot fit: a lower view that does (rather than loop forever)
+            side_px, footprint, altitude, rad = lower_to_fit(side_px, rad, min(w, h), r.geo.gsd_m, cam)
         cx = float(rng.uniform(rad, w - rad))
         cy = float(rng.uniform(rad, h - rad))
         yaw = float(rng.uniform(*spec.yaw_deg))
