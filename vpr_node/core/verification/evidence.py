@@ -131,8 +131,12 @@ class MapCoverage:
         d = np.stack([xx.ravel(), yy.ravel()], 1)
         m2 = np.einsum("ij,ij->i", d @ np.linalg.inv(cov), d)
         on = (m2 <= k * k) & self.grid[y0:y1, x0:x1].ravel()
-        density = np.exp(-0.5 * m2[on]) / (2 * math.pi * math.sqrt(float(np.linalg.det(cov))))
-        return float(on.sum()) * self.cell_m ** 2, float(density.sum()) * self.cell_m ** 2
+        return float(on.sum()) * self.cell_m ** 2, float(gaussian_density(m2[on], cov).sum()) * self.cell_m ** 2
+
+
+def gaussian_density(m2, cov_en):
+    """Density (1/m^2) of a 2-D Gaussian with covariance cov_en at squared Mahalanobis distance(s) m2."""
+    return np.exp(-0.5 * np.asarray(m2)) / (2 * math.pi * math.sqrt(float(np.linalg.det(cov_en))))
 
 
 def prior_log_ratio(distance: float, cov_en, area_m2: float, mass: float) -> float:
@@ -143,8 +147,7 @@ def prior_log_ratio(distance: float, cov_en, area_m2: float, mass: float) -> flo
     the ratio is about 1 wherever the fix lands; 0 without ground to compare with."""
     if area_m2 <= 0 or mass <= 0:
         return 0.0
-    density = math.exp(-0.5 * distance * distance) / (2 * math.pi * math.sqrt(float(np.linalg.det(cov_en))))
-    return math.log(max(density * area_m2 / mass, 1e-12))
+    return math.log(max(float(gaussian_density(distance * distance, cov_en)) * area_m2 / mass, 1e-12))
 
 
 def with_log_ratio(confidence: float, log_ratio: float) -> float:
